@@ -1,0 +1,93 @@
+"""Shared fixtures: the SIB-200 directory, a tokenizer trained in seconds on its text, tiny models.
+
+No test downloads anything. The tokenizer is a byte-level BPE trained on a few SIB-200 languages; the
+SIB label words are fed in so that they become single tokens, as they are in real tokenizers.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (
+    AutoModelForCausalLM,
+    BloomConfig,
+    LlamaConfig,
+    PreTrainedTokenizerFast,
+    XGLMConfig,
+)
+
+from xlpeft.backbones import Backbone
+
+REPO = Path(__file__).resolve().parents[1]
+FAMILIES = ("xglm", "bloom", "llama")
+LABEL_WORDS = "science travel politics sports health entertainment earth government play fun".split()
+
+
+def _data_dir() -> Path:
+    given = os.environ.get("XLPEFT_DATA_DIR")
+    path = Path(given) if given else REPO.parent / "shared" / "data" / "sib200"
+    if not (path / "eng_Latn" / "train.tsv").is_file():
+        pytest.exit(f"SIB-200 not found at {path}: set XLPEFT_DATA_DIR to the sib200 folder", returncode=2)
+    return path
+
+
+@pytest.fixture(scope="session")
+def sib_dir() -> Path:
+    return _data_dir()
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(sib_dir) -> PreTrainedTokenizerFast:
+    """Byte-level BPE, ~1k tokens, trained on SIB-200 train text of a few languages."""
+    lines = []
+    for lang in ("eng_Latn", "fra_Latn", "deu_Latn", "zho_Hans", "arb_Arab"):
+        lines += (sib_dir / lang / "train.tsv").read_text(encoding="utf-8").splitlines()[1:200]
+    lines += [f" {w}" for w in LABEL_WORDS] * 200
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=1200, special_tokens=["<pad>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(lines, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", pad_token="<pad>")
+
+
+def tiny_config(family: str, vocab: int, pad_id: int, eos_id: int):
+    common = dict(vocab_size=vocab, pad_token_id=pad_id, eos_token_id=eos_id, bos_token_id=eos_id)
+    if family == "xglm":
+        return XGLMConfig(d_model=32, num_layers=2, attention_heads=4, ffn_dim=64, max_position_embeddings=256, **common)
+    if family == "bloom":
+        return BloomConfig(hidden_size=32, n_layer=2, n_head=4, **common)
+    if family == "llama":
+        return LlamaConfig(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+            max_position_embeddings=256, **common,
+        )
+    raise ValueError(family)
+
+
+def make_backbone(family: str, tokenizer, seed: int = 0) -> Backbone:
+    torch.manual_seed(seed)
+    config = tiny_config(family, len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id)
+    model = AutoModelForCausalLM.from_config(config).eval()
+    return Backbone(name=f"tiny-{family}", model=model, tokenizer=tokenizer)
+
+
+@pytest.fixture(params=FAMILIES)
+def tiny_backbone(request, tiny_tokenizer) -> Backbone:
+    return make_backbone(request.param, tiny_tokenizer)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tiny_tokenizer) -> Path:
+    """A tiny Llama saved as a local model directory, for CLI tests."""
+    path = tmp_path_factory.mktemp("tiny-llama")
+    backbone = make_backbone("llama", tiny_tokenizer)
+    backbone.model.save_pretrained(path)
+    tiny_tokenizer.save_pretrained(path)
+    return path

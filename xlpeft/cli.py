@@ -1,0 +1,190 @@
+"""The ``xlpeft`` command: train soft prompts, evaluate them on many languages, list languages.
+
+Every user-fixable problem ends with one line ``xlpeft: error: ...`` naming the fix, and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from xlpeft.data.languages import NAMED_SET_HELP, NAMED_SETS, registry, resolve_languages
+from xlpeft.errors import XlpeftError
+from xlpeft.training.config import REGIME_HELP, TrainConfig
+
+EPILOG = """examples:
+  xlpeft train --model smollm2-135m --data-dir ../shared/data --epochs 10 --out runs/spt
+  xlpeft evaluate runs/spt --languages quick --data-dir ../shared/data --out runs/spt/test.csv
+  xlpeft evaluate runs/* --languages paper52 --out grid.csv   # a grid shares one text cache
+  xlpeft languages --set paper52
+"""
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def _shots(value: str) -> int | None:
+    if value == "all":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of examples per class or 'all'") from None
+
+
+def _data_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", default=None, help="SIB-200 directory (the sib200 folder or its parent); "
+                        "default: $XLPEFT_DATA_DIR, else the hub dataset Davlan/sib200")
+
+
+def _runtime_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ...; auto = cuda when available")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                        help="bf16 autocast; auto = bf16 on GPU, fp32 on CPU (bf16 on CPU is opt-in, see docs/benchmarks.md)")
+    parser.add_argument("--no-text-cache", dest="text_cache", action="store_false",
+                        help="run the whole sequence every step instead of caching the text's states "
+                             "(same numbers; for checking, and needed for --frozen-dropout)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _train_parser(sub) -> None:
+    d = TrainConfig()
+    p = sub.add_parser("train", formatter_class=_Formatter, help="train a soft prompt (or model) on one language",
+                       description="Train a soft prompt on SIB-200 in one language with a (frozen) causal LM and write "
+                                   "a run directory: config, sampled ids, training log, prompt.safetensors, metrics.",
+                       epilog=EPILOG)
+    p.add_argument("--model", default=d.model, help="embedded offline model (smollm2-135m), hub id (facebook/xglm-564M, "
+                   "bigscience/bloom-560m, ...) or a local model directory")
+    p.add_argument("--source", default=d.source, help="training language (FLORES code)")
+    p.add_argument("--shots", type=_shots, default=d.shots, help="k examples per class after balanced undersampling "
+                   "(validation: ceil(k/4) per class); 'all' = whole train/dev splits")
+    p.add_argument("--prompt-length", type=int, default=d.prompt_length, help="L, soft prompt vectors")
+    p.add_argument("--placement", choices=["suffix", "prefix"], default=d.placement,
+                   help="suffix: [text][prompt][EOS] (Philippy et al.); prefix: [prompt][text][EOS] (Lester et al., PEFT)")
+    p.add_argument("--reparam", choices=["none", "mlp", "residual"], default=d.reparam,
+                   help="MLP reparameterization during training (folded into a plain prompt afterwards)")
+    p.add_argument("--reparam-hidden", type=int, default=d.reparam_hidden, help="hidden width h of the MLP")
+    p.add_argument("--init", choices=["uniform", "vocab", "text"], default=d.init,
+                   help="uniform(-0.5, 0.5); embeddings of random vocabulary tokens; or of --init-text")
+    p.add_argument("--init-text", default=d.init_text, help="text whose token embeddings initialise the prompt (--init text)")
+    p.add_argument("--regime", choices=list(REGIME_HELP), default=d.regime,
+                   help="; ".join(f"{k}: {v}" for k, v in REGIME_HELP.items()))
+    p.add_argument("--epochs", type=int, default=d.epochs, help="training epochs; the epoch with the lowest "
+                   "source-language validation loss is kept")
+    p.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate of the prompt (and of the model in full)")
+    p.add_argument("--lr-model", type=float, default=d.lr_model, help="joint/full: learning rate of the model "
+                   "(default: same as --lr, the paper's joint setting)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="sentences per step")
+    p.add_argument("--warmup-ratio", type=float, default=d.warmup_ratio, help="linear warm-up share of all steps")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay")
+    p.add_argument("--max-length", type=int, default=d.max_length, help="tokens per sequence; only the text is truncated")
+    p.add_argument("--label-words", default=d.label_words, help="override verbalizer words, e.g. 'sports= play,"
+                   "geography= earth' (each must be one token); default: the paper's words for XGLM/BLOOM, "
+                   "space-prefixed for byte-level BPE tokenizers")
+    p.add_argument("--seed", type=int, default=d.seed, help="seeds sampling, prompt init, data order and dropout")
+    p.add_argument("--frozen-dropout", action="store_true", help="keep dropout on in the frozen model, as the "
+                   "reference code did (forces the uncached path)")
+    p.add_argument("--out", required=True, type=Path, help="run directory to write (an interrupted run resumes)")
+    _data_arg(p)
+    _runtime_args(p)
+
+
+def _evaluate_parser(sub) -> None:
+    p = sub.add_parser("evaluate", formatter_class=_Formatter, help="evaluate runs on many languages",
+                       description="Evaluate one or more run directories on SIB-200 test sets. Runs that share a "
+                                   "frozen backbone are evaluated together: each language's text is encoded once "
+                                   "and every suffix prompt runs only its L positions against it. One CSV row per "
+                                   "(run, language); rerunning resumes and reuses finished rows.",
+                       epilog=EPILOG)
+    p.add_argument("runs", nargs="+", type=Path, help="run directories written by 'xlpeft train'")
+    p.add_argument("--languages", default="quick", help="named set (" + ", ".join(NAMED_SETS) + ") or comma list of "
+                   "codes, e.g. 'paper52' or 'eng_Latn,yor_Latn'")
+    p.add_argument("--split", choices=["test", "dev", "train"], default="test", help="SIB-200 split")
+    p.add_argument("--out", type=Path, default=None, help="results CSV (default: RUN_DIR/results_<split>.csv for one "
+                   "run, results_<split>.csv in the working directory for several)")
+    p.add_argument("--batch-size", type=int, default=32, help="sentences per batch on the uncached path")
+    p.add_argument("--max-memory-gb", type=float, default=None, help="cap on cached text states in memory "
+                   "(default: a quarter of available RAM, at most 4)")
+    _data_arg(p)
+    _runtime_args(p)
+
+
+def _languages_parser(sub) -> None:
+    p = sub.add_parser("languages", formatter_class=_Formatter, help="list languages and named sets",
+                       description="List the SIB-200 language registry (FLORES code, ISO 639-3, script, name) "
+                                   "and the named sets usable with --languages.")
+    p.add_argument("--set", default="all", help="a named set or comma list to show")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xlpeft", formatter_class=_Formatter,
+        description="Cross-lingual transfer with soft prompts on frozen multilingual LMs: train on one language, "
+                    "evaluate on up to 205 (SIB-200).", epilog=EPILOG)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _train_parser(sub)
+    _evaluate_parser(sub)
+    _languages_parser(sub)
+    return parser
+
+
+def cmd_train(args) -> None:
+    from xlpeft.training.trainer import Trainer
+
+    fields = set(TrainConfig.__dataclass_fields__)
+    config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    metrics = Trainer(config, args.out, data_dir=args.data_dir).run(progress=not args.quiet)
+    print(f"best epoch {metrics['best_epoch']}: {config.source} validation accuracy {metrics['val_accuracy']:.3f}, "
+          f"macro-F1 {metrics['val_macro_f1']:.3f}, loss {metrics['val_loss']:.4f} -> {args.out}")
+
+
+def cmd_evaluate(args) -> None:
+    from xlpeft.data.sib200 import Sib200
+    from xlpeft.evaluation.evaluate import EvalOptions, evaluate, summary_table
+    from xlpeft.experiments.run_dir import ensure_writable, load_run
+
+    languages = resolve_languages(args.languages)
+    data = Sib200.resolve(args.data_dir)
+    runs = [load_run(path) for path in args.runs]
+    out = args.out or (args.runs[0] / f"results_{args.split}.csv" if len(runs) == 1 else Path(f"results_{args.split}.csv"))
+    ensure_writable(out.parent)
+    options = EvalOptions(split=args.split, batch_size=args.batch_size, max_memory_gb=args.max_memory_gb,
+                          text_cache=args.text_cache, precision=args.precision, device=args.device)
+    results = evaluate(runs, languages, data, out, options, progress=not args.quiet)
+    print(summary_table(results, languages))
+    print(f"-> {out}")
+
+
+def cmd_languages(args) -> None:
+    codes = resolve_languages(args.set)
+    reg = registry()
+    print(f"{'code':<10} {'iso':<4} {'script':<6} name")
+    for code in codes:
+        lang = reg[code]
+        print(f"{code:<10} {lang.iso639_3:<4} {lang.script:<6} {lang.name}")
+    print(f"\n{len(codes)} languages. Named sets:")
+    for name, members in NAMED_SETS.items():
+        print(f"  {name:<8} {len(members):>3}  {NAMED_SET_HELP[name]}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        {"train": cmd_train, "evaluate": cmd_evaluate, "languages": cmd_languages}[args.command](args)
+    except XlpeftError as exc:
+        print(f"xlpeft: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("xlpeft: interrupted; finished work is saved, rerun the same command to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

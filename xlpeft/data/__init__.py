@@ -1,0 +1,1 @@
+"""Datasets, the language registry and few-shot sampling."""

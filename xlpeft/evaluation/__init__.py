@@ -1,0 +1,1 @@
+"""Evaluation: predictions (cached multi-prompt or ordinary), metrics, the results table."""

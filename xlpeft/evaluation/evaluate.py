@@ -1,0 +1,153 @@
+"""Evaluate trained runs on many languages: one results table, written atomically, resumable.
+
+Runs that share a frozen backbone are evaluated together over one stream of languages; each language's
+test set is read, predicted and scored, and the CSV is rewritten after every language, so an
+interrupted evaluation resumes where it stopped and never duplicates rows. Rows are reused only for a
+run whose artefacts are unchanged (``run_id`` is a hash of its config, prompt and metrics).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import psutil
+from tqdm.auto import tqdm
+
+from xlpeft.backbones import Backbone, load_backbone
+from xlpeft.composition.layout import PromptLayout
+from xlpeft.data.languages import registry
+from xlpeft.data.sib200 import Sib200
+from xlpeft.errors import XlpeftError
+from xlpeft.evaluation.metrics import classification_metrics
+from xlpeft.evaluation.predict import plan_memory, predict_cached, predict_uncached, uses_cache
+from xlpeft.experiments.run_dir import Run, atomic_write
+from xlpeft.runtime import autocast, resolve_device, resolve_precision
+
+log = logging.getLogger("xlpeft")
+KEY = ["run", "run_id", "language"]
+RUN_COLUMNS = ("model", "regime", "placement", "prompt_length", "reparam", "shots", "seed")
+
+
+@dataclass
+class EvalOptions:
+    """How to evaluate (never what: the runs decide the numbers)."""
+
+    split: str = "test"
+    batch_size: int = 32
+    max_memory_gb: float | None = None  # cap on cached text states; default: a quarter of free RAM, at most 4 GiB
+    text_cache: bool = True
+    precision: str = "auto"
+    device: str = "auto"
+
+    def memory_budget(self) -> int:
+        if self.max_memory_gb is not None:
+            return int(self.max_memory_gb * 2**30)
+        return int(min(4 * 2**30, psutil.virtual_memory().available / 4))
+
+
+def evaluate(runs: list[Run], languages: list[str], data: Sib200, out_csv: Path, options: EvalOptions,
+             progress: bool = True) -> pd.DataFrame:
+    """Evaluate every run on every language; return (and keep writing) the results table."""
+    done = _previous_results(out_csv, runs, languages)
+    device = resolve_device(options.device)
+    precision = resolve_precision(options.precision, device)
+    for key, group in _group_by_backbone(runs).items():
+        todo = [lang for lang in languages if not _all_done(done, group, lang)]
+        if not todo:
+            continue
+        backbone = load_backbone(key, device=device)
+        backbone.model.eval()
+        bar = tqdm(todo, desc=f"evaluate {len(group)} run(s) on {Path(key).name}", disable=not progress, unit="lang")
+        for language in bar:
+            bar.set_postfix(lang=language)
+            split = data.load(language, options.split)
+            with autocast(precision, device):
+                preds = _predict(backbone, group, split.texts, options)
+            rows = [_row(run, language, split.labels, preds[run.name]) for run in group]
+            done = pd.concat([done[~_is_rows(done, group, language)], pd.DataFrame(rows)], ignore_index=True)
+            _write(out_csv, done)
+    return done
+
+
+def _predict(backbone: Backbone, runs: list[Run], texts: list[str], options: EvalOptions) -> dict[str, list[int]]:
+    cached = [run for run in runs if uses_cache(run, options.text_cache)]
+    preds: dict[str, list[int]] = {}
+    if cached:
+        shortest = min(run.prompt.shape[0] for run in cached)
+        max_length = max(run.config["train"]["max_length"] for run in cached)
+        token_ids = PromptLayout(backbone, "suffix", shortest, max_length).tokenize(texts)
+        plan = plan_memory(backbone, len(cached), max(map(len, token_ids)), options.memory_budget())
+        preds.update(predict_cached(backbone, cached, token_ids, plan))
+    for run in runs:
+        if run.name not in preds:
+            preds[run.name] = predict_uncached(backbone, run, texts, options.batch_size)
+    return preds
+
+
+def _group_by_backbone(runs: list[Run]) -> dict[str, list[Run]]:
+    names = [run.name for run in runs]
+    if len(set(names)) != len(names):
+        raise XlpeftError("two runs share a directory name; the 'run' column needs unique names: rename one")
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(run.backbone_key, []).append(run)
+    return groups
+
+
+def _row(run: Run, language: str, gold: list[int], pred: list[int]) -> dict:
+    train = run.config["train"]
+    lang = registry()[language]
+    return {
+        "run": run.name, "run_id": run.fingerprint, "language": language, "name": lang.name, "script": lang.script,
+        **classification_metrics(gold, pred),
+        **{col: train[col] for col in RUN_COLUMNS},
+    }
+
+
+def _previous_results(out_csv: Path, runs: list[Run], languages: list[str]) -> pd.DataFrame:
+    """Rows already in ``out_csv`` for these exact runs: reused, not recomputed."""
+    if not out_csv.exists():
+        return pd.DataFrame()
+    try:
+        old = pd.read_csv(out_csv, dtype={"run_id": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise XlpeftError(f"{out_csv} exists but is not a results CSV ({exc}); move it away or choose another --out") from exc
+    if not set(KEY) <= set(old.columns):
+        raise XlpeftError(f"{out_csv} exists but has no {KEY} columns; move it away or choose another --out")
+    current = {(run.name, run.fingerprint) for run in runs}
+    keep = [(r, i) in current for r, i in zip(old["run"], old["run_id"])]
+    reused = old[keep]
+    if len(reused):
+        log.info("reusing %d rows of %s", len(reused), out_csv)
+    return reused.reset_index(drop=True)
+
+
+def _is_rows(done: pd.DataFrame, runs: list[Run], language: str) -> pd.Series:
+    if done.empty:
+        return pd.Series([], dtype=bool)
+    return done["language"].eq(language) & done["run"].isin([run.name for run in runs])
+
+
+def _all_done(done: pd.DataFrame, runs: list[Run], language: str) -> bool:
+    return int(_is_rows(done, runs, language).sum()) == len(runs) if not done.empty else False
+
+
+def _write(out_csv: Path, table: pd.DataFrame) -> None:
+    atomic_write(out_csv, lambda tmp: table.to_csv(tmp, index=False, float_format="%.6g"))
+
+
+def summary_table(results: pd.DataFrame, languages: list[str]) -> str:
+    """A readable table: one row per language; accuracy per run (or accuracy and F1 for a single run)."""
+    table = results[results["language"].isin(languages)]
+    if table["run"].nunique() == 1:
+        view = table.set_index("language")[["name", "accuracy", "macro_f1", "n"]].reindex(languages)
+        mean = pd.DataFrame([{"name": "(mean)", "accuracy": view["accuracy"].mean(), "macro_f1": view["macro_f1"].mean(),
+                              "n": view["n"].sum()}], index=["all"])
+        view = pd.concat([view, mean])
+    else:
+        view = table.pivot(index="language", columns="run", values="accuracy").reindex(languages)
+        view.loc["(mean)"] = view.mean()
+    return view.to_string(float_format=lambda v: f"{v:.3f}")

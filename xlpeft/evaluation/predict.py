@@ -1,0 +1,122 @@
+"""Label predictions for many runs over one language's sentences.
+
+Suffix prompts on a frozen backbone share the text: each length-sorted chunk of sentences is encoded
+once (text_cache.encode_texts) and every prompt runs only its L positions against it. A run whose
+prompt is longer has a smaller text budget; by causality the keys/values of a truncated text are the
+prefix of those of the longer text, so one cache serves every budget by clipping lengths and masks.
+Everything else (prefix placement, joint/full models, --no-text-cache) takes the ordinary path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from xlpeft.backbones import Backbone
+from xlpeft.composition.layout import PromptLayout, prediction_hidden
+from xlpeft.composition.text_cache import CachedBatch, encode_texts, prompt_hidden
+from xlpeft.experiments.run_dir import Run
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Memory-bounded sizes: sentences per chunk and prompts per pass."""
+
+    chunk_sentences: int
+    prompts_per_pass: int
+
+
+def label_logits(backbone: Backbone, hidden: torch.Tensor, token_ids: list[int]) -> torch.Tensor:
+    """LM-head logits of the label tokens only: [.., d] -> [.., n_labels] (the full vocabulary is not needed)."""
+    head = backbone.lm_head
+    weight = head.weight[token_ids]
+    scores = hidden.to(weight.dtype) @ weight.T
+    return scores + head.bias[token_ids] if getattr(head, "bias", None) is not None else scores
+
+
+def uses_cache(run: Run, text_cache: bool) -> bool:
+    train = run.config["train"]
+    return text_cache and train["regime"] == "prompt" and train["placement"] == "suffix"
+
+
+def plan_memory(backbone: Backbone, n_prompts: int, max_tokens: int, budget_bytes: int) -> Plan:
+    """Size chunks so that the repeated text cache of one pass stays within ``budget_bytes``.
+
+    Cost of one (sentence, prompt) pair: its keys/values over all layers, measured on a one-token text.
+    """
+    probe = encode_texts(backbone, [[backbone.eos_id]])
+    per_token = sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in probe.layers)
+    pair_bytes = per_token * max_tokens
+    prompts = max(1, min(n_prompts, 32))
+    while prompts > 1 and budget_bytes < pair_bytes * (1 + prompts) * 8:  # keep >= 8 sentences per chunk
+        prompts //= 2
+    sentences = max(1, min(256, budget_bytes // (pair_bytes * (1 + prompts))))
+    return Plan(int(sentences), int(prompts))
+
+
+@torch.no_grad()
+def predict_cached(backbone: Backbone, runs: list[Run], token_ids: list[list[int]], plan: Plan) -> dict[str, list[int]]:
+    """Predictions of every (suffix, frozen) run; ``token_ids`` truncated to the largest text budget."""
+    order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
+    preds = {run.name: [0] * len(token_ids) for run in runs}
+    for start in range(0, len(order), plan.chunk_sentences):
+        chunk = order[start : start + plan.chunk_sentences]
+        cached = encode_texts(backbone, [token_ids[i] for i in chunk])
+        for group in _by_prompt_length(runs):
+            for offset in range(0, len(group), plan.prompts_per_pass):
+                part = group[offset : offset + plan.prompts_per_pass]
+                scores = _score_prompts(backbone, cached, part)  # [B, N, labels]
+                for j, run in enumerate(part):
+                    for row, idx in enumerate(chunk):
+                        preds[run.name][idx] = int(scores[row, j].argmax())
+    return preds
+
+
+def _by_prompt_length(runs: list[Run]) -> list[list[Run]]:
+    groups: dict[int, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(run.prompt.shape[0], []).append(run)
+    return list(groups.values())
+
+
+def _score_prompts(backbone: Backbone, cached: CachedBatch, runs: list[Run]) -> torch.Tensor:
+    """Run N same-length prompts against B cached texts at once: B*N rows, L positions each."""
+    n, batch = len(runs), cached.lengths.shape[0]
+    device = cached.lengths.device
+    prompts = torch.stack([run.prompt for run in runs]).to(device)  # [N, L, d]
+    budgets = torch.tensor([_text_budget(run) for run in runs], device=device)
+    rep = cached.repeat(n)
+    limit = budgets.repeat(batch)  # row b*n + j belongs to prompt j
+    lengths = torch.minimum(rep.lengths, limit)
+    mask = rep.attention_mask * (torch.arange(rep.attention_mask.shape[1], device=device)[None] < limit[:, None])
+    clipped = CachedBatch(rep.layers, mask, lengths)
+    hidden = prompt_hidden(backbone, clipped, prompts.repeat(batch, 1, 1))
+    scores = torch.stack([
+        label_logits(backbone, hidden.view(batch, n, -1)[:, j], run.config["label_token_ids"]) for j, run in enumerate(runs)
+    ], dim=1)
+    return scores.float()
+
+
+def _text_budget(run: Run) -> int:
+    train = run.config["train"]
+    return train["max_length"] - train["prompt_length"] - 1
+
+
+@torch.no_grad()
+def predict_uncached(backbone: Backbone, run: Run, texts: list[str], batch_size: int) -> list[int]:
+    """Predictions of one run through the ordinary full-sequence path, length-sorted and dynamically padded."""
+    train = run.config["train"]
+    placement = "none" if train["regime"] == "full" else train["placement"]
+    layout = PromptLayout(backbone, placement, train["prompt_length"], train["max_length"])
+    token_ids = layout.tokenize(texts)
+    order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
+    prompt = None if run.prompt is None else run.prompt.to(backbone.model.device)
+    preds = [0] * len(texts)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        hidden = prediction_hidden(backbone, layout.build([token_ids[i] for i in chunk], prompt))
+        scores = label_logits(backbone, hidden, run.config["label_token_ids"])
+        for row, idx in enumerate(chunk):
+            preds[idx] = int(scores[row].argmax())
+    return preds

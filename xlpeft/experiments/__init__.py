@@ -1,0 +1,1 @@
+"""Experiments: run directories (what training writes, what evaluation reads)."""

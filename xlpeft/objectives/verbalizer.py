@@ -1,0 +1,86 @@
+"""LM-head verbalizer classification: each label is one vocabulary token.
+
+Training loss is cross-entropy over the *full* vocabulary against the label word's token; predictions
+are the argmax over the label tokens only (methods.md A). Each word must be exactly one token: the
+reference code silently took the last sub-token in training and the first at test, which we refuse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from xlpeft.data.sib200 import LABELS
+from xlpeft.errors import XlpeftError
+
+# methods.md A: the published words, in LABELS order.
+_XGLM_WORDS = ("science", "travel", "politics", "sports", "health", "entertainment", "earth")
+_BLOOM_WORDS = ("science", "travel", "government", "play", "health", "fun", "earth")
+
+
+def default_label_words(family: str, tokenizer) -> dict[str, str]:
+    """The words for a model family, written so that the tokenizer keeps each one a single token.
+
+    XGLM's SentencePiece tokenizer adds the word-start marker itself; byte-level BPE tokenizers (BLOOM,
+    GPT-2, Llama 3, SmolLM2 ...) have single tokens for the space-prefixed word, as it follows other text.
+    """
+    words = _BLOOM_WORDS if family == "bloom" else _XGLM_WORDS
+    if not _is_sentencepiece(tokenizer):
+        words = tuple(" " + w for w in words)
+    return dict(zip(LABELS, words))
+
+
+def _is_sentencepiece(tokenizer) -> bool:
+    probe = tokenizer.convert_ids_to_tokens(tokenizer("earth", add_special_tokens=False)["input_ids"])
+    return bool(probe) and probe[0].startswith("\u2581")
+
+
+def parse_label_words(spec: str) -> dict[str, str]:
+    """``'sports= play,travel= trip'`` -> overrides; words keep their spaces (a leading space matters)."""
+    overrides = {}
+    for item in filter(None, spec.split(",")):
+        label, sep, word = item.partition("=")
+        if not sep or label.strip() not in LABELS or not word:
+            raise XlpeftError(
+                f"bad --label-words item {item!r}: write LABEL=WORD with LABEL one of {', '.join(LABELS)}"
+            )
+        overrides[label.strip()] = word
+    return overrides
+
+
+@dataclass(frozen=True)
+class Verbalizer:
+    """Label index -> vocabulary token id."""
+
+    words: tuple[str, ...]
+    token_ids: tuple[int, ...]
+
+    @classmethod
+    def build(cls, tokenizer, family: str, overrides: dict[str, str] | None = None) -> "Verbalizer":
+        words = {**default_label_words(family, tokenizer), **(overrides or {})}
+        ids = tuple(_single_token(tokenizer, label, words[label]) for label in LABELS)
+        if len(set(ids)) != len(ids):
+            raise XlpeftError(f"label words {list(words.values())} share a token; choose distinct words with --label-words")
+        return cls(tuple(words[label] for label in LABELS), ids)
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Full-vocabulary cross-entropy against each label's token."""
+        targets = torch.tensor(self.token_ids, device=logits.device)[labels]
+        return F.cross_entropy(logits.float(), targets)
+
+    def label_scores(self, logits: torch.Tensor) -> torch.Tensor:
+        """[B, V] -> [B, n_labels]: the logits of the label tokens only."""
+        return logits[..., list(self.token_ids)]
+
+
+def _single_token(tokenizer, label: str, word: str) -> int:
+    ids = tokenizer(word, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1:
+        pieces = tokenizer.convert_ids_to_tokens(ids)
+        raise XlpeftError(
+            f"label word {word!r} for {label!r} is {len(ids)} tokens {pieces} in this tokenizer, not one; "
+            f"pick a single-token word with --label-words '{label}=WORD'"
+        )
+    return ids[0]

@@ -1,0 +1,1 @@
+"""Training: configs, regimes (prompt / joint / full) and the loop."""

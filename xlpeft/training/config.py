@@ -1,0 +1,65 @@
+"""The typed configuration of one training run (what ``xlpeft train`` flags fill in)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Literal
+
+Regime = Literal["prompt", "joint", "full"]
+REGIME_HELP = {
+    "prompt": "model frozen, only the soft prompt (and its MLP while it exists) is trained",
+    "joint": "soft prompt and the whole model trained together ('unfrozen' in the paper)",
+    "full": "fine-tune the whole model with no prompt, predicting from the last text position",
+}
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a run's numbers; stored in RUN_DIR/config.json."""
+
+    model: str = "smollm2-135m"
+    source: str = "eng_Latn"
+    shots: int | None = 32  # examples per class; None = the whole train/dev split
+    prompt_length: int = 10
+    placement: Literal["suffix", "prefix"] = "suffix"
+    reparam: Literal["none", "mlp", "residual"] = "none"
+    reparam_hidden: int = 200
+    init: Literal["uniform", "vocab", "text"] = "uniform"
+    init_text: str = ""
+    regime: Regime = "prompt"
+    epochs: int = 20
+    lr: float = 5e-3
+    lr_model: float | None = None  # joint/full: the model's rate; None = same as lr (the paper's joint setting)
+    batch_size: int = 8
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_length: int = 128
+    label_words: str = ""  # overrides, "label=word,..."
+    seed: int = 0
+    text_cache: bool = True
+    frozen_dropout: bool = False  # keep the frozen model's dropout on, as the reference code did (uncached only)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.regime == "full":
+            self.prompt_length = 0
+
+    @property
+    def uses_text_cache(self) -> bool:
+        """Caching is exact only for a frozen, dropout-free model with the prompt after the text."""
+        return (
+            self.text_cache and self.regime == "prompt" and self.placement == "suffix" and not self.frozen_dropout
+        )
+
+    @property
+    def placement_used(self) -> str:
+        return "none" if self.regime == "full" else self.placement
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

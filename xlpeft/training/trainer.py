@@ -1,0 +1,295 @@
+"""The training loop for the three regimes (prompt / joint / full), cached or not.
+
+Reproducibility: the sample, the prompt's initial values and each epoch's data order and dropout are
+derived from the seed alone (epoch e shuffles with seed*10007+e), so a run interrupted after epoch e
+resumes from its checkpoint and produces the same numbers as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from sklearn.metrics import f1_score
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from xlpeft import __version__
+from xlpeft.backbones import Backbone, load_backbone
+from xlpeft.composition.layout import PromptLayout, prediction_hidden
+from xlpeft.composition.text_cache import TextCache, prompt_hidden
+from xlpeft.data.languages import resolve_languages
+from xlpeft.data.sampling import FewShotSample, few_shot
+from xlpeft.data.sib200 import LABELS, Sib200, Split
+from xlpeft.errors import XlpeftError
+from xlpeft.experiments import run_dir as rd
+from xlpeft.objectives.verbalizer import Verbalizer, parse_label_words
+from xlpeft.prompts import SoftPrompt, initial_prompt
+from xlpeft.runtime import autocast, resolve_device, resolve_precision, seed_everything
+from xlpeft.training.config import TrainConfig
+
+log = logging.getLogger("xlpeft")
+
+
+@dataclass
+class Inputs:
+    """One split ready for the model: token ids, labels, and (when cached) the text states."""
+
+    split: Split
+    token_ids: list[list[int]]
+    labels: torch.Tensor
+    cache: TextCache | None
+
+
+class Trainer:
+    """Trains one soft prompt (or model) and writes a run directory."""
+
+    def __init__(self, config: TrainConfig, out_dir: Path, data_dir: str | None = None, backbone: Backbone | None = None):
+        self.config = config
+        self.out = rd.ensure_writable(Path(out_dir))
+        self.data = Sib200.resolve(data_dir)
+        self.device = resolve_device(config.device)
+        self.precision = resolve_precision(config.precision, self.device)
+        self._validate()
+        self.backbone = backbone or load_backbone(config.model, device=self.device)
+        self.verbalizer = Verbalizer.build(
+            self.backbone.tokenizer, self.backbone.family, parse_label_words(config.label_words)
+        )
+        self.layout = PromptLayout(self.backbone, config.placement_used, config.prompt_length, config.max_length)
+
+    def _validate(self) -> None:
+        c = self.config
+        [source] = resolve_languages(c.source)
+        c.source = source
+        if c.regime != "full" and c.prompt_length < 1:
+            raise XlpeftError(f"--prompt-length must be at least 1 for regime {c.regime!r} (got {c.prompt_length})")
+        if c.epochs < 1 or c.batch_size < 1:
+            raise XlpeftError("--epochs and --batch-size must be at least 1")
+        if c.init == "text" and not c.init_text:
+            raise XlpeftError("--init text needs --init-text 'some words' to take the embeddings from")
+
+    # ------------------------------------------------------------------ setup
+    def _sample(self) -> FewShotSample:
+        train = self.data.load(self.config.source, "train")
+        dev = self.data.load(self.config.source, "dev")
+        return few_shot(train, dev, self.config.shots, self.config.seed)
+
+    def _inputs(self, split: Split) -> Inputs:
+        ids = self.layout.tokenize(split.texts)
+        cache = None
+        if self.config.uses_text_cache:
+            with autocast(self.precision, self.device):
+                cache = TextCache(self.backbone, ids)
+        return Inputs(split, ids, torch.tensor(split.labels, device=self.device), cache)
+
+    def _make_prompt(self) -> SoftPrompt | None:
+        c = self.config
+        if c.regime == "full":
+            return None
+        embeddings = self.backbone.model.get_input_embeddings().weight.detach()
+        generator = torch.Generator().manual_seed(c.seed)
+        text_ids = self.backbone.tokenizer(c.init_text, add_special_tokens=False)["input_ids"] if c.init == "text" else None
+        weight = initial_prompt(c.init, c.prompt_length, embeddings.cpu(), generator, text_ids)
+        return SoftPrompt(weight, c.reparam, c.reparam_hidden).to(self.device)
+
+    def _set_trainable(self, prompt: SoftPrompt | None) -> list[dict]:
+        """Freeze or unfreeze per regime and return optimizer parameter groups."""
+        c = self.config
+        model = self.backbone.model
+        for p in model.parameters():
+            p.requires_grad_(c.regime != "prompt")
+        groups = []
+        if prompt is not None:
+            groups.append({"params": list(prompt.parameters()), "lr": c.lr})
+        if c.regime != "prompt":
+            groups.append({"params": list(model.parameters()), "lr": c.lr_model or c.lr})
+        return groups
+
+    # ------------------------------------------------------------------ forward
+    def _logits(self, data: Inputs, idx: list[int], prompt: SoftPrompt | None) -> torch.Tensor:
+        matrix = None if prompt is None else prompt()
+        if data.cache is not None:
+            hidden = prompt_hidden(self.backbone, data.cache.batch(idx), matrix)
+        else:
+            batch = self.layout.build([data.token_ids[i] for i in idx], matrix)
+            hidden = prediction_hidden(self.backbone, batch)
+        return self.backbone.lm_head(hidden)
+
+    @torch.no_grad()
+    def _validate_epoch(self, data: Inputs, prompt: SoftPrompt | None) -> dict:
+        self.backbone.model.eval()
+        losses, preds = [], []
+        for start in range(0, len(data.token_ids), self.config.batch_size):
+            idx = list(range(start, min(start + self.config.batch_size, len(data.token_ids))))
+            with autocast(self.precision, self.device):
+                logits = self._logits(data, idx, prompt)
+            losses.append(self.verbalizer.loss(logits, data.labels[idx]).item() * len(idx))
+            preds.extend(self.verbalizer.label_scores(logits).argmax(-1).tolist())
+        gold = data.labels.tolist()
+        return {
+            "val_loss": sum(losses) / len(gold),
+            "val_accuracy": sum(p == g for p, g in zip(preds, gold)) / len(gold),
+            "val_macro_f1": f1_score(gold, preds, average="macro", labels=list(range(len(LABELS))), zero_division=0),
+        }
+
+    def _set_mode(self, training: bool) -> None:
+        frozen = self.config.regime == "prompt"
+        self.backbone.model.train(training and (not frozen or self.config.frozen_dropout))
+
+    # ------------------------------------------------------------------ loop
+    def run(self, progress: bool = True) -> dict:
+        """Train, keep the epoch with the lowest source validation loss, write the run directory."""
+        c = self.config
+        if (self.out / rd.METRICS).exists():
+            return self._finished()
+        seed_everything(c.seed)
+        sample = self._sample()
+        prompt = self._make_prompt()
+        groups = self._set_trainable(prompt)
+        counts = self._parameter_counts(prompt)
+        self._write_setup(sample, counts)
+        train, val = self._inputs(sample.train), self._inputs(sample.validation)
+        steps_per_epoch = math.ceil(len(train.token_ids) / c.batch_size)
+        optimizer = torch.optim.AdamW(groups, weight_decay=c.weight_decay)
+        scheduler = get_linear_schedule_with_warmup(
+            optimizer, int(c.warmup_ratio * steps_per_epoch * c.epochs), steps_per_epoch * c.epochs
+        )
+        state = self._resume(prompt, optimizer, scheduler)
+        bar = tqdm(range(state["epoch"], c.epochs), desc=f"train {c.source}", disable=not progress, unit="epoch")
+        for epoch in bar:
+            record = self._epoch(epoch, train, val, prompt, optimizer, scheduler)
+            if record["val_loss"] < state["best"].get("val_loss", float("inf")):
+                state["best"] = {**record}
+                state["best_weights"] = self._snapshot(prompt)
+            rd.append_jsonl(self.out / rd.LOG, record)
+            state["epoch"] = epoch + 1
+            self._checkpoint(state, prompt, optimizer, scheduler)
+            bar.set_postfix(loss=f"{record['train_loss']:.3f}", val_loss=f"{record['val_loss']:.3f}",
+                            val_acc=f"{record['val_accuracy']:.3f}")
+        return self._finish(state)
+
+    def _epoch(self, epoch, train: Inputs, val: Inputs, prompt, optimizer, scheduler) -> dict:
+        c = self.config
+        torch.manual_seed(c.seed * 10007 + epoch)  # dropout of joint/full runs, reproducible on resume
+        order = torch.randperm(len(train.token_ids), generator=torch.Generator().manual_seed(c.seed * 10007 + epoch))
+        start_time, total = time.perf_counter(), 0.0
+        self._set_mode(True)
+        for start in range(0, len(order), c.batch_size):
+            idx = order[start : start + c.batch_size].tolist()
+            with autocast(self.precision, self.device):
+                loss = self.verbalizer.loss(self._logits(train, idx, prompt), train.labels[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total += loss.item() * len(idx)
+        seconds = time.perf_counter() - start_time
+        metrics = self._validate_epoch(val, prompt)
+        return {"epoch": epoch + 1, "train_loss": total / len(order), "train_seconds": round(seconds, 3), **metrics}
+
+    # ------------------------------------------------------------------ state
+    def _trainable_state(self, prompt: SoftPrompt | None) -> dict:
+        state = {} if prompt is None else {f"prompt.{k}": v for k, v in prompt.state_dict().items()}
+        if self.config.regime != "prompt":
+            state.update({f"model.{k}": v for k, v in self.backbone.model.state_dict().items()})
+        return state
+
+    def _snapshot(self, prompt: SoftPrompt | None) -> dict:
+        return {k: v.detach().clone() for k, v in self._trainable_state(prompt).items()}
+
+    def _load_trainable(self, state: dict, prompt: SoftPrompt | None) -> None:
+        if prompt is not None:
+            prompt.load_state_dict({k[7:]: v for k, v in state.items() if k.startswith("prompt.")})
+        if self.config.regime != "prompt":
+            self.backbone.model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
+
+    def _checkpoint(self, state, prompt, optimizer, scheduler) -> None:
+        rd.save_torch(self.out / rd.CHECKPOINT, {
+            "epoch": state["epoch"], "best": state["best"], "best_weights": state["best_weights"],
+            "weights": self._trainable_state(prompt), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "config": self.config.to_dict(),
+        })
+
+    def _resume(self, prompt, optimizer, scheduler) -> dict:
+        path = self.out / rd.CHECKPOINT
+        if not path.exists():
+            (self.out / rd.LOG).unlink(missing_ok=True)
+            return {"epoch": 0, "best": {}, "best_weights": None}
+        saved = torch.load(path, map_location=self.device, weights_only=False)
+        if saved["config"] != self.config.to_dict():
+            raise XlpeftError(
+                f"{self.out} holds an interrupted run with a different configuration; use another --out directory "
+                "or delete it to start over"
+            )
+        self._load_trainable(saved["weights"], prompt)
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        self._truncate_log(saved["epoch"])
+        log.info("resuming %s after epoch %d", self.out, saved["epoch"])
+        return {"epoch": saved["epoch"], "best": saved["best"], "best_weights": saved["best_weights"]}
+
+    def _truncate_log(self, epochs: int) -> None:
+        """Drop log lines of an epoch that finished after the last checkpoint (no duplicates on resume)."""
+        path = self.out / rd.LOG
+        lines = path.read_text().splitlines(keepends=True)[:epochs] if path.exists() else []
+        rd.atomic_write(path, lambda tmp: tmp.write_text("".join(lines)))
+
+    def _parameter_counts(self, prompt: SoftPrompt | None) -> dict:
+        model_params = sum(p.numel() for p in self.backbone.model.parameters())
+        prompt_params = 0 if prompt is None else prompt.weight.numel()
+        mlp_params = 0 if prompt is None or prompt.mlp is None else sum(p.numel() for p in prompt.mlp.parameters())
+        trainable = prompt_params + mlp_params + (model_params if self.config.regime != "prompt" else 0)
+        return {"model": model_params, "prompt": prompt_params, "reparam_mlp": mlp_params, "trainable": trainable}
+
+    def _write_setup(self, sample: FewShotSample, counts: dict) -> None:
+        rd.write_json(self.out / rd.CONFIG, {
+            "train": self.config.to_dict(),
+            "xlpeft_version": __version__,
+            "torch_version": torch.__version__,
+            "data_source": self.data.describe(),
+            "model_family": self.backbone.family,
+            "hidden_size": self.backbone.hidden_size,
+            "label_words": list(self.verbalizer.words),
+            "label_token_ids": list(self.verbalizer.token_ids),
+            "device": self.device,
+            "precision": self.precision,
+            "text_cache_used": self.config.uses_text_cache,
+            "parameters": counts,
+        })
+        rd.write_json(self.out / rd.SAMPLE, {"source": self.config.source, "seed": self.config.seed, **sample.record()})
+
+    def _finish(self, state: dict) -> dict:
+        """Restore the best epoch, fold the prompt, save artefacts; metrics.json last marks the run done."""
+        prompt = self._make_prompt()
+        self._load_trainable(state["best_weights"], prompt)
+        if prompt is not None:
+            rd.save_prompt(self.out / rd.PROMPT, prompt.fold().weight)
+        if self.config.regime != "prompt":
+            self._save_model()
+        metrics = {"best_epoch": state["best"]["epoch"], **{k: state["best"][k] for k in
+                   ("train_loss", "val_loss", "val_accuracy", "val_macro_f1")}}
+        rd.write_json(self.out / rd.METRICS, metrics)
+        (self.out / rd.CHECKPOINT).unlink(missing_ok=True)
+        return metrics
+
+    def _save_model(self) -> None:
+        target = self.out / rd.MODEL
+        tmp = self.out / ".model.tmp"
+        self.backbone.model.save_pretrained(tmp)
+        self.backbone.tokenizer.save_pretrained(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+
+    def _finished(self) -> dict:
+        saved = json.loads((self.out / rd.CONFIG).read_text())["train"]
+        if saved != self.config.to_dict():
+            raise XlpeftError(f"{self.out} already holds a finished run with another configuration; choose another --out")
+        log.info("%s is already trained; nothing to do", self.out)
+        return json.loads((self.out / rd.METRICS).read_text())
