@@ -58,7 +58,8 @@ def tiny_tokenizer(sib_dir) -> PreTrainedTokenizerFast:
 
 
 def tiny_config(family: str, vocab: int, pad_id: int, eos_id: int):
-    common = dict(vocab_size=vocab, pad_token_id=pad_id, eos_token_id=eos_id, bos_token_id=eos_id)
+    # initializer_range 0.2 (not 0.02): a random tiny model whose predictions depend on its input
+    common = dict(vocab_size=vocab, pad_token_id=pad_id, eos_token_id=eos_id, bos_token_id=eos_id, initializer_range=0.2)
     if family == "xglm":
         return XGLMConfig(d_model=32, num_layers=2, attention_heads=4, ffn_dim=64, max_position_embeddings=256, **common)
     if family == "bloom":

@@ -132,8 +132,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_libraries(verbose: bool) -> None:
+    """transformers' weight-loading bars and notices are noise next to xlpeft's own progress."""
+    from transformers.utils import logging as hf_logging
+
+    if not verbose:
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+
+
 def cmd_train(args) -> None:
     from xlpeft.training.trainer import Trainer
+
+    _quiet_libraries(args.verbose)
 
     fields = set(TrainConfig.__dataclass_fields__)
     config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
@@ -146,6 +157,8 @@ def cmd_evaluate(args) -> None:
     from xlpeft.data.sib200 import Sib200
     from xlpeft.evaluation.evaluate import EvalOptions, evaluate, summary_table
     from xlpeft.experiments.run_dir import ensure_writable, load_run
+
+    _quiet_libraries(args.verbose)
 
     languages = resolve_languages(args.languages)
     data = Sib200.resolve(args.data_dir)

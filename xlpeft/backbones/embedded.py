@@ -68,7 +68,9 @@ def cache_dir() -> Path:
     return Path.home() / ".cache" / "xlpeft"
 
 
-def load_embedded(name: str, torch_dtype: torch.dtype = torch.float32) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def load_embedded(
+    name: str, torch_dtype: torch.dtype = torch.float32
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load embedded model ``name`` from the hub cache, the offline copy, or the hub (in that order)."""
     spec = _spec(name)
     if _in_hub_cache(spec.hub_id):
@@ -144,8 +146,7 @@ def _load_pretrained(
 
 def _offline_model_dir(spec: EmbeddedModel) -> Path:
     """A directory holding the dequantized offline copy, built from the GGUF on first use."""
-    root = cache_dir() / spec.name
-    target = root / DEQUANTIZED_DIR
+    target = cache_dir() / spec.name / DEQUANTIZED_DIR
     if not (target / "config.json").is_file():
         _save_atomically(_load_gguf(_gguf_path(spec)), target)
     return target
@@ -190,7 +191,7 @@ def _extract_member(archive: Path, filename: str, dest: Path) -> None:
     with zipfile.ZipFile(archive) as zf:
         member = next((n for n in zf.namelist() if n.rsplit("/", 1)[-1] == filename), None)
         if member is None:
-            raise XlpeftError(f"{archive.name} has no file {filename}; delete {dest.parent} and retry")
+            raise XlpeftError(f"{archive.name} has no file {filename}; copy a {filename} to {dest} by hand")
         fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{filename}.", suffix=".part")
         try:
             with zf.open(member) as src, os.fdopen(fd, "wb") as out:
@@ -221,8 +222,8 @@ def _load_gguf(gguf: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
 def _save_atomically(loaded: tuple[PreTrainedModel, PreTrainedTokenizerBase], target: Path) -> None:
     """Save model and tokenizer to a temporary sibling directory, then rename it to ``target``.
 
-    A crash mid-save leaves only the temporary directory; a concurrent process that finished first
-    wins the rename, and its identical copy is kept.
+    A crash mid-save never leaves a half-written ``target`` that later runs would load; a concurrent
+    process that finished first wins the rename, and its identical copy is kept.
     """
     model, tokenizer = loaded
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,130 @@
+"""The command line: the train/evaluate contract, its output format, and one-line errors for bad input."""
+
+import pandas as pd
+import pytest
+
+from xlpeft.cli import main
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, tiny_model_dir, sib_dir):
+    out = tmp_path_factory.mktemp("runs") / "spt"
+    code = main(["train", "--model", str(tiny_model_dir), "--data-dir", str(sib_dir), "--shots", "4",
+                 "--prompt-length", "3", "--epochs", "1", "--batch-size", "4", "--out", str(out), "--quiet"])
+    assert code == 0
+    return out
+
+
+def _train(tmp_path, model, sib_dir, *extra):
+    return main(["train", "--model", str(model), "--data-dir", str(sib_dir), "--shots", "4", "--epochs", "1",
+                 "--out", str(tmp_path / "run"), "--quiet", *extra])
+
+
+def test_train_writes_the_documented_run_directory(trained_run):
+    names = {p.name for p in trained_run.iterdir()}
+    assert {"config.json", "sample.json", "train_log.jsonl", "prompt.safetensors", "metrics.json"} <= names
+
+
+def test_evaluate_writes_one_row_per_language_and_prints_a_table(trained_run, sib_dir, tmp_path, capsys):
+    out = tmp_path / "res.csv"
+    assert main(["evaluate", str(trained_run), "--languages", "eng_Latn,yor_Latn,zho_Hans", "--data-dir",
+                 str(sib_dir), "--out", str(out), "--quiet"]) == 0
+    table = pd.read_csv(out)
+    assert list(table["language"]) == ["eng_Latn", "yor_Latn", "zho_Hans"]
+    assert {"run", "language", "accuracy", "macro_f1", "n"} <= set(table.columns)
+    assert (table["n"] == 204).all() and table["accuracy"].between(0, 1).all()
+    printed = capsys.readouterr().out
+    assert "Yoruba" in printed and "(mean)" in printed
+
+
+def test_evaluating_several_runs_gives_one_file_with_a_run_column(trained_run, sib_dir, tmp_path, tiny_model_dir):
+    second = tmp_path / "spt_seed1"
+    assert main(["train", "--model", str(tiny_model_dir), "--data-dir", str(sib_dir), "--shots", "4", "--seed", "1",
+                 "--prompt-length", "5", "--epochs", "1", "--out", str(second), "--quiet"]) == 0
+    out = tmp_path / "grid.csv"
+    args = ["evaluate", str(trained_run), str(second), "--languages", "eng_Latn,fra_Latn", "--data-dir", str(sib_dir),
+            "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    table = pd.read_csv(out)
+    assert sorted(table["run"].unique()) == ["spt", "spt_seed1"] and len(table) == 4
+    # rerunning reuses every row: nothing is recomputed or duplicated
+    before = out.stat().st_mtime_ns
+    assert main(args) == 0 and out.stat().st_mtime_ns == before and len(pd.read_csv(out)) == 4
+
+
+def test_interrupted_evaluation_resumes_without_duplicates(trained_run, sib_dir, tmp_path):
+    out = tmp_path / "res.csv"
+    base = ["evaluate", str(trained_run), "--data-dir", str(sib_dir), "--out", str(out), "--quiet"]
+    assert main([*base, "--languages", "eng_Latn"]) == 0
+    first = pd.read_csv(out)
+    assert main([*base, "--languages", "eng_Latn,deu_Latn"]) == 0
+    table = pd.read_csv(out)
+    assert list(table["language"]) == ["eng_Latn", "deu_Latn"]
+    pd.testing.assert_frame_equal(table.iloc[:1], first)
+
+
+def test_cached_and_uncached_evaluation_agree(trained_run, sib_dir, tmp_path):
+    outs = []
+    for flag in ([], ["--no-text-cache"]):
+        outs.append(tmp_path / f"r{len(outs)}.csv")
+        assert main(["evaluate", str(trained_run), "--languages", "eng_Latn,arb_Arab", "--data-dir", str(sib_dir),
+                     "--out", str(outs[-1]), "--quiet", *flag]) == 0
+    a, b = (pd.read_csv(p) for p in outs)
+    pd.testing.assert_series_equal(a["accuracy"], b["accuracy"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--source", "engl_Latn"], "unknown language 'engl_Latn': did you mean eng_Latn"),
+    (["--shots", "100"], "--shots 58 or less"),
+    (["--label-words", "travel= xylophonequartz"], "pick a single-token word with --label-words"),
+])
+def test_bad_training_input_is_one_line_with_the_fix(tmp_path, tiny_model_dir, sib_dir, capsys, args, message):
+    assert _train(tmp_path, tiny_model_dir, sib_dir, *args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and err.startswith("xlpeft: error:") and "\n" not in err
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_unknown_model_fails_fast(tmp_path, sib_dir, capsys):
+    assert _train(tmp_path, "no-such-org/no-such-model", sib_dir) == 2
+    assert "cannot load causal LM 'no-such-org/no-such-model'" in capsys.readouterr().err
+
+
+def test_missing_data_dir(tmp_path, tiny_model_dir, capsys):
+    assert _train(tmp_path, tiny_model_dir, tmp_path / "missing") == 2
+    assert "SIB-200 data not found" in capsys.readouterr().err
+
+
+def test_unwritable_output_dir(tmp_path, tiny_model_dir, sib_dir, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    code = main(["train", "--model", str(tiny_model_dir), "--data-dir", str(sib_dir), "--out", str(blocker / "run")])
+    assert code == 2 and "choose a writable --out directory" in capsys.readouterr().err
+
+
+def test_unknown_language_in_evaluate(trained_run, sib_dir, capsys):
+    assert main(["evaluate", str(trained_run), "--languages", "paper52,xx_Yyyy", "--data-dir", str(sib_dir)]) == 2
+    assert "unknown language 'xx_Yyyy'" in capsys.readouterr().err
+
+
+def test_evaluate_refuses_an_unfinished_run(tmp_path, sib_dir, capsys):
+    assert main(["evaluate", str(tmp_path), "--data-dir", str(sib_dir)]) == 2
+    assert "holds no finished run" in capsys.readouterr().err
+
+
+def test_languages_lists_registry_and_sets(capsys):
+    assert main(["languages", "--set", "paper52"]) == 0
+    out = capsys.readouterr().out
+    assert "52 languages" in out and "quy_Latn" in out and "paper52" in out
+
+
+def test_every_command_documents_its_defaults(capsys):
+    for command in ("train", "evaluate", "languages"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert "(default:" in capsys.readouterr().out

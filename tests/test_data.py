@@ -1,0 +1,66 @@
+import math
+from collections import Counter
+
+import pytest
+
+from xlpeft.data.sampling import few_shot
+from xlpeft.data.sib200 import LABELS, Sib200
+from xlpeft.errors import XlpeftError
+
+
+@pytest.fixture(scope="module")
+def eng(sib_dir):
+    data = Sib200.resolve(sib_dir)
+    return data.load("eng_Latn", "train"), data.load("eng_Latn", "dev")
+
+
+def test_reads_folder_or_parent_with_quoting(sib_dir, eng):
+    assert Sib200.resolve(sib_dir.parent).root == Sib200.resolve(sib_dir).root
+    train, dev = eng
+    assert (len(train), len(dev)) == (701, 99)
+    assert sum(t.startswith('"') for t in train.texts) > 0  # rows that begin with a quote survive
+    assert Counter(train.labels)[LABELS.index("science/technology")] == 176
+
+
+def test_data_dir_from_environment(sib_dir, monkeypatch):
+    monkeypatch.setenv("XLPEFT_DATA_DIR", str(sib_dir))
+    assert Sib200.resolve(None).root == sib_dir.resolve()
+
+
+def test_missing_data_dir_names_the_fix(tmp_path):
+    with pytest.raises(XlpeftError, match="--data-dir"):
+        Sib200.resolve(tmp_path / "nope")
+
+
+def test_malformed_file_is_named(tmp_path):
+    (tmp_path / "eng_Latn").mkdir()
+    (tmp_path / "eng_Latn" / "train.tsv").write_text("index_id\tlabel\ttext\n1\tx\thello\n")
+    with pytest.raises(XlpeftError, match="malformed.*missing columns"):
+        Sib200.resolve(tmp_path).load("eng_Latn", "train")
+
+
+@pytest.mark.parametrize("k", [1, 5, 32])
+def test_sampling_is_balanced_and_seeded(eng, k):
+    train, dev = eng
+    a, b, c = few_shot(train, dev, k, seed=7), few_shot(train, dev, k, seed=7), few_shot(train, dev, k, seed=8)
+    assert a.train.index_ids == b.train.index_ids and a.validation.index_ids == b.validation.index_ids
+    assert a.train.index_ids != c.train.index_ids
+    assert set(Counter(a.train.labels).values()) == {k} and len(Counter(a.train.labels)) == 7
+    assert set(Counter(a.validation.labels).values()) == {min(math.ceil(k / 4), 8)}
+    assert set(a.train.index_ids) <= set(train.index_ids)
+    assert a.record()["train_index_ids"] == a.train.index_ids
+
+
+def test_k32_uses_all_eight_validation_examples_per_class(eng):
+    sample = few_shot(*eng, shots=32, seed=0)
+    assert (len(sample.train), len(sample.validation), sample.validation_per_class) == (224, 56, 8)
+
+
+def test_k_beyond_smallest_class_is_an_error(eng):
+    with pytest.raises(XlpeftError, match="--shots 58 or less"):
+        few_shot(*eng, shots=59, seed=0)
+
+
+def test_shots_all_keeps_the_splits(eng):
+    sample = few_shot(*eng, shots=None, seed=0)
+    assert (len(sample.train), len(sample.validation)) == (701, 99)

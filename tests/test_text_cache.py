@@ -1,0 +1,64 @@
+"""Cached text states give the same logits and gradients as the full forward (issue: speed)."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import make_backbone
+from xlpeft.composition.layout import PromptLayout, prediction_hidden
+from xlpeft.composition.text_cache import TextCache, prompt_hidden
+from xlpeft.evaluation.predict import Plan, predict_cached, predict_uncached
+from xlpeft.experiments.run_dir import Run
+
+TEXTS = [
+    "The minister spoke about the election results in the capital city today, and the crowd listened.",
+    "Football season starts.",
+    "Scientists found water on a distant planet using a new telescope.",
+    "Rain.",
+    "The museum opens a new exhibition of modern art next week for all visitors.",
+]
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_cached_logits_and_gradients_equal_full_forward(tiny_backbone, side):
+    backbone = tiny_backbone
+    backbone.freeze()
+    layout = PromptLayout(backbone, "suffix", prompt_length=6)
+    ids = layout.tokenize(TEXTS)
+    assert len({len(i) for i in ids}) > 3  # mixed lengths in one batch
+    cache = TextCache(backbone, ids, chunk_size=2)
+    prompt = (torch.rand(6, 32) - 0.5).requires_grad_()
+    head = backbone.lm_head
+
+    full = head(prediction_hidden(backbone, layout.build(ids, prompt, padding_side=side)))
+    order = [3, 0, 4, 1, 2]  # a shuffled batch from the cache
+    cached = head(prompt_hidden(backbone, cache.batch(order), prompt))
+    torch.testing.assert_close(cached, full[order], rtol=0, atol=1e-5)
+
+    grad_full = torch.autograd.grad(full[order].logsumexp(-1).sum(), prompt)[0]
+    grad_cached = torch.autograd.grad(cached.logsumexp(-1).sum(), prompt)[0]
+    torch.testing.assert_close(grad_cached, grad_full, rtol=0, atol=1e-6)
+
+
+def _run(name: str, prompt: torch.Tensor, max_length: int, label_ids: list[int]) -> Run:
+    config = {"train": {"regime": "prompt", "placement": "suffix", "prompt_length": prompt.shape[0],
+                        "max_length": max_length}, "label_token_ids": label_ids}
+    return Run(path=Path(name), config=config, prompt=prompt)
+
+
+@pytest.mark.parametrize("prompts_per_pass", [1, 3, 8])
+def test_multi_prompt_evaluation_equals_each_prompt_alone(tiny_backbone, prompts_per_pass):
+    backbone = tiny_backbone
+    torch.manual_seed(0)
+    label_ids = list(range(10, 17))
+    # different lengths, so text budgets differ (max_length 20 truncates the long texts)
+    runs = [_run(f"r{i}", torch.randn(length, 32), 20, label_ids) for i, length in enumerate([2, 5, 5, 8])]
+    ids = PromptLayout(backbone, "suffix", 2, 20).tokenize(TEXTS * 3)
+    together = predict_cached(backbone, runs, ids, Plan(chunk_sentences=4, prompts_per_pass=prompts_per_pass))
+    assert len({tuple(p) for p in together.values()}) > 1  # the prompts really differ in effect
+    assert any(len(set(p)) > 1 for p in together.values())
+    for run in runs:
+        alone = predict_cached(backbone, [run], ids, Plan(chunk_sentences=16, prompts_per_pass=1))
+        full = predict_uncached(backbone, run, TEXTS * 3, batch_size=7)
+        assert together[run.name] == alone[run.name] == full

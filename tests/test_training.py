@@ -1,0 +1,110 @@
+"""Training: regimes' trainable parameters, loss goes down, seeds reproduce, interrupted runs resume."""
+
+import json
+
+import pytest
+import torch
+
+from conftest import make_backbone
+from xlpeft.experiments import run_dir as rd
+from xlpeft.training.config import TrainConfig
+from xlpeft.training.trainer import Trainer
+
+
+def _trainer(tmp_path, tokenizer, sib_dir, family="llama", **overrides):
+    settings = dict(model="tiny", shots=4, prompt_length=3, epochs=2, lr=0.05, batch_size=4)
+    config = TrainConfig(**{**settings, **overrides})
+    return Trainer(config, tmp_path, data_dir=str(sib_dir), backbone=make_backbone(family, tokenizer))
+
+
+def _trainable(trainer, prompt):
+    trainer._set_trainable(prompt)
+    params = [p for p in trainer.backbone.model.parameters() if p.requires_grad]
+    params += [] if prompt is None else [p for p in prompt.parameters() if p.requires_grad]
+    return sum(p.numel() for p in params)
+
+
+@pytest.mark.parametrize("regime, reparam", [("prompt", "none"), ("prompt", "mlp"), ("joint", "none"), ("full", "none")])
+def test_exact_trainable_parameter_counts(tmp_path, tiny_tokenizer, sib_dir, regime, reparam):
+    trainer = _trainer(tmp_path, tiny_tokenizer, sib_dir, regime=regime, reparam=reparam, reparam_hidden=8)
+    prompt = trainer._make_prompt()
+    model = sum(p.numel() for p in trainer.backbone.model.parameters())
+    mlp = 32 * 8 + 8 + 8 * 32 + 32
+    expected = {("prompt", "none"): 3 * 32, ("prompt", "mlp"): 3 * 32 + mlp,
+                ("joint", "none"): 3 * 32 + model, ("full", "none"): model}[(regime, reparam)]
+    assert _trainable(trainer, prompt) == expected
+    assert trainer._parameter_counts(prompt)["trainable"] == expected
+
+
+def test_training_lowers_loss_and_writes_the_run(tmp_path, tiny_tokenizer, sib_dir):
+    trainer = _trainer(tmp_path, tiny_tokenizer, sib_dir, epochs=4, shots=8)
+    metrics = trainer.run(progress=False)
+    log = [json.loads(line) for line in (tmp_path / rd.LOG).read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2, 3, 4]
+    assert log[-1]["train_loss"] < log[0]["train_loss"] - 0.5
+    assert metrics["val_loss"] == min(r["val_loss"] for r in log)
+    run = rd.load_run(tmp_path)
+    assert run.prompt.shape == (3, 32)
+    assert run.config["text_cache_used"] and run.config["parameters"]["trainable"] == 96
+    sample = json.loads((tmp_path / rd.SAMPLE).read_text())
+    assert len(sample["train_index_ids"]) == 56 and len(sample["validation_index_ids"]) == 14
+    assert not (tmp_path / rd.CHECKPOINT).exists()
+
+
+def test_cached_and_uncached_training_give_the_same_prompt(tmp_path, tiny_tokenizer, sib_dir):
+    a = _trainer(tmp_path / "a", tiny_tokenizer, sib_dir).run(progress=False)
+    b = _trainer(tmp_path / "b", tiny_tokenizer, sib_dir, text_cache=False).run(progress=False)
+    assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-5)
+    torch.testing.assert_close(rd.load_run(tmp_path / "a").prompt, rd.load_run(tmp_path / "b").prompt, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("reparam", ["none", "mlp"])
+def test_interrupted_run_resumes_to_identical_numbers(tmp_path, tiny_tokenizer, sib_dir, monkeypatch, reparam):
+    full = _trainer(tmp_path / "full", tiny_tokenizer, sib_dir, epochs=3, reparam=reparam, reparam_hidden=8)
+    expected = full.run(progress=False)
+
+    broken = _trainer(tmp_path / "cut", tiny_tokenizer, sib_dir, epochs=3, reparam=reparam, reparam_hidden=8)
+    original = Trainer._epoch
+
+    def crash_in_third_epoch(self, epoch, *args):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return original(self, epoch, *args)
+
+    monkeypatch.setattr(Trainer, "_epoch", crash_in_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        broken.run(progress=False)
+    assert (tmp_path / "cut" / rd.CHECKPOINT).exists() and not (tmp_path / "cut" / rd.METRICS).exists()
+    monkeypatch.setattr(Trainer, "_epoch", original)
+    resumed = _trainer(tmp_path / "cut", tiny_tokenizer, sib_dir, epochs=3, reparam=reparam, reparam_hidden=8).run(progress=False)
+    assert resumed == expected
+    def numbers(path):  # the log without wall-clock seconds
+        return [{k: v for k, v in json.loads(line).items() if k != "train_seconds"} for line in
+                (path / rd.LOG).read_text().splitlines()]
+
+    assert numbers(tmp_path / "cut") == numbers(tmp_path / "full") and len(numbers(tmp_path / "cut")) == 3
+
+
+@pytest.mark.parametrize("regime", ["joint", "full"])
+def test_joint_and_full_regimes_save_their_model(tmp_path, tiny_tokenizer, sib_dir, regime):
+    trainer = _trainer(tmp_path, tiny_tokenizer, sib_dir, regime=regime, lr=1e-3, epochs=1)
+    before = {k: v.clone() for k, v in trainer.backbone.model.state_dict().items()}
+    trainer.run(progress=False)
+    run = rd.load_run(tmp_path)
+    assert run.model_dir is not None and not run.config["text_cache_used"]
+    assert (run.prompt is None) == (regime == "full")
+    after = trainer.backbone.model.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_prefix_placement_trains_on_the_ordinary_path(tmp_path, tiny_tokenizer, sib_dir):
+    metrics = _trainer(tmp_path, tiny_tokenizer, sib_dir, placement="prefix", epochs=1).run(progress=False)
+    assert not rd.load_run(tmp_path).config["text_cache_used"] and metrics["best_epoch"] == 1
+
+
+def test_finished_run_with_other_config_is_refused(tmp_path, tiny_tokenizer, sib_dir):
+    _trainer(tmp_path, tiny_tokenizer, sib_dir, epochs=1).run(progress=False)
+    from xlpeft.errors import XlpeftError
+
+    with pytest.raises(XlpeftError, match="another configuration"):
+        _trainer(tmp_path, tiny_tokenizer, sib_dir, epochs=2).run(progress=False)
