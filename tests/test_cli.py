@@ -40,6 +40,7 @@ def test_evaluate_writes_one_row_per_language_and_prints_a_table(trained_run, si
     assert (table["n"] == 204).all() and table["accuracy"].between(0, 1).all()
     printed = capsys.readouterr().out
     assert "Yoruba" in printed and "(mean)" in printed
+    assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"  # the per-language plot
 
 
 def test_evaluating_several_runs_gives_one_file_with_a_run_column(trained_run, sib_dir, tmp_path, tiny_model_dir):
@@ -128,3 +129,14 @@ def test_every_command_documents_its_defaults(capsys):
         with pytest.raises(SystemExit):
             main([command, "--help"])
         assert "(default:" in capsys.readouterr().out
+
+
+def test_evaluating_into_a_shared_csv_keeps_other_runs_rows(trained_run, sib_dir, tmp_path, tiny_model_dir):
+    other = tmp_path / "other"
+    assert main(["train", "--model", str(tiny_model_dir), "--data-dir", str(sib_dir), "--shots", "4", "--seed", "2",
+                 "--epochs", "1", "--out", str(other), "--quiet"]) == 0
+    out = tmp_path / "shared.csv"
+    for run in (trained_run, other):
+        assert main(["evaluate", str(run), "--languages", "eng_Latn", "--data-dir", str(sib_dir), "--out", str(out),
+                     "--quiet"]) == 0
+    assert sorted(pd.read_csv(out)["run"]) == ["other", "spt"]

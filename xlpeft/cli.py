@@ -106,6 +106,8 @@ def _evaluate_parser(sub) -> None:
     p.add_argument("--out", type=Path, default=None, help="results CSV (default: RUN_DIR/results_<split>.csv for one "
                    "run, results_<split>.csv in the working directory for several)")
     p.add_argument("--batch-size", type=int, default=32, help="sentences per batch on the uncached path")
+    p.add_argument("--no-plot", action="store_true", help="do not draw the per-language accuracy plot "
+                   "(written next to the CSV, .png)")
     p.add_argument("--max-memory-gb", type=float, default=None, help="cap on cached text states in memory "
                    "(default: a quarter of available RAM, at most 4)")
     _data_arg(p)
@@ -168,8 +170,14 @@ def cmd_evaluate(args) -> None:
     options = EvalOptions(split=args.split, batch_size=args.batch_size, max_memory_gb=args.max_memory_gb,
                           text_cache=args.text_cache, precision=args.precision, device=args.device)
     results = evaluate(runs, languages, data, out, options, progress=not args.quiet)
-    print(summary_table(results, languages))
+    print(summary_table(results, runs, languages))
     print(f"-> {out}")
+    if not args.no_plot:
+        from xlpeft.analysis.plots import accuracy_plot
+
+        plot = out.with_suffix(".png")
+        accuracy_plot(results[results["language"].isin(languages)], [run.name for run in runs], plot)
+        print(f"-> {plot}")
 
 
 def cmd_languages(args) -> None:

@@ -108,7 +108,8 @@ def _row(run: Run, language: str, gold: list[int], pred: list[int]) -> dict:
 
 
 def _previous_results(out_csv: Path, runs: list[Run], languages: list[str]) -> pd.DataFrame:
-    """Rows already in ``out_csv`` for these exact runs: reused, not recomputed."""
+    """The rows already in ``out_csv``: other runs' rows are kept untouched, these runs' rows are reused
+    if the run is unchanged (same ``run_id``) and dropped if it was retrained."""
     if not out_csv.exists():
         return pd.DataFrame()
     try:
@@ -117,12 +118,11 @@ def _previous_results(out_csv: Path, runs: list[Run], languages: list[str]) -> p
         raise XlpeftError(f"{out_csv} exists but is not a results CSV ({exc}); move it away or choose another --out") from exc
     if not set(KEY) <= set(old.columns):
         raise XlpeftError(f"{out_csv} exists but has no {KEY} columns; move it away or choose another --out")
-    current = {(run.name, run.fingerprint) for run in runs}
-    keep = [(r, i) in current for r, i in zip(old["run"], old["run_id"])]
-    reused = old[keep]
-    if len(reused):
-        log.info("reusing %d rows of %s", len(reused), out_csv)
-    return reused.reset_index(drop=True)
+    current = {run.name: run.fingerprint for run in runs}
+    keep = [name not in current or current[name] == run_id for name, run_id in zip(old["run"], old["run_id"])]
+    if not all(keep):
+        log.info("dropping %d rows of retrained runs from %s", len(keep) - sum(keep), out_csv)
+    return old[keep].reset_index(drop=True)
 
 
 def _is_rows(done: pd.DataFrame, runs: list[Run], language: str) -> pd.Series:
@@ -139,9 +139,9 @@ def _write(out_csv: Path, table: pd.DataFrame) -> None:
     atomic_write(out_csv, lambda tmp: table.to_csv(tmp, index=False, float_format="%.6g"))
 
 
-def summary_table(results: pd.DataFrame, languages: list[str]) -> str:
+def summary_table(results: pd.DataFrame, runs: list[Run], languages: list[str]) -> str:
     """A readable table: one row per language; accuracy per run (or accuracy and F1 for a single run)."""
-    table = results[results["language"].isin(languages)]
+    table = results[results["language"].isin(languages) & results["run"].isin([run.name for run in runs])]
     if table["run"].nunique() == 1:
         view = table.set_index("language")[["name", "accuracy", "macro_f1", "n"]].reindex(languages)
         mean = pd.DataFrame([{"name": "(mean)", "accuracy": view["accuracy"].mean(), "macro_f1": view["macro_f1"].mean(),

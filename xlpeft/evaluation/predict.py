@@ -59,7 +59,7 @@ def plan_memory(backbone: Backbone, n_prompts: int, max_tokens: int, budget_byte
     return Plan(int(sentences), int(prompts))
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict_cached(backbone: Backbone, runs: list[Run], token_ids: list[list[int]], plan: Plan) -> dict[str, list[int]]:
     """Predictions of every (suffix, frozen) run; ``token_ids`` truncated to the largest text budget."""
     order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
@@ -107,7 +107,7 @@ def _text_budget(run: Run) -> int:
     return train["max_length"] - train["prompt_length"] - 1
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict_uncached(backbone: Backbone, run: Run, texts: list[str], batch_size: int) -> list[int]:
     """Predictions of one run through the ordinary full-sequence path, length-sorted and dynamically padded."""
     train = run.config["train"]

@@ -67,6 +67,8 @@ class Trainer:
         c = self.config
         [source] = resolve_languages(c.source)
         c.source = source
+        if Path(c.model).expanduser().is_dir():  # evaluation may run from another working directory
+            c.model = str(Path(c.model).expanduser().resolve())
         if c.regime != "full" and c.prompt_length < 1:
             raise XlpeftError(f"--prompt-length must be at least 1 for regime {c.regime!r} (got {c.prompt_length})")
         if c.epochs < 1 or c.batch_size < 1:

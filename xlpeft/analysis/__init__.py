@@ -1,0 +1,1 @@
+"""Analysis of evaluation results: plots (and, later, linguistic-distance correlations)."""
