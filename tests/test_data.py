@@ -64,3 +64,15 @@ def test_k_beyond_smallest_class_is_an_error(eng):
 def test_shots_all_keeps_the_splits(eng):
     sample = few_shot(*eng, shots=None, seed=0)
     assert (len(sample.train), len(sample.validation)) == (701, 99)
+
+
+def test_no_data_dir_and_no_hub_fails_in_seconds(monkeypatch):
+    import time
+
+    monkeypatch.delenv("XLPEFT_DATA_DIR", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr("xlpeft.data.sib200.hub_reachable", lambda: False)
+    start = time.perf_counter()
+    with pytest.raises(XlpeftError, match="hub .* is unreachable; pass --data-dir"):
+        Sib200.resolve(None).load("eng_Latn", "train")
+    assert time.perf_counter() - start < 5

@@ -19,8 +19,10 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerFast
 
+from xlpeft import hub
 from xlpeft.backbones import embedded
-from xlpeft.backbones.embedded import EMBEDDED_MODELS, cache_dir, hub_reachable, load_embedded
+from xlpeft.backbones.embedded import EMBEDDED_MODELS, cache_dir, load_embedded
+from xlpeft.hub import hub_reachable
 from xlpeft.errors import XlpeftError
 
 SPEC = EMBEDDED_MODELS["smollm2-135m"]
@@ -55,7 +57,7 @@ def offline(monkeypatch, tmp_path):
     monkeypatch.setenv("XLPEFT_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(embedded, "_in_hub_cache", lambda hub_id: False)
     attempts = []
-    monkeypatch.setattr(embedded.urllib.request, "urlopen", lambda *a, **k: attempts.append(a))
+    monkeypatch.setattr(hub.urllib.request, "urlopen", lambda *a, **k: attempts.append(a))
     return attempts
 
 

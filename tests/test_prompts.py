@@ -29,3 +29,19 @@ def test_initialisations():
     assert all(any(torch.equal(row, e) for e in emb) for row in vocab)
     text = initial_prompt("text", 5, emb, gen(), text_ids=[2, 7])
     torch.testing.assert_close(text, emb[[2, 7, 2, 7, 2]])
+
+
+@pytest.mark.parametrize("reparam", ["mlp", "residual"])
+def test_folded_prompt_gives_the_same_logits(tiny_tokenizer, reparam):
+    from conftest import make_backbone
+    from xlpeft.composition.layout import PromptLayout, prediction_hidden
+
+    backbone = make_backbone("xglm", tiny_tokenizer)
+    torch.manual_seed(1)
+    prompt = SoftPrompt(torch.rand(4, 32) - 0.5, reparam=reparam, hidden=16)
+    layout = PromptLayout(backbone, "suffix", prompt_length=4)
+    ids = layout.tokenize(["A short text.", "Another, somewhat longer text about sports and travel."])
+    with torch.no_grad():
+        trained = backbone.lm_head(prediction_hidden(backbone, layout.build(ids, prompt())))
+        folded = backbone.lm_head(prediction_hidden(backbone, layout.build(ids, prompt.fold()())))
+    torch.testing.assert_close(folded, trained, rtol=0, atol=1e-6)

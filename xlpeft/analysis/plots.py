@@ -32,6 +32,7 @@ def accuracy_plot(results: pd.DataFrame, runs: list[str], path: Path) -> None:
     ax.set_xticks(list(x), stats["language"], rotation=90, fontsize=7)
     ax.set_ylabel("accuracy" + (f" (mean of {len(runs)} runs)" if len(runs) > 1 else ""))
     ax.set_ylim(0, 1)
+    ax.set_title(", ".join(runs[:4]) + (f" and {len(runs) - 4} more" if len(runs) > 4 else ""), fontsize=9)
     ax.set_xlim(-0.6, len(stats) - 0.4)
     handles = [plt.Rectangle((0, 0), 1, 1, color=colours[s]) for s in scripts]
     ax.legend(handles + ax.get_legend_handles_labels()[0], scripts + ax.get_legend_handles_labels()[1],

