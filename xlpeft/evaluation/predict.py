@@ -21,6 +21,7 @@ from xlpeft.experiments.run_dir import Run
 
 # Larger text batches were slower on CPU (cache locality): 8-16 sentences measured best for SmolLM2.
 MAX_CHUNK = 16
+MAX_PROMPTS = 8
 
 
 @dataclass(frozen=True)
@@ -45,17 +46,20 @@ def uses_cache(run: Run, text_cache: bool) -> bool:
 
 
 def plan_memory(backbone: Backbone, n_prompts: int, max_tokens: int, budget_bytes: int) -> Plan:
-    """Size chunks so that the repeated text cache of one pass stays within ``budget_bytes``.
+    """Size chunks so that the text cache of one pass, repeated per prompt, stays within ``budget_bytes``.
 
     Cost of one (sentence, prompt) pair: its keys/values over all layers, measured on a one-token text.
+    A pass holds the chunk's cache once plus two copies per prompt (the repeat, and the concatenation
+    with the prompt's own keys/values inside the model's cache). Prompt passes reuse the chunk's text
+    cache, so splitting prompts into passes of at most MAX_PROMPTS costs no text computation.
     """
     probe = encode_texts(backbone, [[backbone.eos_id]])
     per_token = sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in probe.layers)
     pair_bytes = per_token * max_tokens
-    prompts = max(1, min(n_prompts, 32))
-    while prompts > 1 and budget_bytes < pair_bytes * (1 + prompts) * 8:  # keep >= 8 sentences per chunk
+    prompts = max(1, min(n_prompts, MAX_PROMPTS))
+    while prompts > 1 and budget_bytes < pair_bytes * (1 + 2 * prompts) * 8:  # keep >= 8 sentences per chunk
         prompts //= 2
-    sentences = max(1, min(MAX_CHUNK, budget_bytes // (pair_bytes * (1 + prompts))))
+    sentences = max(1, min(MAX_CHUNK, budget_bytes // (pair_bytes * (1 + 2 * prompts))))
     return Plan(int(sentences), int(prompts))
 
 
