@@ -41,7 +41,6 @@ log = logging.getLogger("xlpeft")
 class Inputs:
     """One split ready for the model: token ids, labels, and (when cached) the text states."""
 
-    split: Split
     token_ids: list[list[int]]
     labels: torch.Tensor
     cache: TextCache | None
@@ -88,7 +87,7 @@ class Trainer:
         if self.config.uses_text_cache:
             with autocast(self.precision, self.device):
                 cache = TextCache(self.backbone, ids)
-        return Inputs(split, ids, torch.tensor(split.labels, device=self.device), cache)
+        return Inputs(ids, torch.tensor(split.labels, device=self.device), cache)
 
     def _make_prompt(self) -> SoftPrompt | None:
         c = self.config
