@@ -166,7 +166,7 @@ def evaluation(n_prompts: int, backbone, ctx, data_dir: str, languages: list[str
 
     from xlpeft.composition.layout import PromptLayout
     from xlpeft.data.sib200 import Sib200
-    from xlpeft.evaluation.predict import plan_memory, predict_cached, predict_uncached
+    from xlpeft.evaluation.predict import kv_bytes_per_token, plan_memory, predict_cached, predict_uncached
     from xlpeft.experiments.run_dir import Run
     from xlpeft.objectives import Verbalizer
 
@@ -179,6 +179,7 @@ def evaluation(n_prompts: int, backbone, ctx, data_dir: str, languages: list[str
     data = Sib200.resolve(data_dir)
     splits = [data.load(lang, "test") for lang in languages]
     layout = PromptLayout(backbone, "suffix", 10)
+    per_token = kv_bytes_per_token(backbone)
     base, tokens = rss(), 0
     start = time.perf_counter()
     with torch.inference_mode(), ctx:
@@ -186,7 +187,7 @@ def evaluation(n_prompts: int, backbone, ctx, data_dir: str, languages: list[str
             ids = layout.tokenize(split.texts)
             tokens += sum(map(len, ids))
             if cached:
-                plan = plan_memory(backbone, n_prompts, max(map(len, ids)), 4 * 2**30)
+                plan = plan_memory(per_token, n_prompts, max(map(len, ids)), 4 * 2**30)
                 predict_cached(backbone, runs, ids, plan)
             else:
                 for run in runs:

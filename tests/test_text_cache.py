@@ -5,7 +5,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import make_backbone
 from xlpeft.composition.layout import PromptLayout, prediction_hidden
 from xlpeft.composition.text_cache import TextCache, prompt_hidden
 from xlpeft.evaluation.predict import Plan, predict_cached, predict_uncached

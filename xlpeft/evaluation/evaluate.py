@@ -22,7 +22,7 @@ from xlpeft.data.languages import registry
 from xlpeft.data.sib200 import Sib200
 from xlpeft.errors import XlpeftError
 from xlpeft.evaluation.metrics import classification_metrics
-from xlpeft.evaluation.predict import plan_memory, predict_cached, predict_uncached, uses_cache
+from xlpeft.evaluation.predict import kv_bytes_per_token, plan_memory, predict_cached, predict_uncached, uses_cache
 from xlpeft.experiments.run_dir import Run, atomic_write
 from xlpeft.runtime import autocast, resolve_device, resolve_precision
 
@@ -60,26 +60,28 @@ def evaluate(runs: list[Run], languages: list[str], data: Sib200, out_csv: Path,
             continue
         backbone = load_backbone(key, device=device)
         backbone.model.eval()
+        per_token = kv_bytes_per_token(backbone)
         bar = tqdm(todo, desc=f"evaluate {len(group)} run(s) on {Path(key).name}", disable=not progress, unit="lang")
         for language in bar:
             bar.set_postfix(lang=language)
             split = data.load(language, options.split)
             with autocast(precision, device):
-                preds = _predict(backbone, group, split.texts, options)
+                preds = _predict(backbone, group, split.texts, options, per_token)
             rows = [_row(run, language, split.labels, preds[run.name]) for run in group]
             done = pd.concat([done[~_is_rows(done, group, language)], pd.DataFrame(rows)], ignore_index=True)
             _write(out_csv, done)
     return done
 
 
-def _predict(backbone: Backbone, runs: list[Run], texts: list[str], options: EvalOptions) -> dict[str, list[int]]:
+def _predict(backbone: Backbone, runs: list[Run], texts: list[str], options: EvalOptions,
+             per_token: int) -> dict[str, list[int]]:
     cached = [run for run in runs if uses_cache(run, options.text_cache)]
     preds: dict[str, list[int]] = {}
     if cached:
         shortest = min(run.prompt.shape[0] for run in cached)
         max_length = max(run.config["train"]["max_length"] for run in cached)
         token_ids = PromptLayout(backbone, "suffix", shortest, max_length).tokenize(texts)
-        plan = plan_memory(backbone, len(cached), max(map(len, token_ids)), options.memory_budget())
+        plan = plan_memory(per_token, len(cached), max(map(len, token_ids)), options.memory_budget())
         preds.update(predict_cached(backbone, cached, token_ids, plan))
     for run in runs:
         if run.name not in preds:

@@ -45,16 +45,19 @@ def uses_cache(run: Run, text_cache: bool) -> bool:
     return text_cache and train["regime"] == "prompt" and train["placement"] == "suffix"
 
 
-def plan_memory(backbone: Backbone, n_prompts: int, max_tokens: int, budget_bytes: int) -> Plan:
+def kv_bytes_per_token(backbone: Backbone) -> int:
+    """Bytes of keys/values one text token occupies over all layers, measured on a one-token text."""
+    probe = encode_texts(backbone, [[backbone.eos_id]])
+    return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in probe.layers)
+
+
+def plan_memory(per_token: int, n_prompts: int, max_tokens: int, budget_bytes: int) -> Plan:
     """Size chunks so that the text cache of one pass, repeated per prompt, stays within ``budget_bytes``.
 
-    Cost of one (sentence, prompt) pair: its keys/values over all layers, measured on a one-token text.
     A pass holds the chunk's cache once plus two copies per prompt (the repeat, and the concatenation
     with the prompt's own keys/values inside the model's cache). Prompt passes reuse the chunk's text
     cache, so splitting prompts into passes of at most MAX_PROMPTS costs no text computation.
     """
-    probe = encode_texts(backbone, [[backbone.eos_id]])
-    per_token = sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in probe.layers)
     pair_bytes = per_token * max_tokens
     prompts = max(1, min(n_prompts, MAX_PROMPTS))
     while prompts > 1 and budget_bytes < pair_bytes * (1 + 2 * prompts) * 8:  # keep >= 8 sentences per chunk

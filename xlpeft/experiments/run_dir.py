@@ -20,6 +20,7 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,7 @@ class Run:
     def name(self) -> str:
         return self.path.name
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         """Changes whenever the trained artefacts change: results are only reused for the same one."""
         digest = hashlib.sha256((self.path / CONFIG).read_bytes())

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from sklearn.metrics import f1_score
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
@@ -26,8 +25,9 @@ from xlpeft.composition.layout import PromptLayout, prediction_hidden
 from xlpeft.composition.text_cache import TextCache, prompt_hidden
 from xlpeft.data.languages import resolve_languages
 from xlpeft.data.sampling import FewShotSample, few_shot
-from xlpeft.data.sib200 import LABELS, Sib200, Split
+from xlpeft.data.sib200 import Sib200, Split
 from xlpeft.errors import XlpeftError
+from xlpeft.evaluation.metrics import classification_metrics
 from xlpeft.experiments import run_dir as rd
 from xlpeft.objectives.verbalizer import Verbalizer, parse_label_words
 from xlpeft.prompts import SoftPrompt, initial_prompt
@@ -132,11 +132,11 @@ class Trainer:
                 logits = self._logits(data, idx, prompt)
             losses.append(self.verbalizer.loss(logits, data.labels[idx]).item() * len(idx))
             preds.extend(self.verbalizer.label_scores(logits).argmax(-1).tolist())
-        gold = data.labels.tolist()
+        scores = classification_metrics(data.labels.tolist(), preds)
         return {
-            "val_loss": sum(losses) / len(gold),
-            "val_accuracy": sum(p == g for p, g in zip(preds, gold)) / len(gold),
-            "val_macro_f1": f1_score(gold, preds, average="macro", labels=list(range(len(LABELS))), zero_division=0),
+            "val_loss": sum(losses) / scores["n"],
+            "val_accuracy": scores["accuracy"],
+            "val_macro_f1": scores["macro_f1"],
         }
 
     def _set_mode(self, training: bool) -> None:
