@@ -166,16 +166,22 @@ def evaluation(n_prompts: int, backbone, ctx, data_dir: str, languages: list[str
 
     from xlpeft.composition.layout import PromptLayout
     from xlpeft.data.sib200 import Sib200
-    from xlpeft.evaluation.predict import kv_bytes_per_token, plan_memory, predict_cached, predict_uncached
+    from xlpeft.evaluation.predict import (
+        kv_bytes_per_token,
+        plan_memory,
+        predict_cached,
+        predict_uncached,
+    )
     from xlpeft.experiments.run_dir import Run
     from xlpeft.objectives import Verbalizer
 
     verbalizer = Verbalizer.build(backbone.tokenizer, backbone.family)
-    config = {"train": {"regime": "prompt", "placement": "suffix", "prompt_length": 10, "max_length": 128},
-              "label_token_ids": list(verbalizer.token_ids)}
+    config = {"train": {"regime": "prompt", "placement": "suffix", "prompt_length": 10, "max_length": 128,
+                        "head": "lm", "label_words": ""}, "head_used": "lm",
+              "label_words": list(verbalizer.words), "label_token_ids": list(verbalizer.token_ids)}
     generator = torch.Generator().manual_seed(0)
-    runs = [Run(Path(f"p{i}"), config, torch.rand(10, backbone.hidden_size, generator=generator) - 0.5)
-            for i in range(n_prompts)]
+    runs = [Run(Path(f"p{i}"), config, (torch.rand(10, backbone.hidden_size, generator=generator) - 0.5)
+                * backbone.embed_scale, None) for i in range(n_prompts)]
     data = Sib200.resolve(data_dir)
     splits = [data.load(lang, "test") for lang in languages]
     layout = PromptLayout(backbone, "suffix", 10)

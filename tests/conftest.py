@@ -13,11 +13,17 @@ import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
+    AutoModel,
     AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    AutoModelForSeq2SeqLM,
+    BertConfig,
     BloomConfig,
     LlamaConfig,
+    MT5Config,
     PreTrainedTokenizerFast,
     XGLMConfig,
+    XLMRobertaConfig,
 )
 
 from xlpeft.backbones import Backbone
@@ -92,3 +98,33 @@ def tiny_model_dir(tmp_path_factory, tiny_tokenizer) -> Path:
     backbone.model.save_pretrained(path)
     tiny_tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def special_tokenizer(tiny_tokenizer) -> PreTrainedTokenizerFast:
+    """The same BPE plus XLM-R's specials (<s> as CLS, </s> as SEP, <mask>), for encoders and mT5."""
+    tok = PreTrainedTokenizerFast(tokenizer_object=tiny_tokenizer.backend_tokenizer, eos_token="</s>", pad_token="<pad>")
+    tok.add_special_tokens({"cls_token": "<s>", "bos_token": "<s>", "sep_token": "</s>", "mask_token": "<mask>"})
+    return tok
+
+
+def make_encoder(tokenizer, family: str = "xlm-roberta", mlm: bool = True, seed: int = 0) -> Backbone:
+    """A tiny XLM-R (absolute positions offset by the pad id) or BERT, with or without its masked-LM head."""
+    torch.manual_seed(seed)
+    common = dict(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                  intermediate_size=64, pad_token_id=tokenizer.pad_token_id, initializer_range=0.2,
+                  hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    config = (XLMRobertaConfig(max_position_embeddings=300, **common) if family == "xlm-roberta"
+              else BertConfig(max_position_embeddings=256, **common))
+    model = (AutoModelForMaskedLM if mlm else AutoModel).from_config(config).eval()
+    return Backbone(name=f"tiny-{family}", model=model, tokenizer=tokenizer)
+
+
+def make_seq2seq(tokenizer, seed: int = 0) -> Backbone:
+    """A tiny mT5 (relative positions, untied head as in mT5)."""
+    torch.manual_seed(seed)
+    config = MT5Config(vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+                       pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                       decoder_start_token_id=tokenizer.pad_token_id, dropout_rate=0.0, initializer_factor=1.0)
+    model = AutoModelForSeq2SeqLM.from_config(config).eval()
+    return Backbone(name="tiny-mt5", model=model, tokenizer=tokenizer)

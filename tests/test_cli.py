@@ -27,7 +27,8 @@ def _train(tmp_path, model, sib_dir, *extra):
 
 def test_train_writes_the_documented_run_directory(trained_run):
     names = {p.name for p in trained_run.iterdir()}
-    assert {"config.json", "sample.json", "train_log.jsonl", "prompt.safetensors", "metrics.json"} <= names
+    assert {"config.json", "sample.json", "train_log.jsonl", "adapter_config.json",
+            "adapter_model.safetensors", "metrics.json"} <= names
 
 
 def test_evaluate_writes_one_row_per_language_and_prints_a_table(trained_run, sib_dir, tmp_path, capsys):
@@ -93,7 +94,7 @@ def test_bad_training_input_is_one_line_with_the_fix(tmp_path, tiny_model_dir, s
 
 def test_unknown_model_fails_fast(tmp_path, sib_dir, capsys):
     assert _train(tmp_path, "no-such-org/no-such-model", sib_dir) == 2
-    assert "cannot load causal LM 'no-such-org/no-such-model'" in capsys.readouterr().err
+    assert "cannot load model 'no-such-org/no-such-model'" in capsys.readouterr().err
 
 
 def test_missing_data_dir(tmp_path, tiny_model_dir, capsys):

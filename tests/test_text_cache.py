@@ -40,10 +40,11 @@ def test_cached_logits_and_gradients_equal_full_forward(tiny_backbone, side):
     torch.testing.assert_close(grad_cached, grad_full, rtol=0, atol=1e-6)
 
 
-def _run(name: str, prompt: torch.Tensor, max_length: int, label_ids: list[int]) -> Run:
-    config = {"train": {"regime": "prompt", "placement": "suffix", "prompt_length": prompt.shape[0],
-                        "max_length": max_length}, "label_token_ids": label_ids}
-    return Run(path=Path(name), config=config, prompt=prompt)
+def _run(backbone, name: str, prompt: torch.Tensor, max_length: int, label_ids: list[int]) -> Run:
+    config = {"train": {"regime": "prompt", "placement": "suffix", "prompt_length": prompt.shape[0], "head": "lm",
+                        "max_length": max_length}, "head_used": "lm", "label_token_ids": label_ids,
+              "label_words": [str(i) for i in label_ids]}
+    return Run(path=Path(name), config=config, peft_prompt=prompt * backbone.embed_scale, head=None)
 
 
 @pytest.mark.parametrize("prompts_per_pass", [1, 3, 8])
@@ -52,7 +53,7 @@ def test_multi_prompt_evaluation_equals_each_prompt_alone(tiny_backbone, prompts
     torch.manual_seed(0)
     label_ids = list(range(10, 17))
     # different lengths, so text budgets differ (max_length 20 truncates the long texts)
-    runs = [_run(f"r{i}", torch.randn(length, 32), 20, label_ids) for i, length in enumerate([2, 5, 5, 8])]
+    runs = [_run(backbone, f"r{i}", torch.randn(length, 32), 20, label_ids) for i, length in enumerate([2, 5, 5, 8])]
     ids = PromptLayout(backbone, "suffix", 2, 20).tokenize(TEXTS * 3)
     together = predict_cached(backbone, runs, ids, Plan(chunk_sentences=4, prompts_per_pass=prompts_per_pass))
     assert len({tuple(p) for p in together.values()}) > 1  # the prompts really differ in effect

@@ -4,8 +4,8 @@ import json
 
 import pytest
 import torch
-
 from conftest import make_backbone
+
 from xlpeft.experiments import run_dir as rd
 from xlpeft.training.config import TrainConfig
 from xlpeft.training.trainer import Trainer
@@ -44,7 +44,7 @@ def test_training_lowers_loss_and_writes_the_run(tmp_path, tiny_tokenizer, sib_d
     assert log[-1]["train_loss"] < log[0]["train_loss"] - 0.5
     assert metrics["val_loss"] == min(r["val_loss"] for r in log)
     run = rd.load_run(tmp_path)
-    assert run.prompt.shape == (3, 32)
+    assert run.peft_prompt.shape == (3, 32)
     assert run.config["text_cache_used"] and run.config["parameters"]["trainable"] == 96
     sample = json.loads((tmp_path / rd.SAMPLE).read_text())
     assert len(sample["train_index_ids"]) == 56 and len(sample["validation_index_ids"]) == 14
@@ -55,7 +55,7 @@ def test_cached_and_uncached_training_give_the_same_prompt(tmp_path, tiny_tokeni
     a = _trainer(tmp_path / "a", tiny_tokenizer, sib_dir).run(progress=False)
     b = _trainer(tmp_path / "b", tiny_tokenizer, sib_dir, text_cache=False).run(progress=False)
     assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-5)
-    torch.testing.assert_close(rd.load_run(tmp_path / "a").prompt, rd.load_run(tmp_path / "b").prompt, atol=1e-5, rtol=0)
+    torch.testing.assert_close(rd.load_run(tmp_path / "a").peft_prompt, rd.load_run(tmp_path / "b").peft_prompt, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("reparam", ["none", "mlp"])
@@ -92,7 +92,7 @@ def test_joint_and_full_regimes_save_their_model(tmp_path, tiny_tokenizer, sib_d
     trainer.run(progress=False)
     run = rd.load_run(tmp_path)
     assert run.model_dir is not None and not run.config["text_cache_used"]
-    assert (run.prompt is None) == (regime == "full")
+    assert (run.peft_prompt is None) == (regime == "full")
     after = trainer.backbone.model.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
 

@@ -10,7 +10,12 @@ import logging
 import sys
 from pathlib import Path
 
-from xlpeft.data.languages import NAMED_SET_HELP, NAMED_SETS, registry, resolve_languages
+from xlpeft.data.languages import (
+    NAMED_SET_HELP,
+    NAMED_SETS,
+    registry,
+    resolve_languages,
+)
 from xlpeft.errors import XlpeftError
 from xlpeft.training.config import REGIME_HELP, TrainConfig
 
@@ -53,17 +58,29 @@ def _runtime_args(parser: argparse.ArgumentParser) -> None:
 def _train_parser(sub) -> None:
     d = TrainConfig()
     p = sub.add_parser("train", formatter_class=_Formatter, help="train a soft prompt (or model) on one language",
-                       description="Train a soft prompt on SIB-200 in one language with a (frozen) causal LM and write "
-                                   "a run directory: config, sampled ids, training log, prompt.safetensors, metrics.",
+                       description="Train a soft prompt on SIB-200 in one language with a (frozen) language model "
+                                   "and write a run directory: config, sampled ids, training log, the prompt in PEFT's "
+                                   "format (adapter_config.json, adapter_model.safetensors), metrics. The model's "
+                                   "config decides its kind: causal LM (LM-head verbalizer), encoder (masked-LM head "
+                                   "at a [MASK], or a linear head on mean-pooled states), encoder-decoder (the "
+                                   "decoder scores each label string).",
                        epilog=EPILOG)
-    p.add_argument("--model", default=d.model, help="embedded offline model (smollm2-135m), hub id (facebook/xglm-564M, "
-                   "bigscience/bloom-560m, ...) or a local model directory")
+    p.add_argument("--model", default=d.model, help="offline model (smollm2-135m, multilingual-e5-small), hub id "
+                   "(facebook/xglm-564M, bigscience/bloom-560m, bigscience/mt0-base, FacebookAI/xlm-roberta-base, "
+                   "...) or a local model directory")
     p.add_argument("--source", default=d.source, help="training language (FLORES code)")
     p.add_argument("--shots", type=_shots, default=d.shots, help="k examples per class after balanced undersampling "
                    "(validation: ceil(k/4) per class); 'all' = whole train/dev splits")
-    p.add_argument("--prompt-length", type=int, default=d.prompt_length, help="L, soft prompt vectors")
-    p.add_argument("--placement", choices=["suffix", "prefix"], default=d.placement,
-                   help="suffix: [text][prompt][EOS] (Philippy et al.); prefix: [prompt][text][EOS] (Lester et al., PEFT)")
+    p.add_argument("--prompt-length", type=int, default=d.prompt_length, help="L, soft prompt vectors (0 with "
+                   "--head linear trains the head alone)")
+    p.add_argument("--placement", choices=["suffix", "prefix", "start"], default=d.placement,
+                   help="suffix: [text][prompt][EOS] (Philippy et al.; cached on causal LMs); prefix: [prompt][text][EOS] "
+                   "(Lester et al.; after [CLS] on encoders); start: before every token, PEFT's layout (differs from "
+                   "prefix only on encoders)")
+    p.add_argument("--head", choices=["auto", "lm", "linear"], default=d.head,
+                   help="lm: the model's LM / masked-LM head with label words (encoder-decoders: label strings scored "
+                   "by the decoder); linear: a trainable linear head on mean-pooled encoder states (causal: on the "
+                   "prediction position); auto: lm when the model has such a head, else linear (e5)")
     p.add_argument("--reparam", choices=["none", "mlp", "residual"], default=d.reparam,
                    help="MLP reparameterization during training (folded into a plain prompt afterwards)")
     p.add_argument("--reparam-hidden", type=int, default=d.reparam_hidden, help="hidden width h of the MLP")
@@ -82,8 +99,8 @@ def _train_parser(sub) -> None:
     p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay")
     p.add_argument("--max-length", type=int, default=d.max_length, help="tokens per sequence; only the text is truncated")
     p.add_argument("--label-words", default=d.label_words, help="override verbalizer words, e.g. 'sports= play,"
-                   "geography= earth' (each must be one token); default: the paper's words for XGLM/BLOOM, "
-                   "space-prefixed for byte-level BPE tokenizers")
+                   "geography= earth' (each must be one token, except on encoder-decoders, which score strings); "
+                   "default: the paper's words for XGLM/BLOOM, space-prefixed for byte-level BPE tokenizers")
     p.add_argument("--seed", type=int, default=d.seed, help="seeds sampling, prompt init, data order and dropout")
     p.add_argument("--frozen-dropout", action="store_true", help="keep dropout on in the frozen model, as the "
                    "reference code did (forces the uncached path)")
@@ -99,7 +116,8 @@ def _evaluate_parser(sub) -> None:
                                    "and every suffix prompt runs only its L positions against it. One CSV row per "
                                    "(run, language); rerunning resumes and reuses finished rows.",
                        epilog=EPILOG)
-    p.add_argument("runs", nargs="+", type=Path, help="run directories written by 'xlpeft train'")
+    p.add_argument("runs", nargs="+", type=Path, help="run directories written by 'xlpeft train', or PEFT "
+                   "prompt-tuning adapter directories (adapter_config.json names the base model)")
     p.add_argument("--languages", default="quick", help="named set (" + ", ".join(NAMED_SETS) + ") or comma list of "
                    "codes, e.g. 'paper52' or 'eng_Latn,yor_Latn'")
     p.add_argument("--split", choices=["test", "dev", "train"], default="test", help="SIB-200 split")

@@ -1,17 +1,23 @@
-"""Splice a soft prompt into a causal LM's input and read the hidden state where the label is predicted.
+"""Splice a soft prompt into a backbone's input and read the hidden state where the label is predicted.
 
-Layouts (methods.md A), at most ``max_length`` tokens, only the text truncated, no template, no BOS:
+Layouts (methods.md A), at most ``max_length`` tokens, only the text truncated, no template, no BOS.
+``lead`` and ``tail`` are the backbone kind's special tokens: nothing / [EOS] for causal LMs, [CLS] /
+[SEP] for encoders ([MASK][SEP] when the masked-LM head classifies), nothing / [EOS] for mT5's encoder.
 
-- ``suffix``: ``[text] [P1..PL] [EOS]``; prediction at the last prompt position.
-- ``prefix``: ``[P1..PL] [text] [EOS]``; prediction at the last text position (Lester et al. / PEFT).
-- ``none`` (full fine-tuning): ``[text] [EOS]``; prediction at the last text position.
+- ``suffix``: ``[lead] [text] [P1..PL] [tail]``; causal prediction at the last prompt position.
+- ``prefix``: ``[lead] [P1..PL] [text] [tail]``; for encoders the prompt follows [CLS].
+- ``start``: ``[P1..PL] [lead] [text] [tail]``: PEFT's prompt tuning layout (differs from ``prefix`` only
+  for encoders, where PEFT puts the prompt before [CLS]).
+- ``none`` (full fine-tuning or a head alone): ``[lead] [text] [tail]``.
 
-In every layout the prediction position is the one just before EOS; under causal attention EOS cannot
-influence it, which the cached path (text_cache.py) exploits by not computing it at all.
+Causal LMs predict at the position just before EOS; under causal attention EOS cannot influence it,
+which the cached path (text_cache.py) exploits by not computing it at all. Masked-LM encoders predict at
+[MASK]; encoders with a linear head pool the non-prompt positions; mT5 scores labels with its decoder.
 
 This is the ordinary ("uncached") path: the whole padded sequence goes through the model each time.
 Padding is dynamic (to the longest sequence of the batch) unless ``pad_to`` asks for the reference
-recipe's fixed length; ``padding_side`` may be either, with positions derived from the attention mask.
+recipe's fixed length; causal models may pad on either side (positions derived from the attention
+mask); encoders and mT5 pad on the right, where their absolute/relative positions stay correct.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import torch
 
 from xlpeft.backbones import Backbone
 
-Placement = Literal["suffix", "prefix", "none"]
+Placement = Literal["suffix", "prefix", "start", "none"]
 
 
 @dataclass
@@ -34,30 +40,38 @@ class Batch:
     attention_mask: torch.Tensor  # [B, T]
     position_ids: torch.Tensor  # [B, T]
     predict_at: torch.Tensor  # [B]
+    pool_mask: torch.Tensor  # [B, T]: attended positions that are not prompt rows (for pooling)
 
 
 class PromptLayout:
-    """Tokenizes texts and builds prompt-spliced inputs for one backbone and placement."""
+    """Tokenizes texts and builds prompt-spliced inputs for one backbone and placement.
 
-    def __init__(self, backbone: Backbone, placement: Placement, prompt_length: int, max_length: int = 128):
+    ``mask_slot`` puts the tokenizer's mask token before an encoder's [SEP], where the masked-LM head
+    predicts the label word.
+    """
+
+    def __init__(self, backbone: Backbone, placement: Placement, prompt_length: int, max_length: int = 128,
+                 mask_slot: bool = False):
         if placement == "none" and prompt_length:
             raise ValueError("placement 'none' has no prompt")
         self.backbone = backbone
         self.placement = placement
         self.prompt_length = prompt_length if placement != "none" else 0
         self.max_length = max_length
+        self.lead = backbone.lead_ids
+        self.tail = ((backbone.mask_id,) if mask_slot else ()) + backbone.tail_ids
         if self.text_budget < 1:
             raise ValueError(f"prompt length {prompt_length} leaves no room for text within {max_length} tokens")
 
     @property
     def text_budget(self) -> int:
-        """Tokens left for the text once the prompt and EOS are placed."""
-        return self.max_length - self.prompt_length - 1
+        """Tokens left for the text once the prompt and special tokens are placed."""
+        return self.max_length - self.prompt_length - len(self.lead) - len(self.tail)
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         """Token ids per text, without special tokens, truncated to the text budget."""
         encoded = self.backbone.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-        return [ids[: self.text_budget] or [self.backbone.eos_id] for ids in encoded]
+        return [ids[: self.text_budget] or [self.backbone.tail_ids[0]] for ids in encoded]
 
     def build(
         self,
@@ -66,47 +80,66 @@ class PromptLayout:
         padding_side: Literal["right", "left"] = "right",
         pad_to: int | None = None,
     ) -> Batch:
-        """Embed each ``[text][prompt][EOS]`` (per placement) and pad them into one batch.
+        """Embed each row in the placement's order and pad them into one batch.
 
         ``prompt`` is an unscaled L x d matrix (or B x L x d, one per row); it is multiplied by the
         backbone's embedding scale here, like token embeddings are inside the embedding module.
         """
+        if padding_side == "left" and self.backbone.kind != "causal":
+            raise ValueError(f"{self.backbone.kind} backbones are padded on the right (absolute positions)")
         embed = self.backbone.model.get_input_embeddings()
         device = embed.weight.device
-        eos = embed(torch.tensor([self.backbone.eos_id], device=device))
+        lead, tail = (embed(torch.tensor(ids, dtype=torch.long, device=device)) for ids in (self.lead, self.tail))
         pad = embed(torch.tensor([self.backbone.pad_id], device=device))
-        scaled = None if prompt is None else prompt.to(eos.dtype) * self.backbone.embed_scale
-        rows, predict_at = [], []
+        scaled = None if prompt is None else prompt.to(pad.dtype) * self.backbone.embed_scale
+        rows, predict_at, prompt_spans = [], [], []
         for i, ids in enumerate(token_ids):
             text = embed(torch.tensor(ids, device=device))
             row_prompt = None if scaled is None else (scaled[i] if scaled.dim() == 3 else scaled)
-            parts = self._order(text, row_prompt)
-            rows.append(torch.cat([*parts, eos]))
-            predict_at.append(rows[-1].shape[0] - 2)
-        return _pad(rows, predict_at, pad, padding_side, pad_to)
+            parts = self._order(lead, text, row_prompt)
+            body = sum(p.shape[0] for p in parts)
+            rows.append(torch.cat([*parts, tail]))
+            # causal: the position before EOS; masked LM: the [MASK] that opens the tail
+            predict_at.append(body - 1 if self.backbone.kind == "causal" else body)
+            prompt_spans.append(self._prompt_span(len(ids), 0 if row_prompt is None else row_prompt.shape[0]))
+        return _pad(rows, predict_at, prompt_spans, pad, padding_side, pad_to)
 
-    def _order(self, text: torch.Tensor, prompt: torch.Tensor | None) -> list[torch.Tensor]:
+    def _order(self, lead: torch.Tensor, text: torch.Tensor, prompt: torch.Tensor | None) -> list[torch.Tensor]:
         if self.placement == "none" or prompt is None:
-            return [text]
-        return [text, prompt] if self.placement == "suffix" else [prompt, text]
+            return [lead, text]
+        return {"suffix": [lead, text, prompt], "prefix": [lead, prompt, text], "start": [prompt, lead, text]}[
+            self.placement
+        ]
+
+    def _prompt_span(self, n_text: int, n_prompt: int) -> tuple[int, int]:
+        """[start, end) of the prompt rows within an unpadded row."""
+        if not n_prompt or self.placement == "none":
+            return (0, 0)
+        start = {"suffix": len(self.lead) + n_text, "prefix": len(self.lead), "start": 0}[self.placement]
+        return (start, start + n_prompt)
 
 
 def _pad(
-    rows: list[torch.Tensor], predict_at: list[int], pad: torch.Tensor, side: str, pad_to: int | None
+    rows: list[torch.Tensor], predict_at: list[int], prompt_spans: list[tuple[int, int]], pad: torch.Tensor,
+    side: str, pad_to: int | None,
 ) -> Batch:
     width = max(pad_to or 0, max(r.shape[0] for r in rows))
-    embeds, masks, shifts = [], [], []
-    for row in rows:
+    embeds, masks, pools, shifts = [], [], [], []
+    for row, (p_start, p_end) in zip(rows, prompt_spans):
         n_pad = width - row.shape[0]
         filler = pad.expand(n_pad, -1)
         embeds.append(torch.cat([row, filler] if side == "right" else [filler, row]))
         ones, zeros = torch.ones(row.shape[0], dtype=torch.long), torch.zeros(n_pad, dtype=torch.long)
         masks.append(torch.cat([ones, zeros] if side == "right" else [zeros, ones]))
-        shifts.append(0 if side == "right" else n_pad)
+        shift = 0 if side == "right" else n_pad
+        pool = masks[-1].clone()
+        pool[shift + p_start : shift + p_end] = 0
+        pools.append(pool)
+        shifts.append(shift)
     mask = torch.stack(masks).to(pad.device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     predict = torch.tensor(predict_at) + torch.tensor(shifts)
-    return Batch(torch.stack(embeds), mask, positions, predict.to(pad.device))
+    return Batch(torch.stack(embeds), mask, positions, predict.to(pad.device), torch.stack(pools).to(pad.device))
 
 
 def run_base(
@@ -126,8 +159,21 @@ def run_base(
     return backbone.model.base_model(**kwargs)
 
 
+def sequence_hidden(backbone: Backbone, batch: Batch) -> torch.Tensor:
+    """Final hidden states of every position, [B, T, d] (for mT5: its encoder's)."""
+    if backbone.kind == "causal":
+        return run_base(backbone, batch.embeds, batch.attention_mask, batch.position_ids).last_hidden_state
+    return backbone.encoder_hidden(batch.embeds, batch.attention_mask)
+
+
 def prediction_hidden(backbone: Backbone, batch: Batch) -> torch.Tensor:
     """The final hidden state at each row's prediction position, [B, d]."""
-    out = run_base(backbone, batch.embeds, batch.attention_mask, batch.position_ids)
     rows = torch.arange(batch.embeds.shape[0], device=batch.embeds.device)
-    return out.last_hidden_state[rows, batch.predict_at]
+    return sequence_hidden(backbone, batch)[rows, batch.predict_at]
+
+
+def pooled_hidden(backbone: Backbone, batch: Batch) -> torch.Tensor:
+    """Mean of the final hidden states over the text and special tokens (prompt rows excluded), [B, d]."""
+    hidden = sequence_hidden(backbone, batch)
+    weights = batch.pool_mask.to(hidden.dtype).unsqueeze(-1)
+    return (hidden * weights).sum(1) / weights.sum(1)

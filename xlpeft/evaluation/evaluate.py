@@ -22,13 +22,19 @@ from xlpeft.data.languages import registry
 from xlpeft.data.sib200 import Sib200
 from xlpeft.errors import XlpeftError
 from xlpeft.evaluation.metrics import classification_metrics
-from xlpeft.evaluation.predict import kv_bytes_per_token, plan_memory, predict_cached, predict_uncached, uses_cache
+from xlpeft.evaluation.predict import (
+    kv_bytes_per_token,
+    plan_memory,
+    predict_cached,
+    predict_uncached,
+    uses_cache,
+)
 from xlpeft.experiments.run_dir import Run, atomic_write
 from xlpeft.runtime import autocast, resolve_device, resolve_precision
 
 log = logging.getLogger("xlpeft")
 KEY = ["run", "run_id", "language"]
-RUN_COLUMNS = ("model", "regime", "placement", "prompt_length", "reparam", "shots", "seed")
+RUN_COLUMNS = ("model", "regime", "placement", "prompt_length", "head", "reparam", "shots", "seed")
 
 
 @dataclass
@@ -60,7 +66,7 @@ def evaluate(runs: list[Run], languages: list[str], data: Sib200, out_csv: Path,
             continue
         backbone = load_backbone(key, device=device)
         backbone.model.eval()
-        per_token = kv_bytes_per_token(backbone)
+        per_token = kv_bytes_per_token(backbone) if backbone.kind == "causal" else 0
         bar = tqdm(todo, desc=f"evaluate {len(group)} run(s) on {Path(key).name}", disable=not progress, unit="lang")
         for language in bar:
             bar.set_postfix(lang=language)
@@ -75,10 +81,10 @@ def evaluate(runs: list[Run], languages: list[str], data: Sib200, out_csv: Path,
 
 def _predict(backbone: Backbone, runs: list[Run], texts: list[str], options: EvalOptions,
              per_token: int) -> dict[str, list[int]]:
-    cached = [run for run in runs if uses_cache(run, options.text_cache)]
+    cached = [run for run in runs if uses_cache(run, options.text_cache, backbone)]
     preds: dict[str, list[int]] = {}
     if cached:
-        shortest = min(run.prompt.shape[0] for run in cached)
+        shortest = min(run.prompt_length for run in cached)
         max_length = max(run.config["train"]["max_length"] for run in cached)
         token_ids = PromptLayout(backbone, "suffix", shortest, max_length).tokenize(texts)
         plan = plan_memory(per_token, len(cached), max(map(len, token_ids)), options.memory_budget())

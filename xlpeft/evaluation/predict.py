@@ -4,7 +4,8 @@ Suffix prompts on a frozen backbone share the text: each length-sorted chunk of 
 once (text_cache.encode_texts) and every prompt runs only its L positions against it. A run whose
 prompt is longer has a smaller text budget; by causality the keys/values of a truncated text are the
 prefix of those of the longer text, so one cache serves every budget by clipping lengths and masks.
-Everything else (prefix placement, joint/full models, --no-text-cache) takes the ordinary path.
+Everything else (prefix placement, joint/full models, encoders, encoder-decoders, linear heads,
+--no-text-cache) takes the ordinary path through the run's classifier (composition/classifier.py).
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ from dataclasses import dataclass
 import torch
 
 from xlpeft.backbones import Backbone
-from xlpeft.composition.layout import PromptLayout, prediction_hidden
+from xlpeft.composition.classifier import classifier_for_run
 from xlpeft.composition.text_cache import CachedBatch, encode_texts, prompt_hidden
 from xlpeft.experiments.run_dir import Run
-
 
 # Larger text batches were slower on CPU (cache locality): 8-16 sentences measured best for SmolLM2.
 MAX_CHUNK = 16
@@ -40,9 +40,11 @@ def label_logits(backbone: Backbone, hidden: torch.Tensor, token_ids: list[int])
     return scores + head.bias[token_ids] if getattr(head, "bias", None) is not None else scores
 
 
-def uses_cache(run: Run, text_cache: bool) -> bool:
+def uses_cache(run: Run, text_cache: bool, backbone: Backbone) -> bool:
+    """A frozen causal LM, a suffix prompt and the LM-head verbalizer: the text cache is exact."""
     train = run.config["train"]
-    return text_cache and train["regime"] == "prompt" and train["placement"] == "suffix"
+    return (text_cache and backbone.kind == "causal" and train["regime"] == "prompt" and train["placement"] == "suffix"
+            and run.prompt_length > 0 and run.config.get("head_used") == "lm")
 
 
 def kv_bytes_per_token(backbone: Backbone) -> int:
@@ -87,7 +89,7 @@ def predict_cached(backbone: Backbone, runs: list[Run], token_ids: list[list[int
 def _by_prompt_length(runs: list[Run]) -> list[list[Run]]:
     groups: dict[int, list[Run]] = {}
     for run in runs:
-        groups.setdefault(run.prompt.shape[0], []).append(run)
+        groups.setdefault(run.prompt_length, []).append(run)
     return list(groups.values())
 
 
@@ -95,7 +97,7 @@ def _score_prompts(backbone: Backbone, cached: CachedBatch, runs: list[Run]) -> 
     """Run N same-length prompts against B cached texts at once: B*N rows, L positions each."""
     n, batch = len(runs), cached.lengths.shape[0]
     device = cached.lengths.device
-    prompts = torch.stack([run.prompt for run in runs]).to(device)  # [N, L, d]
+    prompts = torch.stack([run.prompt_for(backbone) for run in runs]).to(device)  # [N, L, d]
     budgets = torch.tensor([_text_budget(run) for run in runs], device=device)
     rep = cached.repeat(n)
     limit = budgets.repeat(batch)  # row b*n + j belongs to prompt j
@@ -116,18 +118,18 @@ def _text_budget(run: Run) -> int:
 
 @torch.inference_mode()
 def predict_uncached(backbone: Backbone, run: Run, texts: list[str], batch_size: int) -> list[int]:
-    """Predictions of one run through the ordinary full-sequence path, length-sorted and dynamically padded."""
-    train = run.config["train"]
-    placement = "none" if train["regime"] == "full" else train["placement"]
-    layout = PromptLayout(backbone, placement, train["prompt_length"], train["max_length"])
-    token_ids = layout.tokenize(texts)
+    """Predictions of one run through its classifier on the full sequence, length-sorted, dynamically padded."""
+    classifier = classifier_for_run(backbone, run.config, run.prompt_length)
+    if run.head is not None:
+        classifier.load_state_dict(run.head)
+    classifier.eval()
+    token_ids = classifier.tokenize(texts)
     order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
-    prompt = None if run.prompt is None else run.prompt.to(backbone.model.device)
+    prompt = run.prompt_for(backbone)
     preds = [0] * len(texts)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        hidden = prediction_hidden(backbone, layout.build([token_ids[i] for i in chunk], prompt))
-        scores = label_logits(backbone, hidden, run.config["label_token_ids"])
+        scores = classifier.scores(classifier.outputs([token_ids[i] for i in chunk], prompt))
         for row, idx in enumerate(chunk):
             preds[idx] = int(scores[row].argmax())
     return preds

@@ -5,12 +5,16 @@ Layout::
     RUN_DIR/config.json          resolved TrainConfig + versions + data source + parameter counts
     RUN_DIR/sample.json          the sampled SIB-200 index_ids (train / validation)
     RUN_DIR/train_log.jsonl      one line per epoch: losses, validation accuracy / macro-F1, seconds
-    RUN_DIR/prompt.safetensors   the best epoch's folded L x d prompt ("prompt"), unscaled
+    RUN_DIR/adapter_config.json  the best epoch's folded L x d prompt in PEFT's prompt-tuning format
+    RUN_DIR/adapter_model.safetensors   (``PeftModel.from_pretrained(model, RUN_DIR)`` loads it)
+    RUN_DIR/head.safetensors     a linear classification head, when the run trained one
     RUN_DIR/model/               joint / full regimes only: the best epoch's model weights
     RUN_DIR/metrics.json         best epoch and its source-language validation metrics (written last)
     RUN_DIR/checkpoint.pt        while training: state to resume an interrupted run (removed at the end)
 
 Every file is written to a temporary name and renamed, so an interrupted run never leaves a half file.
+A directory written by PEFT for a prompt-tuning adapter (the two adapter files, nothing else) also loads
+as a run: prefix placement as PEFT does it, the base model's LM head, default label words.
 """
 
 from __future__ import annotations
@@ -28,9 +32,16 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from xlpeft.errors import XlpeftError
+from xlpeft.prompts.peft_format import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    load_peft_embeddings,
+    read_peft_config,
+    unscale,
+)
 
-CONFIG, SAMPLE, LOG, PROMPT, MODEL, METRICS, CHECKPOINT = (
-    "config.json", "sample.json", "train_log.jsonl", "prompt.safetensors", "model", "metrics.json", "checkpoint.pt",
+CONFIG, SAMPLE, LOG, HEAD, MODEL, METRICS, CHECKPOINT = (
+    "config.json", "sample.json", "train_log.jsonl", "head.safetensors", "model", "metrics.json", "checkpoint.pt",
 )
 
 
@@ -57,8 +68,9 @@ def append_jsonl(path: Path, record: dict) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(old + json.dumps(record, sort_keys=True) + "\n"))
 
 
-def save_prompt(path: Path, prompt: torch.Tensor) -> None:
-    atomic_write(path, lambda tmp: save_file({"prompt": prompt.detach().float().cpu().contiguous()}, str(tmp)))
+def save_head(path: Path, state: dict[str, torch.Tensor]) -> None:
+    tensors = {k: v.detach().float().cpu().contiguous() for k, v in state.items()}
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
 
 
 def save_torch(path: Path, obj: Any) -> None:
@@ -82,7 +94,8 @@ class Run:
 
     path: Path
     config: dict
-    prompt: torch.Tensor | None  # [L, d], unscaled; None for the full regime
+    peft_prompt: torch.Tensor | None  # [L, d] as PEFT stores it (after the embedding scale); None without prompt
+    head: dict[str, torch.Tensor] | None  # a linear head's weights, if the run trained one
 
     @property
     def name(self) -> str:
@@ -91,11 +104,21 @@ class Run:
     @cached_property
     def fingerprint(self) -> str:
         """Changes whenever the trained artefacts change: results are only reused for the same one."""
-        digest = hashlib.sha256((self.path / CONFIG).read_bytes())
-        for name in (PROMPT, METRICS):
+        digest = hashlib.sha256((self.path / CONFIG).read_bytes() if (self.path / CONFIG).exists() else b"peft")
+        for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS, HEAD, METRICS):
             if (self.path / name).exists():
                 digest.update((self.path / name).read_bytes())
         return digest.hexdigest()[:12]
+
+    @property
+    def prompt_length(self) -> int:
+        return 0 if self.peft_prompt is None else self.peft_prompt.shape[0]
+
+    def prompt_for(self, backbone) -> torch.Tensor | None:
+        """The prompt in xlpeft's space (before ``backbone``'s embedding scale), on its device."""
+        if self.peft_prompt is None:
+            return None
+        return unscale(self.peft_prompt, backbone).to(backbone.model.device)
 
     @property
     def model_dir(self) -> Path | None:
@@ -108,12 +131,30 @@ class Run:
 
 
 def load_run(path: str | os.PathLike) -> Run:
+    """A finished xlpeft run directory, or a PEFT prompt-tuning adapter directory."""
     run_path = Path(path)
+    if not (run_path / CONFIG).is_file() and (run_path / ADAPTER_CONFIG).is_file():
+        return _peft_run(run_path)
     if not (run_path / METRICS).is_file():
         hint = "training was interrupted: rerun the same 'xlpeft train' command to resume" if (
             run_path / CONFIG
         ).is_file() else "it is not a run directory written by 'xlpeft train'"
         raise XlpeftError(f"{run_path} holds no finished run ({METRICS} missing): {hint}")
     config = json.loads((run_path / CONFIG).read_text())
-    prompt = load_file(str(run_path / PROMPT))["prompt"] if (run_path / PROMPT).exists() else None
-    return Run(run_path, config, prompt)
+    prompt = load_peft_embeddings(run_path) if (run_path / ADAPTER_WEIGHTS).exists() else None
+    head = load_file(str(run_path / HEAD)) if (run_path / HEAD).exists() else None
+    return Run(run_path, config, prompt, head)
+
+
+def _peft_run(path: Path) -> Run:
+    """A run description for a prompt trained with PEFT: its placement, the base model, default words."""
+    from xlpeft.training.config import TrainConfig
+
+    peft = read_peft_config(path)
+    if not peft.get("base_model_name_or_path"):
+        raise XlpeftError(f"{path / ADAPTER_CONFIG} names no base_model_name_or_path; xlpeft needs the model it was "
+                          "trained for")
+    prompt = load_peft_embeddings(path)
+    train = TrainConfig(model=peft["base_model_name_or_path"], placement="start", prompt_length=prompt.shape[0],
+                        head="lm", shots=None, regime="prompt")
+    return Run(path, {"train": train.to_dict(), "source": "peft"}, prompt, None)

@@ -7,7 +7,7 @@ from typing import Literal
 
 Regime = Literal["prompt", "joint", "full"]
 REGIME_HELP = {
-    "prompt": "model frozen, only the soft prompt (and its MLP while it exists) is trained",
+    "prompt": "model frozen, only the soft prompt (its MLP while it exists, and a linear head if any) is trained",
     "joint": "soft prompt and the whole model trained together ('unfrozen' in the paper)",
     "full": "fine-tune the whole model with no prompt, predicting from the last text position",
 }
@@ -21,7 +21,8 @@ class TrainConfig:
     source: str = "eng_Latn"
     shots: int | None = 32  # examples per class; None = the whole train/dev split
     prompt_length: int = 10
-    placement: Literal["suffix", "prefix"] = "suffix"
+    placement: Literal["suffix", "prefix", "start"] = "suffix"
+    head: Literal["auto", "lm", "linear"] = "auto"  # auto: the LM / masked-LM head if the model has one
     reparam: Literal["none", "mlp", "residual"] = "none"
     reparam_hidden: int = 200
     init: Literal["uniform", "vocab", "text"] = "uniform"
@@ -47,19 +48,20 @@ class TrainConfig:
 
     @property
     def uses_text_cache(self) -> bool:
-        """Caching is exact only for a frozen, dropout-free model with the prompt after the text."""
+        """Caching is exact only for a frozen, dropout-free model with the prompt after the text (the trainer
+        also requires a causal LM classified by its LM head)."""
         return (
             self.text_cache and self.regime == "prompt" and self.placement == "suffix" and not self.frozen_dropout
         )
 
     @property
     def placement_used(self) -> str:
-        return "none" if self.regime == "full" else self.placement
+        return "none" if self.regime == "full" or self.prompt_length == 0 else self.placement
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
+    def from_dict(cls, data: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})

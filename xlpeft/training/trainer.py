@@ -21,7 +21,11 @@ from transformers import get_linear_schedule_with_warmup
 
 from xlpeft import __version__
 from xlpeft.backbones import Backbone, load_backbone
-from xlpeft.composition.layout import PromptLayout, prediction_hidden
+from xlpeft.composition.classifier import (
+    Classifier,
+    VerbalizerClassifier,
+    build_classifier,
+)
 from xlpeft.composition.text_cache import TextCache, prompt_hidden
 from xlpeft.data.languages import resolve_languages
 from xlpeft.data.sampling import FewShotSample, few_shot
@@ -29,8 +33,8 @@ from xlpeft.data.sib200 import Sib200, Split
 from xlpeft.errors import XlpeftError
 from xlpeft.evaluation.metrics import classification_metrics
 from xlpeft.experiments import run_dir as rd
-from xlpeft.objectives.verbalizer import Verbalizer, parse_label_words
 from xlpeft.prompts import SoftPrompt, initial_prompt
+from xlpeft.prompts.peft_format import save_peft_prompt
 from xlpeft.runtime import autocast, resolve_device, resolve_precision, seed_everything
 from xlpeft.training.config import TrainConfig
 
@@ -57,10 +61,14 @@ class Trainer:
         self.precision = resolve_precision(config.precision, self.device)
         self._validate()
         self.backbone = backbone or load_backbone(config.model, device=self.device)
-        self.verbalizer = Verbalizer.build(
-            self.backbone.tokenizer, self.backbone.family, parse_label_words(config.label_words)
+        self.classifier: Classifier = build_classifier(
+            self.backbone, config.placement_used, config.prompt_length, config.max_length, config.head,
+            config.label_words, config.seed,
         )
-        self.layout = PromptLayout(self.backbone, config.placement_used, config.prompt_length, config.max_length)
+        self._validate_for_backbone()
+        # the text cache needs a causal LM read by its LM head at the last prompt position
+        self.cached = (config.uses_text_cache and self.backbone.kind == "causal"
+                       and isinstance(self.classifier, VerbalizerClassifier))
 
     def _validate(self) -> None:
         c = self.config
@@ -68,12 +76,20 @@ class Trainer:
         c.source = source
         if Path(c.model).expanduser().is_dir():  # evaluation may run from another working directory
             c.model = str(Path(c.model).expanduser().resolve())
-        if c.regime != "full" and c.prompt_length < 1:
-            raise XlpeftError(f"--prompt-length must be at least 1 for regime {c.regime!r} (got {c.prompt_length})")
+        if c.regime != "full" and c.prompt_length < 0:
+            raise XlpeftError(f"--prompt-length must not be negative (got {c.prompt_length})")
         if c.epochs < 1 or c.batch_size < 1:
             raise XlpeftError("--epochs and --batch-size must be at least 1")
         if c.init == "text" and not c.init_text:
             raise XlpeftError("--init text needs --init-text 'some words' to take the embeddings from")
+
+    def _validate_for_backbone(self) -> None:
+        c = self.config
+        if c.regime != "full" and c.prompt_length == 0 and self.classifier.head_kind != "linear":
+            raise XlpeftError(f"--prompt-length 0 leaves nothing to train in regime {c.regime!r}; give a prompt length "
+                              "or train a head alone with --head linear")
+        if c.placement == "start" and self.backbone.kind != "encoder" and c.regime != "full":
+            log.info("placement 'start' equals 'prefix' on a %s backbone", self.backbone.kind)
 
     # ------------------------------------------------------------------ setup
     def _sample(self) -> FewShotSample:
@@ -82,16 +98,16 @@ class Trainer:
         return few_shot(train, dev, self.config.shots, self.config.seed)
 
     def _inputs(self, split: Split) -> Inputs:
-        ids = self.layout.tokenize(split.texts)
+        ids = self.classifier.tokenize(split.texts)
         cache = None
-        if self.config.uses_text_cache:
+        if self.cached:
             with autocast(self.precision, self.device):
                 cache = TextCache(self.backbone, ids)
         return Inputs(ids, torch.tensor(split.labels, device=self.device), cache)
 
     def _make_prompt(self) -> SoftPrompt | None:
         c = self.config
-        if c.regime == "full":
+        if c.placement_used == "none":
             return None
         embeddings = self.backbone.model.get_input_embeddings().weight.detach()
         generator = torch.Generator().manual_seed(c.seed)
@@ -108,30 +124,30 @@ class Trainer:
         groups = []
         if prompt is not None:
             groups.append({"params": list(prompt.parameters()), "lr": c.lr})
+        if list(self.classifier.parameters()):
+            groups.append({"params": list(self.classifier.parameters()), "lr": c.lr})
         if c.regime != "prompt":
             groups.append({"params": list(model.parameters()), "lr": c.lr_model or c.lr})
         return groups
 
     # ------------------------------------------------------------------ forward
-    def _logits(self, data: Inputs, idx: list[int], prompt: SoftPrompt | None) -> torch.Tensor:
+    def _outputs(self, data: Inputs, idx: list[int], prompt: SoftPrompt | None) -> torch.Tensor:
         matrix = None if prompt is None else prompt()
         if data.cache is not None:
-            hidden = prompt_hidden(self.backbone, data.cache.batch(idx), matrix)
-        else:
-            batch = self.layout.build([data.token_ids[i] for i in idx], matrix)
-            hidden = prediction_hidden(self.backbone, batch)
-        return self.backbone.lm_head(hidden)
+            return self.classifier.vocab_logits(prompt_hidden(self.backbone, data.cache.batch(idx), matrix))
+        return self.classifier.outputs([data.token_ids[i] for i in idx], matrix)
 
     @torch.no_grad()
     def _validate_epoch(self, data: Inputs, prompt: SoftPrompt | None) -> dict:
         self.backbone.model.eval()
+        self.classifier.eval()
         losses, preds = [], []
         for start in range(0, len(data.token_ids), self.config.batch_size):
             idx = list(range(start, min(start + self.config.batch_size, len(data.token_ids))))
             with autocast(self.precision, self.device):
-                logits = self._logits(data, idx, prompt)
-            losses.append(self.verbalizer.loss(logits, data.labels[idx]).item() * len(idx))
-            preds.extend(self.verbalizer.label_scores(logits).argmax(-1).tolist())
+                outputs = self._outputs(data, idx, prompt)
+            losses.append(self.classifier.loss(outputs, data.labels[idx]).item() * len(idx))
+            preds.extend(self.classifier.scores(outputs).argmax(-1).tolist())
         scores = classification_metrics(data.labels.tolist(), preds)
         return {
             "val_loss": sum(losses) / scores["n"],
@@ -142,6 +158,7 @@ class Trainer:
     def _set_mode(self, training: bool) -> None:
         frozen = self.config.regime == "prompt"
         self.backbone.model.train(training and (not frozen or self.config.frozen_dropout))
+        self.classifier.train(training)
 
     # ------------------------------------------------------------------ loop
     def run(self, progress: bool = True) -> dict:
@@ -184,7 +201,7 @@ class Trainer:
         for start in range(0, len(order), c.batch_size):
             idx = order[start : start + c.batch_size].tolist()
             with autocast(self.precision, self.device):
-                loss = self.verbalizer.loss(self._logits(train, idx, prompt), train.labels[idx])
+                loss = self.classifier.loss(self._outputs(train, idx, prompt), train.labels[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -197,6 +214,7 @@ class Trainer:
     # ------------------------------------------------------------------ state
     def _trainable_state(self, prompt: SoftPrompt | None) -> dict:
         state = {} if prompt is None else {f"prompt.{k}": v for k, v in prompt.state_dict().items()}
+        state.update({f"head.{k}": v for k, v in self.classifier.state_dict().items()})
         if self.config.regime != "prompt":
             state.update({f"model.{k}": v for k, v in self.backbone.model.state_dict().items()})
         return state
@@ -207,6 +225,7 @@ class Trainer:
     def _load_trainable(self, state: dict, prompt: SoftPrompt | None) -> None:
         if prompt is not None:
             prompt.load_state_dict({k[7:]: v for k, v in state.items() if k.startswith("prompt.")})
+        self.classifier.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("head.")})
         if self.config.regime != "prompt":
             self.backbone.model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
 
@@ -245,8 +264,10 @@ class Trainer:
         model_params = sum(p.numel() for p in self.backbone.model.parameters())
         prompt_params = 0 if prompt is None else prompt.weight.numel()
         mlp_params = 0 if prompt is None or prompt.mlp is None else sum(p.numel() for p in prompt.mlp.parameters())
-        trainable = prompt_params + mlp_params + (model_params if self.config.regime != "prompt" else 0)
-        return {"model": model_params, "prompt": prompt_params, "reparam_mlp": mlp_params, "trainable": trainable}
+        head_params = sum(p.numel() for p in self.classifier.parameters())
+        trainable = prompt_params + mlp_params + head_params + (model_params if self.config.regime != "prompt" else 0)
+        return {"model": model_params, "prompt": prompt_params, "reparam_mlp": mlp_params, "head": head_params,
+                "trainable": trainable}
 
     def _write_setup(self, sample: FewShotSample, counts: dict) -> None:
         rd.write_json(self.out / rd.CONFIG, {
@@ -255,12 +276,12 @@ class Trainer:
             "torch_version": torch.__version__,
             "data_source": self.data.describe(),
             "model_family": self.backbone.family,
+            "backbone_kind": self.backbone.kind,
             "hidden_size": self.backbone.hidden_size,
-            "label_words": list(self.verbalizer.words),
-            "label_token_ids": list(self.verbalizer.token_ids),
+            **self.classifier.describe(),
             "device": self.device,
             "precision": self.precision,
-            "text_cache_used": self.config.uses_text_cache,
+            "text_cache_used": self.cached,
             "parameters": counts,
         })
         rd.write_json(self.out / rd.SAMPLE, {"source": self.config.source, "seed": self.config.seed, **sample.record()})
@@ -270,7 +291,9 @@ class Trainer:
         prompt = self._make_prompt()
         self._load_trainable(state["best_weights"], prompt)
         if prompt is not None:
-            rd.save_prompt(self.out / rd.PROMPT, prompt.fold().weight)
+            save_peft_prompt(self.out, prompt.fold().weight, self.backbone, self.config.model)
+        if list(self.classifier.parameters()):
+            rd.save_head(self.out / rd.HEAD, self.classifier.state_dict())
         if self.config.regime != "prompt":
             self._save_model()
         metrics = {"best_epoch": state["best"]["epoch"], **{k: state["best"][k] for k in

@@ -1,0 +1,180 @@
+"""One classifier interface over every backbone kind, so training and evaluation never branch on it.
+
+``outputs(token_ids, prompt)`` runs the backbone with the prompt spliced in; ``loss`` and ``scores``
+turn those outputs into a training loss and per-label scores. The kinds:
+
+- ``lm`` on a causal LM: the LM head at the prediction position, full-vocabulary cross-entropy against
+  the label word's token (methods.md A);
+- ``lm`` on an encoder with a masked-LM head (XLM-R, mBERT): the same, at a [MASK] before [SEP];
+- ``lm`` on an encoder-decoder (mT5, mT0): the decoder scores each label string (label_strings.py);
+- ``linear``: a small trainable head (Linear d -> labels) on the mean of an encoder's non-prompt
+  states, or on a causal LM's prediction position; the only choice for a bare encoder (e5).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from xlpeft.backbones import Backbone
+from xlpeft.composition.layout import PromptLayout, pooled_hidden, prediction_hidden
+from xlpeft.data.sib200 import LABELS
+from xlpeft.errors import XlpeftError
+from xlpeft.objectives.label_strings import LabelStrings
+from xlpeft.objectives.verbalizer import (
+    Verbalizer,
+    default_label_words,
+    parse_label_words,
+)
+
+Head = Literal["auto", "lm", "linear"]
+
+
+class Classifier(nn.Module):
+    """Base: a layout plus an objective; subclasses say how outputs are computed and scored."""
+
+    head_kind: str = ""
+
+    def __init__(self, backbone: Backbone, layout: PromptLayout):
+        super().__init__()
+        self.backbone = backbone
+        self.layout = layout
+
+    def tokenize(self, texts: list[str]) -> list[list[int]]:
+        return self.layout.tokenize(texts)
+
+    def outputs(self, token_ids: list[list[int]], prompt: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss(self, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def scores(self, outputs: torch.Tensor) -> torch.Tensor:
+        """[B, n_labels]: argmax is the prediction."""
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        """What a run records so that evaluation rebuilds the same classifier."""
+        return {"head_used": self.head_kind}
+
+
+class VerbalizerClassifier(Classifier):
+    """LM-head (causal) or masked-LM-head (encoder) logits at the prediction position."""
+
+    head_kind = "lm"
+
+    def __init__(self, backbone: Backbone, layout: PromptLayout, verbalizer: Verbalizer):
+        super().__init__(backbone, layout)
+        self.verbalizer = verbalizer
+
+    def vocab_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        head = self.backbone.mlm_head if self.backbone.kind == "encoder" else self.backbone.lm_head
+        return head(hidden)
+
+    def outputs(self, token_ids, prompt):
+        return self.vocab_logits(prediction_hidden(self.backbone, self.layout.build(token_ids, prompt)))
+
+    def loss(self, outputs, labels):
+        return self.verbalizer.loss(outputs, labels)
+
+    def scores(self, outputs):
+        return self.verbalizer.label_scores(outputs).float()
+
+    def describe(self):
+        return {**super().describe(), "label_words": list(self.verbalizer.words),
+                "label_token_ids": list(self.verbalizer.token_ids)}
+
+
+class LinearHeadClassifier(Classifier):
+    """A trainable Linear(d, n_labels) on pooled encoder states or a causal LM's prediction position."""
+
+    head_kind = "linear"
+
+    def __init__(self, backbone: Backbone, layout: PromptLayout, seed: int = 0):
+        super().__init__(backbone, layout)
+        generator = torch.Generator().manual_seed(seed)
+        head = nn.Linear(backbone.hidden_size, len(LABELS))
+        with torch.no_grad():  # nn.Linear's default init, drawn from the run's seed
+            bound = 1 / backbone.hidden_size**0.5
+            head.weight.copy_(torch.rand(head.weight.shape, generator=generator) * 2 * bound - bound)
+            head.bias.copy_(torch.rand(head.bias.shape, generator=generator) * 2 * bound - bound)
+        self.head = head.to(backbone.model.device)
+
+    def outputs(self, token_ids, prompt):
+        batch = self.layout.build(token_ids, prompt)
+        pool = prediction_hidden if self.backbone.kind == "causal" else pooled_hidden
+        hidden = pool(self.backbone, batch)
+        return self.head(hidden.to(self.head.weight.dtype))
+
+    def loss(self, outputs, labels):
+        return F.cross_entropy(outputs.float(), labels)
+
+    def scores(self, outputs):
+        return outputs.float()
+
+
+class LabelStringClassifier(Classifier):
+    """Encoder-decoder rank classification: the decoder scores every label string."""
+
+    head_kind = "lm"
+
+    def __init__(self, backbone: Backbone, layout: PromptLayout, strings: LabelStrings):
+        super().__init__(backbone, layout)
+        self.strings = strings
+
+    def outputs(self, token_ids, prompt):
+        batch = self.layout.build(token_ids, prompt)
+        hidden = self.backbone.encoder_hidden(batch.embeds, batch.attention_mask)
+        return self.strings.score(self.backbone.model, hidden, batch.attention_mask)
+
+    def loss(self, outputs, labels):
+        return self.strings.loss(outputs, labels)
+
+    def scores(self, outputs):
+        return outputs
+
+    def describe(self):
+        return {**super().describe(), "label_words": list(self.strings.words)}
+
+
+def resolve_head(backbone: Backbone, head: Head) -> str:
+    """``auto`` picks the LM head where the backbone has one, else a linear head; refuse impossible pairs."""
+    if head == "auto":
+        return "lm" if backbone.has_lm_head else "linear"
+    if head == "lm" and not backbone.has_lm_head:
+        raise XlpeftError(f"{backbone.name} has no masked-LM head to verbalize labels with; use --head linear")
+    if head == "linear" and backbone.kind == "seq2seq":
+        raise XlpeftError("encoder-decoders classify by scoring label strings with the decoder; use --head lm")
+    return head
+
+
+def build_classifier(backbone: Backbone, placement: str, prompt_length: int, max_length: int, head: Head = "auto",
+                     label_words: str = "", seed: int = 0) -> Classifier:
+    """The classifier a run configuration describes (the same call at training and at evaluation)."""
+    head = resolve_head(backbone, head)
+    mask_slot = head == "lm" and backbone.kind == "encoder"
+    try:
+        layout = PromptLayout(backbone, placement, prompt_length, max_length, mask_slot=mask_slot)
+    except ValueError as exc:
+        raise XlpeftError(f"{exc}; lower --prompt-length or raise --max-length") from exc
+    if head == "linear":
+        return LinearHeadClassifier(backbone, layout, seed)
+    overrides = parse_label_words(label_words)
+    if backbone.kind == "seq2seq":
+        words = {**default_label_words(backbone.family, backbone.tokenizer), **overrides}
+        return LabelStringClassifier(backbone, layout, LabelStrings.build(backbone.tokenizer, words))
+    return VerbalizerClassifier(backbone, layout, Verbalizer.build(backbone.tokenizer, backbone.family, overrides))
+
+
+def classifier_for_run(backbone: Backbone, config: dict, prompt_length: int) -> Classifier:
+    """The classifier of a finished run: its layout and head, and the label tokens it recorded."""
+    train = config["train"]
+    placement = "none" if train["regime"] == "full" or not prompt_length else train["placement"]
+    classifier = build_classifier(backbone, placement, prompt_length, train["max_length"], train.get("head", "auto"),
+                                  train.get("label_words", ""))
+    if isinstance(classifier, VerbalizerClassifier) and "label_token_ids" in config:
+        classifier.verbalizer = Verbalizer(tuple(config["label_words"]), tuple(config["label_token_ids"]))
+    return classifier
