@@ -141,3 +141,23 @@ def test_evaluating_into_a_shared_csv_keeps_other_runs_rows(trained_run, sib_dir
         assert main(["evaluate", str(run), "--languages", "eng_Latn", "--data-dir", str(sib_dir), "--out", str(out),
                      "--quiet"]) == 0
     assert sorted(pd.read_csv(out)["run"]) == ["other", "spt"]
+
+
+@pytest.mark.parametrize("family", ["xlm-roberta-mlm", "bert-bare", "mt5"])
+def test_train_and_evaluate_work_unchanged_for_encoders_and_encoder_decoders(tmp_path, special_tokenizer, sib_dir,
+                                                                             family):
+    from conftest import make_encoder, make_seq2seq
+
+    backbone = {"xlm-roberta-mlm": lambda: make_encoder(special_tokenizer),
+                "bert-bare": lambda: make_encoder(special_tokenizer, family="bert", mlm=False),
+                "mt5": lambda: make_seq2seq(special_tokenizer)}[family]()
+    model_dir = tmp_path / family
+    backbone.model.save_pretrained(model_dir)
+    special_tokenizer.save_pretrained(model_dir)
+    assert _train(tmp_path, model_dir, sib_dir, "--placement", "prefix", "--prompt-length", "2") == 0
+    out = tmp_path / "res.csv"
+    assert main(["evaluate", str(tmp_path / "run"), "--languages", "eng_Latn,fra_Latn", "--data-dir", str(sib_dir),
+                 "--out", str(out), "--quiet", "--no-plot"]) == 0
+    table = pd.read_csv(out)
+    assert len(table) == 2 and table["accuracy"].between(0, 1).all()
+    assert table["head"].iloc[0] == "auto"
