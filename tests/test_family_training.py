@@ -10,7 +10,7 @@ import torch
 from conftest import make_encoder, make_seq2seq
 from xlpeft.errors import XlpeftError
 from xlpeft.evaluation.metrics import classification_metrics
-from xlpeft.evaluation.predict import predict_uncached
+from xlpeft.evaluation.predict import head_alone, predict_heads_alone, predict_uncached
 from xlpeft.experiments import run_dir as rd
 from xlpeft.training.config import TrainConfig
 from xlpeft.training.trainer import Trainer
@@ -53,6 +53,10 @@ def test_only_prompt_and_head_train_and_the_run_reloads_with_its_validation_numb
     sample = trainer._sample().validation
     preds = predict_uncached(trainer.backbone, run, sample.texts, batch_size=3)
     assert classification_metrics(sample.labels, preds)["accuracy"] == pytest.approx(metrics["val_accuracy"])
+    # a head trained alone reads features computed once, in training and in evaluation, with the same result
+    assert run.config["feature_cache_used"] == head_alone(run) == (case == "bert-linear-head-only")
+    if head_alone(run):
+        assert predict_heads_alone(trainer.backbone, [run], sample.texts, batch_size=5)[run.name] == preds
 
 
 def test_head_alone_needs_a_linear_head(tmp_path, special_tokenizer, sib_dir):

@@ -103,11 +103,24 @@ class LinearHeadClassifier(Classifier):
             head.bias.copy_(torch.rand(head.bias.shape, generator=generator) * 2 * bound - bound)
         self.head = head.to(backbone.model.device)
 
-    def outputs(self, token_ids, prompt):
-        batch = self.layout.build(token_ids, prompt)
+    def features(self, token_ids: list[list[int]], prompt: torch.Tensor | None) -> torch.Tensor:
+        """What the head reads: pooled encoder states, or a causal LM's prediction-position state, [B, d]."""
         pool = prediction_hidden if self.backbone.kind == "causal" else pooled_hidden
-        hidden = pool(self.backbone, batch)
-        return self.head(hidden.to(self.head.weight.dtype))
+        return pool(self.backbone, self.layout.build(token_ids, prompt))
+
+    def outputs(self, token_ids, prompt):
+        return self.head(self.features(token_ids, prompt).to(self.head.weight.dtype))
+
+    @torch.no_grad()
+    def all_features(self, token_ids: list[list[int]], batch_size: int = 32) -> torch.Tensor:
+        """Features of many texts without a prompt, length-sorted in batches: with a frozen backbone and no
+        prompt they never change, so a head trained alone (or many heads) reads them from memory."""
+        order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
+        out = torch.empty(len(token_ids), self.backbone.hidden_size, device=self.head.weight.device)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            out[chunk] = self.features([token_ids[i] for i in chunk], None).float()
+        return out
 
     def loss(self, outputs, labels):
         return F.cross_entropy(outputs.float(), labels)
@@ -152,12 +165,13 @@ def resolve_head(backbone: Backbone, head: Head) -> str:
 
 
 def build_classifier(backbone: Backbone, placement: str, prompt_length: int, max_length: int, head: Head = "auto",
-                     label_words: str = "", seed: int = 0) -> Classifier:
+                     label_words: str = "", seed: int = 0, text_prefix: str = "") -> Classifier:
     """The classifier a run configuration describes (the same call at training and at evaluation)."""
     head = resolve_head(backbone, head)
     mask_slot = head == "lm" and backbone.kind == "encoder"
     try:
-        layout = PromptLayout(backbone, placement, prompt_length, max_length, mask_slot=mask_slot)
+        layout = PromptLayout(backbone, placement, prompt_length, max_length, mask_slot=mask_slot,
+                              text_prefix=text_prefix)
     except ValueError as exc:
         raise XlpeftError(f"{exc}; lower --prompt-length or raise --max-length") from exc
     if head == "linear":
@@ -174,7 +188,7 @@ def classifier_for_run(backbone: Backbone, config: dict, prompt_length: int) -> 
     train = config["train"]
     placement = "none" if train["regime"] == "full" or not prompt_length else train["placement"]
     classifier = build_classifier(backbone, placement, prompt_length, train["max_length"], train.get("head", "auto"),
-                                  train.get("label_words", ""))
+                                  train.get("label_words", ""), text_prefix=train.get("text_prefix", ""))
     if isinstance(classifier, VerbalizerClassifier) and "label_token_ids" in config:
         classifier.verbalizer = Verbalizer(tuple(config["label_words"]), tuple(config["label_token_ids"]))
     return classifier

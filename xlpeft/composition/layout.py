@@ -47,17 +47,18 @@ class PromptLayout:
     """Tokenizes texts and builds prompt-spliced inputs for one backbone and placement.
 
     ``mask_slot`` puts the tokenizer's mask token before an encoder's [SEP], where the masked-LM head
-    predicts the label word.
+    predicts the label word. ``text_prefix`` is prepended to every text (e5 models expect "query: ").
     """
 
     def __init__(self, backbone: Backbone, placement: Placement, prompt_length: int, max_length: int = 128,
-                 mask_slot: bool = False):
+                 mask_slot: bool = False, text_prefix: str = ""):
         if placement == "none" and prompt_length:
             raise ValueError("placement 'none' has no prompt")
         self.backbone = backbone
         self.placement = placement
         self.prompt_length = prompt_length if placement != "none" else 0
         self.max_length = max_length
+        self.text_prefix = text_prefix
         self.lead = backbone.lead_ids
         self.tail = ((backbone.mask_id,) if mask_slot else ()) + backbone.tail_ids
         if self.text_budget < 1:
@@ -69,8 +70,8 @@ class PromptLayout:
         return self.max_length - self.prompt_length - len(self.lead) - len(self.tail)
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
-        """Token ids per text, without special tokens, truncated to the text budget."""
-        encoded = self.backbone.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        """Token ids per text (after ``text_prefix``), without special tokens, truncated to the text budget."""
+        encoded = self.backbone.tokenizer([self.text_prefix + t for t in texts], add_special_tokens=False)["input_ids"]
         return [ids[: self.text_budget] or [self.backbone.tail_ids[0]] for ids in encoded]
 
     def build(

@@ -23,9 +23,11 @@ from xlpeft.data.sib200 import Sib200
 from xlpeft.errors import XlpeftError
 from xlpeft.evaluation.metrics import classification_metrics
 from xlpeft.evaluation.predict import (
+    head_alone,
     kv_bytes_per_token,
     plan_memory,
     predict_cached,
+    predict_heads_alone,
     predict_uncached,
     uses_cache,
 )
@@ -89,6 +91,9 @@ def _predict(backbone: Backbone, runs: list[Run], texts: list[str], options: Eva
         token_ids = PromptLayout(backbone, "suffix", shortest, max_length).tokenize(texts)
         plan = plan_memory(per_token, len(cached), max(map(len, token_ids)), options.memory_budget())
         preds.update(predict_cached(backbone, cached, token_ids, plan))
+    alone = [run for run in runs if head_alone(run)]
+    if alone:
+        preds.update(predict_heads_alone(backbone, alone, texts, options.batch_size))
     for run in runs:
         if run.name not in preds:
             preds[run.name] = predict_uncached(backbone, run, texts, options.batch_size)

@@ -4,6 +4,8 @@ Suffix prompts on a frozen backbone share the text: each length-sorted chunk of 
 once (text_cache.encode_texts) and every prompt runs only its L positions against it. A run whose
 prompt is longer has a smaller text budget; by causality the keys/values of a truncated text are the
 prefix of those of the longer text, so one cache serves every budget by clipping lengths and masks.
+Linear heads trained alone on a frozen backbone read features that no prompt changes: runs that share
+a backbone, text prefix and length limit share one feature pass per language.
 Everything else (prefix placement, joint/full models, encoders, encoder-decoders, linear heads,
 --no-text-cache) takes the ordinary path through the run's classifier (composition/classifier.py).
 """
@@ -44,7 +46,7 @@ def uses_cache(run: Run, text_cache: bool, backbone: Backbone) -> bool:
     """A frozen causal LM, a suffix prompt and the LM-head verbalizer: the text cache is exact."""
     train = run.config["train"]
     return (text_cache and backbone.kind == "causal" and train["regime"] == "prompt" and train["placement"] == "suffix"
-            and run.prompt_length > 0 and run.config.get("head_used") == "lm")
+            and run.prompt_length > 0 and run.config.get("head_used") == "lm" and not train.get("text_prefix"))
 
 
 def kv_bytes_per_token(backbone: Backbone) -> int:
@@ -132,4 +134,26 @@ def predict_uncached(backbone: Backbone, run: Run, texts: list[str], batch_size:
         scores = classifier.scores(classifier.outputs([token_ids[i] for i in chunk], prompt))
         for row, idx in enumerate(chunk):
             preds[idx] = int(scores[row].argmax())
+    return preds
+
+
+def head_alone(run: Run) -> bool:
+    """A linear head trained without a prompt on a frozen model: its inputs are the backbone's features."""
+    return run.config["train"]["regime"] == "prompt" and run.prompt_length == 0 and run.head is not None
+
+
+@torch.inference_mode()
+def predict_heads_alone(backbone: Backbone, runs: list[Run], texts: list[str], batch_size: int) -> dict[str, list[int]]:
+    """Predictions of head-alone runs: one feature pass per (text prefix, max length), every head on it."""
+    groups: dict[tuple, list[Run]] = {}
+    for run in runs:
+        train = run.config["train"]
+        groups.setdefault((train.get("text_prefix", ""), train["max_length"]), []).append(run)
+    preds = {}
+    for group in groups.values():
+        classifier = classifier_for_run(backbone, group[0].config, 0)
+        features = classifier.all_features(classifier.tokenize(texts), batch_size)
+        for run in group:
+            classifier.load_state_dict(run.head)
+            preds[run.name] = classifier.head(features).argmax(-1).tolist()
     return preds

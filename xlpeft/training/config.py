@@ -36,6 +36,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     max_length: int = 128
     label_words: str = ""  # overrides, "label=word,..."
+    text_prefix: str = ""  # prepended to every text, e.g. "query: " for e5 models
     seed: int = 0
     text_cache: bool = True
     frozen_dropout: bool = False  # keep the frozen model's dropout on, as the reference code did (uncached only)

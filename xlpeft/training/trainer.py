@@ -23,6 +23,7 @@ from xlpeft import __version__
 from xlpeft.backbones import Backbone, load_backbone
 from xlpeft.composition.classifier import (
     Classifier,
+    LinearHeadClassifier,
     VerbalizerClassifier,
     build_classifier,
 )
@@ -43,11 +44,12 @@ log = logging.getLogger("xlpeft")
 
 @dataclass
 class Inputs:
-    """One split ready for the model: token ids, labels, and (when cached) the text states."""
+    """One split ready for the model: token ids, labels, and (when cached) the text states or features."""
 
     token_ids: list[list[int]]
     labels: torch.Tensor
     cache: TextCache | None
+    features: torch.Tensor | None = None  # a head trained alone on a frozen model: its inputs, computed once
 
 
 class Trainer:
@@ -63,7 +65,7 @@ class Trainer:
         self.backbone = backbone or load_backbone(config.model, device=self.device)
         self.classifier: Classifier = build_classifier(
             self.backbone, config.placement_used, config.prompt_length, config.max_length, config.head,
-            config.label_words, config.seed,
+            config.label_words, config.seed, config.text_prefix,
         )
         self._validate_for_backbone()
         # the text cache needs a causal LM read by its LM head at the last prompt position
@@ -99,11 +101,20 @@ class Trainer:
 
     def _inputs(self, split: Split) -> Inputs:
         ids = self.classifier.tokenize(split.texts)
-        cache = None
-        if self.cached:
-            with autocast(self.precision, self.device):
-                cache = TextCache(self.backbone, ids)
-        return Inputs(ids, torch.tensor(split.labels, device=self.device), cache)
+        labels = torch.tensor(split.labels, device=self.device)
+        with autocast(self.precision, self.device):
+            if self.cached:
+                return Inputs(ids, labels, TextCache(self.backbone, ids))
+            if self._head_alone:
+                return Inputs(ids, labels, None, self.classifier.all_features(ids))
+        return Inputs(ids, labels, None)
+
+    @property
+    def _head_alone(self) -> bool:
+        """A linear head on a frozen, dropout-free model without a prompt: its inputs never change."""
+        c = self.config
+        return (isinstance(self.classifier, LinearHeadClassifier) and c.placement_used == "none"
+                and c.regime == "prompt" and not c.frozen_dropout)
 
     def _make_prompt(self) -> SoftPrompt | None:
         c = self.config
@@ -132,6 +143,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ forward
     def _outputs(self, data: Inputs, idx: list[int], prompt: SoftPrompt | None) -> torch.Tensor:
+        if data.features is not None:
+            return self.classifier.head(data.features[idx])
         matrix = None if prompt is None else prompt()
         if data.cache is not None:
             return self.classifier.vocab_logits(prompt_hidden(self.backbone, data.cache.batch(idx), matrix))
@@ -282,6 +295,7 @@ class Trainer:
             "device": self.device,
             "precision": self.precision,
             "text_cache_used": self.cached,
+            "feature_cache_used": self._head_alone,
             "parameters": counts,
         })
         rd.write_json(self.out / rd.SAMPLE, {"source": self.config.source, "seed": self.config.seed, **sample.record()})
