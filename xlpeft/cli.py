@@ -20,6 +20,7 @@ from xlpeft.errors import XlpeftError
 from xlpeft.training.config import REGIME_HELP, TrainConfig
 
 EPILOG = """examples:
+  xlpeft run configs/quickstart.yaml --data-dir ../shared/data   # a whole grid, resumable
   xlpeft train --model smollm2-135m --data-dir ../shared/data --epochs 10 --out runs/spt
   xlpeft evaluate runs/spt --languages quick --data-dir ../shared/data --out runs/spt/test.csv
   xlpeft evaluate runs/* --languages paper52 --out grid.csv   # a grid shares one text cache
@@ -101,7 +102,10 @@ def _train_parser(sub) -> None:
     p.add_argument("--label-words", default=d.label_words, help="override verbalizer words, e.g. 'sports= play,"
                    "geography= earth' (each must be one token, except on encoder-decoders, which score strings); "
                    "default: the paper's words for XGLM/BLOOM, space-prefixed for byte-level BPE tokenizers")
-    p.add_argument("--seed", type=int, default=d.seed, help="seeds sampling, prompt init, data order and dropout")
+    p.add_argument("--text-prefix", default=d.text_prefix, help="prepended to every text (training and evaluation), "
+                   "e.g. 'query: ' as multilingual-e5 expects")
+    p.add_argument("--seed", type=int, default=d.seed, help="seeds sampling, prompt init, head init, data order and "
+                   "dropout")
     p.add_argument("--frozen-dropout", action="store_true", help="keep dropout on in the frozen model, as the "
                    "reference code did (forces the uncached path)")
     p.add_argument("--out", required=True, type=Path, help="run directory to write (an interrupted run resumes)")
@@ -132,6 +136,29 @@ def _evaluate_parser(sub) -> None:
     _runtime_args(p)
 
 
+def _run_parser(sub) -> None:
+    p = sub.add_parser("run", formatter_class=_Formatter, help="train and evaluate a whole grid from a YAML config",
+                       description="Expand a YAML grid (list values are axes), train the runs not yet trained, "
+                                   "evaluate the runs not yet evaluated, and write OUT/results.parquet (one row per "
+                                   "run x language x metric, with each run's settings). A run is identified by a "
+                                   "hash of its resolved config, so rerunning the same command after an interruption "
+                                   "(even SIGKILL) skips finished work and duplicates nothing.",
+                       epilog="see configs/quickstart.yaml for the format")
+    p.add_argument("config", type=Path, help="grid YAML file")
+    p.add_argument("--out", type=Path, default=None, help="output directory (default: runs/<grid name>)")
+    p.add_argument("--dry-run", action="store_true", help="list the runs and their state; train nothing")
+    p.add_argument("--executor", choices=["local", "slurm", "submitit-local"], default="local",
+                   help="local: this process, sharing text caches across runs; slurm: one submitit job array, "
+                   "one task per run (results gathered in the same store); submitit-local: the same through "
+                   "submitit's local executor (for testing a setup)")
+    p.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
+                   help="submitit parameter for the job array, repeatable, e.g. --slurm slurm_partition=gpu "
+                   "--slurm gpus_per_node=1 --slurm timeout_min=120")
+    p.add_argument("--wait", action="store_true", help="with a scheduler: wait for the jobs and gather the results")
+    _data_arg(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def _languages_parser(sub) -> None:
     p = sub.add_parser("languages", formatter_class=_Formatter, help="list languages and named sets",
                        description="List the SIB-200 language registry (FLORES code, ISO 639-3, script, name) "
@@ -146,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "evaluate on up to 205 (SIB-200).", epilog=EPILOG)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _run_parser(sub)
     _train_parser(sub)
     _evaluate_parser(sub)
     _languages_parser(sub)
@@ -198,6 +226,44 @@ def cmd_evaluate(args) -> None:
         print(f"-> {plot}")
 
 
+def _slurm_parameters(items: list[str]) -> dict:
+    params = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise XlpeftError(f"bad --slurm {item!r}: write KEY=VALUE, e.g. slurm_partition=gpu")
+        params[key] = int(value) if value.isdigit() else value
+    return params
+
+
+def cmd_run(args) -> None:
+    from xlpeft.experiments import runner
+    from xlpeft.experiments.grid import load_grid
+
+    _quiet_libraries(args.verbose)
+    grid = load_grid(args.config)
+    out = args.out or Path("runs") / grid.name
+    data_dir = args.data_dir or grid.data_dir
+    if args.dry_run:
+        states = runner.status(grid, out)
+        print(f"{grid.name}: {len(states)} runs x {len(grid.evaluation.languages)} languages ({grid.evaluation.split}) "
+              f"-> {out}")
+        for state in states:
+            mark = "done" if state.evaluated else ("trained" if state.trained else "todo")
+            print(f"  {state.spec.run_id}  {mark:<8} " + " ".join(f"{k}={v}" for k, v in state.spec.axes.items()))
+        return
+    if args.executor == "local":
+        store = runner.run_local(grid, out, data_dir, progress=not args.quiet)
+    else:
+        cluster = "local" if args.executor == "submitit-local" else "slurm"
+        jobs = runner.submit(grid, out, data_dir, cluster, _slurm_parameters(args.slurm), wait=args.wait)
+        print(f"submitted {len(jobs)} task(s); rerun with --wait, or 'xlpeft run' locally later, to gather")
+        if not args.wait:
+            return
+        store = runner.load_results(out)
+    print(f"{store['run_id'].nunique() if len(store) else 0} runs, {len(store)} result rows -> {out / runner.STORE}")
+
+
 def cmd_languages(args) -> None:
     codes = resolve_languages(args.set)
     reg = registry()
@@ -215,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        {"train": cmd_train, "evaluate": cmd_evaluate, "languages": cmd_languages}[args.command](args)
+        {"run": cmd_run, "train": cmd_train, "evaluate": cmd_evaluate, "languages": cmd_languages}[args.command](args)
     except XlpeftError as exc:
         print(f"xlpeft: error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,135 @@
+"""Grids: expansion and run identity, a local run into the results store, resume after SIGKILL, submitit."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from xlpeft.errors import XlpeftError
+from xlpeft.experiments import runner
+from xlpeft.experiments.grid import expand, load_grid, run_id
+from xlpeft.training.config import TrainConfig
+
+
+def _spec(model, **train):
+    base = {"model": str(model), "shots": 4, "epochs": 2, "batch_size": 4, "lr": 0.05,
+            "prompt_length": [2, 3], "seed": [0, 1]}
+    return {"name": "t", "train": {**base, **train}, "evaluate": {"languages": ["eng_Latn", "fra_Latn"]}}
+
+
+def test_expansion_hashing_and_overrides(tmp_path):
+    grid = expand({"train": {"regime": ["prompt", "full"], "prompt_length": [4, 8], "seed": [0, 1], "epochs": 3},
+                   "overrides": [{"when": {"regime": "full"}, "set": {"lr": 1e-4}}],
+                   "evaluate": {"languages": "quick"}})
+    # full has no prompt: its two prompt lengths are one run
+    assert len(grid.runs) == 2 * 2 + 2 and grid.axes == ["regime", "prompt_length", "seed"]
+    full = [s for s in grid.runs if s.config.regime == "full"]
+    assert {s.config.lr for s in full} == {1e-4} and {s.config.lr for s in grid.runs if s not in full} == {5e-3}
+    assert len({s.run_id for s in grid.runs}) == len(grid.runs)
+    # identity: defaults spelled out or not, same id; any setting changed, new id; device is not identity
+    assert run_id(TrainConfig(epochs=3)) == run_id(TrainConfig(epochs=3, lr=5e-3))
+    assert run_id(TrainConfig(epochs=3)) != run_id(TrainConfig(epochs=4))
+    assert run_id(TrainConfig(device="cpu")) == run_id(TrainConfig(device="cuda"))
+    assert len(grid.evaluation.languages) == 10
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"train": {"learning_rate": 1}}, "unknown train settings"),
+    ({"train": {}, "evaluate": {"languages": "klingon"}}, "klingon"),
+    ({"train": {}, "extra": 1}, "unknown top-level keys"),
+    ({"train": {}, "overrides": [{"when": {"regime": "joint"}}]}, "exactly 'when"),
+])
+def test_bad_grids_say_what_to_fix(spec, message):
+    with pytest.raises(XlpeftError, match=message):
+        expand(spec)
+
+
+def test_bad_yaml_is_a_clear_error(tmp_path):
+    path = tmp_path / "g.yaml"
+    path.write_text("train: [unclosed")
+    with pytest.raises(XlpeftError, match="not valid YAML"):
+        load_grid(path)
+
+
+def _write(tmp_path, spec) -> Path:
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def _cli(*args, env_extra=None) -> subprocess.Popen:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env_extra or {})}
+    return subprocess.Popen([sys.executable, "-m", "xlpeft.cli", *map(str, args)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, tiny_model_dir, sib_dir):
+    """An uninterrupted run of the grid: the numbers every other way of running it must reproduce."""
+    tmp = tmp_path_factory.mktemp("ref")
+    config = _write(tmp, _spec(tiny_model_dir))
+    proc = _cli("run", config, "--out", tmp / "out", "--data-dir", sib_dir, "--quiet")
+    assert proc.wait() == 0, proc.stderr.read().decode()
+    return runner.load_results(tmp / "out")
+
+
+def _values(store: pd.DataFrame) -> pd.Series:
+    return store.set_index(["run_id", "language", "metric"])["value"].sort_index()
+
+
+def test_local_run_fills_the_store_and_a_rerun_does_nothing(tmp_path, tiny_model_dir, sib_dir, reference):
+    assert len(reference) == 4 * 2 * 2  # runs x languages x metrics
+    assert {"cfg_prompt_length", "cfg_seed", "axis_seed", "metric", "value", "language"} <= set(reference.columns)
+    assert not reference.duplicated(["run_id", "language", "metric"]).any()
+    # same config + seed in a fresh directory: bit-identical metrics
+    config = _write(tmp_path, _spec(tiny_model_dir))
+    proc = _cli("run", config, "--out", tmp_path / "out", "--data-dir", sib_dir, "--quiet")
+    assert proc.wait() == 0
+    pd.testing.assert_series_equal(_values(runner.load_results(tmp_path / "out")), _values(reference))
+    logs = {p: p.stat().st_mtime_ns for p in (tmp_path / "out" / "runs").glob("*/train_log.jsonl")}
+    assert _cli("run", config, "--out", tmp_path / "out", "--data-dir", sib_dir, "--quiet").wait() == 0
+    assert {p: p.stat().st_mtime_ns for p in logs} == logs  # nothing retrained
+
+
+def test_sigkill_at_any_moment_then_rerun_loses_and_duplicates_nothing(tmp_path, tiny_model_dir, sib_dir, reference):
+    config = _write(tmp_path, _spec(tiny_model_dir))
+    out = tmp_path / "out"
+    for delay in (2.5, 4.0, 5.5, 7.0):  # kill during loading, training and evaluation
+        proc = _cli("run", config, "--out", out, "--data-dir", sib_dir, "--quiet")
+        time.sleep(delay)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert _cli("run", config, "--out", out, "--data-dir", sib_dir, "--quiet").wait() == 0
+    store = runner.load_results(out)
+    assert not store.duplicated(["run_id", "language", "metric"]).any()
+    pd.testing.assert_series_equal(_values(store), _values(reference))
+    assert not list(out.rglob("*.tmp"))  # no partial file left behind as a result
+
+
+def test_dry_run_lists_states(tmp_path, tiny_model_dir, sib_dir, capsys):
+    from xlpeft.cli import main
+
+    config = _write(tmp_path, _spec(tiny_model_dir))
+    assert main(["run", str(config), "--out", str(tmp_path / "out"), "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "4 runs x 2 languages" in printed and printed.count("todo") == 4
+    assert not (tmp_path / "out" / "runs").exists()
+
+
+def test_submitit_job_array_gathers_into_the_same_store(tmp_path, tiny_model_dir, sib_dir, reference):
+    config = _write(tmp_path, _spec(tiny_model_dir))
+    grid = load_grid(config)
+    jobs = runner.submit(grid, tmp_path / "out", str(sib_dir), cluster="local",
+                         parameters={"timeout_min": 10}, wait=True)
+    assert len(jobs) == 4
+    assert sorted(p.name for p in (tmp_path / "out" / "eval").glob("*.csv")) == sorted(f"{s.run_id}.csv" for s in grid.runs)
+    pd.testing.assert_series_equal(_values(runner.load_results(tmp_path / "out")), _values(reference))

@@ -1,0 +1,148 @@
+"""A declarative grid: a YAML file that expands into training runs and one evaluation plan.
+
+```yaml
+name: quickstart
+train:                      # TrainConfig fields; a list is a grid axis, a scalar is fixed
+  model: smollm2-135m
+  regime: [prompt, joint]
+  prompt_length: [4, 16]
+  seed: [0, 1]
+  epochs: 5
+overrides:                  # optional: settings that apply only where a condition holds
+  - when: {regime: joint}
+    set: {lr: 1.0e-4}
+evaluate:
+  languages: paper52        # a named set or a list of codes
+  split: test
+```
+
+Axes expand in the order written (the last varies fastest). A run is identified by a hash of its
+*resolved* training configuration (every TrainConfig field, defaults included, the source language
+normalised), so the same run is recognised whatever YAML produced it, and a changed setting is a new
+run. Options that do not change numbers (device, progress) are not part of the identity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from xlpeft.data.languages import resolve_languages
+from xlpeft.errors import XlpeftError
+from xlpeft.training.config import TrainConfig
+
+TRAIN_FIELDS = {f.name for f in fields(TrainConfig)}
+NOT_IDENTITY = {"device"}  # where a run executes never changes what it computes
+EVAL_FIELDS = {"languages", "split", "batch_size", "max_memory_gb", "text_cache", "precision"}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run of the grid."""
+
+    run_id: str
+    config: TrainConfig
+    axes: dict[str, Any]  # the values this run takes on the grid's axes (for tables)
+
+
+@dataclass
+class EvalSpec:
+    languages: list[str]
+    split: str = "test"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Grid:
+    name: str
+    runs: list[RunSpec]
+    evaluation: EvalSpec
+    axes: list[str]
+    data_dir: str | None = None
+
+
+def run_id(config: TrainConfig) -> str:
+    """12 hex digits of the SHA-256 of the resolved configuration (sorted JSON)."""
+    identity = {k: v for k, v in config.to_dict().items() if k not in NOT_IDENTITY}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def load_grid(path: str | Path) -> Grid:
+    """Read and expand a grid file; every mistake is an XlpeftError naming the key and the fix."""
+    path = Path(path)
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise XlpeftError(f"cannot read grid file {path} ({exc.strerror}); give the path of a YAML config") from exc
+    except yaml.YAMLError as exc:
+        raise XlpeftError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(spec, dict) or not isinstance(spec.get("train"), dict):
+        raise XlpeftError(f"{path} needs a 'train:' mapping of TrainConfig settings (see configs/quickstart.yaml)")
+    return expand(spec, default_name=path.stem)
+
+
+def expand(spec: dict, default_name: str = "grid") -> Grid:
+    unknown = set(spec) - {"name", "train", "overrides", "evaluate", "data_dir"}
+    if unknown:
+        raise XlpeftError(f"unknown top-level keys {sorted(unknown)}; allowed: name, train, overrides, evaluate, data_dir")
+    train = spec["train"]
+    _check_keys(train, TRAIN_FIELDS, "train")
+    axes = [k for k, v in train.items() if isinstance(v, list)]
+    fixed = {k: v for k, v in train.items() if k not in axes}
+    overrides = _overrides(spec.get("overrides") or [])
+    runs, seen = [], set()
+    for values in itertools.product(*(train[a] for a in axes)):
+        point = dict(zip(axes, values))
+        settings = {**fixed, **point}
+        for when, changes in overrides:
+            if all(settings.get(k) == v for k, v in when.items()):
+                settings.update(changes)
+        config = _train_config(settings)
+        rid = run_id(config)
+        if rid not in seen:  # e.g. prompt lengths of a 'full' run collapse to one run
+            seen.add(rid)
+            runs.append(RunSpec(rid, config, point))
+    return Grid(spec.get("name", default_name), runs, _evaluation(spec.get("evaluate") or {}), axes,
+                spec.get("data_dir"))
+
+
+def _check_keys(mapping: dict, allowed: set[str], where: str) -> None:
+    unknown = set(mapping) - allowed
+    if unknown:
+        raise XlpeftError(f"unknown {where} settings {sorted(unknown)}; allowed: {', '.join(sorted(allowed))}")
+
+
+def _overrides(items: list) -> list[tuple[dict, dict]]:
+    result = []
+    for item in items:
+        if not isinstance(item, dict) or set(item) != {"when", "set"}:
+            raise XlpeftError("each 'overrides' item needs exactly 'when: {setting: value}' and 'set: {setting: value}'")
+        _check_keys(item["when"], TRAIN_FIELDS, "overrides.when")
+        _check_keys(item["set"], TRAIN_FIELDS, "overrides.set")
+        result.append((item["when"], item["set"]))
+    return result
+
+
+def _train_config(settings: dict) -> TrainConfig:
+    try:
+        config = TrainConfig(**settings)
+    except TypeError as exc:
+        raise XlpeftError(f"bad train settings {settings}: {exc}") from exc
+    [config.source] = resolve_languages(config.source)
+    if Path(config.model).expanduser().is_dir():
+        config.model = str(Path(config.model).expanduser().resolve())
+    return config
+
+
+def _evaluation(spec: dict) -> EvalSpec:
+    _check_keys(spec, EVAL_FIELDS, "evaluate")
+    languages = spec.get("languages", "quick")
+    codes = resolve_languages(",".join(languages) if isinstance(languages, list) else str(languages))
+    options = {k: v for k, v in spec.items() if k not in {"languages", "split"}}
+    return EvalSpec(codes, spec.get("split", "test"), options)

@@ -1,0 +1,171 @@
+"""Run a grid: train what is missing, evaluate what is not evaluated, gather one results store.
+
+Output directory::
+
+    OUT/grid.json              the expanded grid (run ids, configs, evaluation plan)
+    OUT/runs/<run_id>/         one run directory per training run (see run_dir.py)
+    OUT/eval/<name>.csv        evaluation tables: local.csv (runs evaluated together, sharing text caches)
+                               or <run_id>.csv (one run per scheduler job)
+    OUT/results.parquet        the store: one row per run x language x metric, with the run's settings
+
+Robustness comes from the pieces: training resumes from its last epoch checkpoint, evaluation rewrites
+its table atomically after each language and resumes, and the store is rebuilt (atomically) from the
+evaluation tables, keyed by (run, language), so a killed process restarted with the same command loses
+nothing and duplicates nothing. Runs are independent, so a scheduler can run them anywhere: with
+``executor="slurm"`` every run becomes one task of a submitit job array writing its own table.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from xlpeft.data.sib200 import Sib200
+from xlpeft.errors import XlpeftError
+from xlpeft.experiments import run_dir as rd
+from xlpeft.experiments.grid import Grid, RunSpec
+
+log = logging.getLogger("xlpeft")
+STORE = "results.parquet"
+METRICS = ("accuracy", "macro_f1")
+LOCAL_TABLE = "local"
+
+
+@dataclass(frozen=True)
+class Status:
+    spec: RunSpec
+    trained: bool
+    evaluated: bool
+
+
+def run_path(out: Path, spec: RunSpec) -> Path:
+    return out / "runs" / spec.run_id
+
+
+def status(grid: Grid, out: Path) -> list[Status]:
+    """Which runs are trained and which have a row for every language of the evaluation plan."""
+    table = _evaluation_rows(out)
+    result = []
+    for spec in grid.runs:
+        trained = (run_path(out, spec) / rd.METRICS).is_file()
+        rows = table[(table["run"] == spec.run_id) & table["language"].isin(grid.evaluation.languages)] if len(table) else table
+        evaluated = trained and len(rows) == len(grid.evaluation.languages)
+        result.append(Status(spec, trained, evaluated))
+    return result
+
+
+def write_grid(grid: Grid, out: Path) -> None:
+    rd.ensure_writable(out)
+    rd.write_json(out / "grid.json", {
+        "name": grid.name, "axes": grid.axes,
+        "runs": [{"run_id": s.run_id, "axes": s.axes, "train": s.config.to_dict()} for s in grid.runs],
+        "evaluate": {"languages": grid.evaluation.languages, "split": grid.evaluation.split,
+                     **grid.evaluation.options},
+    })
+
+
+def run_local(grid: Grid, out: Path, data_dir: str | None, progress: bool = True) -> pd.DataFrame:
+    """Train every missing run, evaluate all runs of the grid together, rebuild the store."""
+    from xlpeft.training.trainer import Trainer
+
+    write_grid(grid, out)
+    states = status(grid, out)
+    todo = [s.spec for s in states if not s.trained]
+    for i, spec in enumerate(todo, 1):
+        log.info("training run %d/%d: %s", i, len(todo), spec.run_id)
+        if progress:
+            tqdm.write(f"[{i}/{len(todo)}] train {spec.run_id} {_describe(spec)}")
+        Trainer(spec.config, run_path(out, spec), data_dir=data_dir).run(progress=progress)
+    if any(not s.evaluated for s in status(grid, out)):
+        evaluate_runs(grid, [s.spec for s in states], out, data_dir, LOCAL_TABLE, progress)
+    return gather(grid, out)
+
+
+def run_one(grid: Grid, run_id: str, out: Path, data_dir: str | None) -> None:
+    """One scheduler task: train and evaluate a single run into its own table."""
+    from xlpeft.training.trainer import Trainer
+
+    [spec] = [s for s in grid.runs if s.run_id == run_id]
+    Trainer(spec.config, run_path(out, spec), data_dir=data_dir).run(progress=False)
+    evaluate_runs(grid, [spec], out, data_dir, spec.run_id, progress=False)
+
+
+def evaluate_runs(grid: Grid, specs: list[RunSpec], out: Path, data_dir: str | None, table: str,
+                  progress: bool) -> None:
+    from xlpeft.evaluation.evaluate import EvalOptions, evaluate
+
+    runs = [rd.load_run(run_path(out, spec)) for spec in specs]
+    options = EvalOptions(split=grid.evaluation.split, **grid.evaluation.options)
+    evaluate(runs, grid.evaluation.languages, Sib200.resolve(data_dir), out / "eval" / f"{table}.csv", options,
+             progress=progress)
+
+
+def gather(grid: Grid, out: Path) -> pd.DataFrame:
+    """Rebuild OUT/results.parquet from the evaluation tables: long format, one row per metric."""
+    table = _evaluation_rows(out)
+    ids = {s.run_id: s for s in grid.runs}
+    table = table[table["run"].isin(ids)] if len(table) else table
+    if not len(table):
+        return pd.DataFrame()
+    long = table.melt(id_vars=["run", "run_id", "language", "name", "script"], value_vars=list(METRICS),
+                      var_name="metric", value_name="value").rename(columns={"run_id": "artifact_id", "run": "run_id"})
+    settings = pd.DataFrame([{"run_id": rid, **{f"cfg_{k}": v for k, v in spec.config.to_dict().items()},
+                              **{f"axis_{k}": v for k, v in spec.axes.items()}} for rid, spec in ids.items()])
+    store = long.merge(settings, on="run_id", how="left")
+    store["split"] = grid.evaluation.split
+    store = store.sort_values(["run_id", "language", "metric"]).reset_index(drop=True)
+    rd.atomic_write(out / STORE, lambda tmp: store.to_parquet(tmp, index=False))
+    return store
+
+
+def _evaluation_rows(out: Path) -> pd.DataFrame:
+    """Every evaluation table's rows; a (run, language) present in several tables is kept once."""
+    frames = []
+    for path in sorted((out / "eval").glob("*.csv")):
+        try:
+            frames.append(pd.read_csv(path, dtype={"run_id": str, "run": str}))
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise XlpeftError(f"{path} is not a results table ({exc}); move it away and rerun") from exc
+    if not frames:
+        return pd.DataFrame(columns=["run", "run_id", "language"])
+    return pd.concat(frames, ignore_index=True).drop_duplicates(["run", "language"], keep="last")
+
+
+def load_results(out: str | Path) -> pd.DataFrame:
+    """The results store of a grid output directory, as a DataFrame."""
+    path = Path(out) / STORE
+    if not path.is_file():
+        raise XlpeftError(f"{path} does not exist: run 'xlpeft run CONFIG --out {out}' first")
+    return pd.read_parquet(path)
+
+
+def _describe(spec: RunSpec) -> str:
+    return " ".join(f"{k}={v}" for k, v in spec.axes.items())
+
+
+def submit(grid: Grid, out: Path, data_dir: str | None, cluster: str | None, parameters: dict,
+           wait: bool = False) -> list:
+    """Submit the missing runs as one job array (SLURM through submitit, or submitit's local executor)."""
+    import submitit
+
+    write_grid(grid, out)
+    todo = [s.spec.run_id for s in status(grid, out) if not s.evaluated]
+    if not todo:
+        gather(grid, out)
+        return []
+    executor = submitit.AutoExecutor(folder=out / "submitit", cluster=cluster)
+    executor.update_parameters(name=f"xlpeft-{grid.name}", **parameters)
+    jobs = executor.map_array(run_one, [grid] * len(todo), todo, [out] * len(todo), [data_dir] * len(todo))
+    (out / "submitit").mkdir(parents=True, exist_ok=True)
+    rd.atomic_write(out / "submitit" / "jobs.json",
+                    lambda tmp: tmp.write_text(json.dumps({j.job_id: rid for j, rid in zip(jobs, todo)}, indent=2)))
+    if wait:
+        for job in jobs:
+            job.result()  # re-raises a task's exception with its traceback
+        gather(grid, out)
+    return jobs
