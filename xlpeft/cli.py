@@ -166,6 +166,27 @@ def _languages_parser(sub) -> None:
     p.add_argument("--set", default="all", help="a named set or comma list to show")
 
 
+def _report_parser(sub) -> None:
+    p = sub.add_parser("report", formatter_class=_Formatter, help="tables, statistics and plots of a grid's results",
+                       description="Write a report of a grid output directory ('xlpeft run'): report.md and a "
+                                   "self-contained report.html (figures embedded) with a summary per configuration "
+                                   "(a combination of the grid's axes other than seed: mean over languages per seed, "
+                                   "then mean and 95% CI over seeds), a per-language table with URIEL distances from "
+                                   "the source, correlations of each configuration's scores with each distance "
+                                   "(Pearson and Spearman; languages without a distance left out, n reported), and "
+                                   "gains between configurations that differ in one axis (paired Wilcoxon and t-tests "
+                                   "over languages, correlation of the gain with distance). Also summary.tex "
+                                   "(booktabs), the tables as CSV, and PNG plots: by distance, metric vs distance, "
+                                   "configuration x language heatmap, prompt length (when it is an axis), world map.",
+                       epilog="examples:\n  xlpeft report runs/quickstart\n"
+                              "  xlpeft report runs/quickstart --metric macro_f1 --distance genetic --out paper/")
+    p.add_argument("results", type=Path, help="grid output directory holding results.parquet and grid.json")
+    p.add_argument("--out", type=Path, default=None, help="report directory (default: RESULTS/report)")
+    p.add_argument("--metric", choices=["accuracy", "macro_f1"], default="accuracy", help="score to report")
+    p.add_argument("--distance", default="syntactic", help="URIEL distance that orders the languages of "
+                   "by_distance.png: syntactic, geographic, inventory, genetic, phonological or featural")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xlpeft", formatter_class=_Formatter,
@@ -177,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     _train_parser(sub)
     _evaluate_parser(sub)
     _languages_parser(sub)
+    _report_parser(sub)
     return parser
 
 
@@ -276,12 +298,20 @@ def cmd_languages(args) -> None:
         print(f"  {name:<8} {len(members):>3}  {NAMED_SET_HELP[name]}")
 
 
+def cmd_report(args) -> None:
+    from xlpeft.analysis.report import write_report
+
+    for path in write_report(args.results, args.out, metric=args.metric, distance=args.distance):
+        print(f"-> {path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        {"run": cmd_run, "train": cmd_train, "evaluate": cmd_evaluate, "languages": cmd_languages}[args.command](args)
+        {"run": cmd_run, "train": cmd_train, "evaluate": cmd_evaluate, "languages": cmd_languages,
+         "report": cmd_report}[args.command](args)
     except XlpeftError as exc:
         print(f"xlpeft: error: {exc}", file=sys.stderr)
         return 2

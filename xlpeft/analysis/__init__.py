@@ -1,1 +1,1 @@
-"""Analysis of evaluation results: plots (and, later, linguistic-distance correlations)."""
+"""Analysis of results: URIEL distances, statistics over seeds and languages, plots, the report."""
