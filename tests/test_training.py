@@ -55,7 +55,8 @@ def test_cached_and_uncached_training_give_the_same_prompt(tmp_path, tiny_tokeni
     a = _trainer(tmp_path / "a", tiny_tokenizer, sib_dir).run(progress=False)
     b = _trainer(tmp_path / "b", tiny_tokenizer, sib_dir, text_cache=False).run(progress=False)
     assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-5)
-    torch.testing.assert_close(rd.load_run(tmp_path / "a").peft_prompt, rd.load_run(tmp_path / "b").peft_prompt, atol=1e-5, rtol=0)
+    prompt_a, prompt_b = rd.load_run(tmp_path / "a").peft_prompt, rd.load_run(tmp_path / "b").peft_prompt
+    torch.testing.assert_close(prompt_a, prompt_b, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("reparam", ["none", "mlp"])
