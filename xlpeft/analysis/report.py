@@ -91,7 +91,7 @@ def configurations(results: pd.DataFrame, axes: list[str], run_order: list[str])
     for run_id in sorted(runs.index, key=lambda run_id: (rank.get(run_id, len(rank)), run_id)):
         run = runs.loc[run_id]
         values = {axis: run[f"cfg_{axis}"] for axis in varying}
-        label = (", ".join(f"{axis}={_show(value)}" for axis, value in values.items())
+        label = (", ".join(f"{axis}={_show(value, axis)}" for axis, value in values.items())
                  or f"{_show(run['cfg_model'])} {run['cfg_regime']}")
         row = rows.setdefault(label, {"configuration": label, **values, "source": run["cfg_source"],
                                       "model": run["cfg_model"], "run_ids": []})
@@ -525,8 +525,14 @@ def _inline(text: str) -> str:
     return re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", escaped)
 
 
-def _show(value) -> str:
-    """A setting as labels show it: a local model directory by its name rather than its absolute path."""
+def _show(value, axis: str = "") -> str:
+    """A setting as labels show it: a local model directory by its name rather than its absolute path, a
+    whole number without '.0' (Parquet stores an integer column with a missing value as floats), and a
+    missing value by its meaning (``shots`` None is the whole training split)."""
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return "all" if axis == "shots" else "none"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
     return Path(value).name if isinstance(value, str) and value.startswith("/") else str(value)
 
 
