@@ -182,13 +182,3 @@ def build_classifier(backbone: Backbone, placement: str, prompt_length: int, max
         return LabelStringClassifier(backbone, layout, LabelStrings.build(backbone.tokenizer, words))
     return VerbalizerClassifier(backbone, layout, Verbalizer.build(backbone.tokenizer, backbone.family, overrides))
 
-
-def classifier_for_run(backbone: Backbone, config: dict, prompt_length: int) -> Classifier:
-    """The classifier of a finished run: its layout and head, and the label tokens it recorded."""
-    train = config["train"]
-    placement = "none" if train["regime"] == "full" or not prompt_length else train["placement"]
-    classifier = build_classifier(backbone, placement, prompt_length, train["max_length"], train.get("head", "auto"),
-                                  train.get("label_words", ""), text_prefix=train.get("text_prefix", ""))
-    if isinstance(classifier, VerbalizerClassifier) and "label_token_ids" in config:
-        classifier.verbalizer = Verbalizer(tuple(config["label_words"]), tuple(config["label_token_ids"]))
-    return classifier

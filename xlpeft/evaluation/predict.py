@@ -17,9 +17,11 @@ from dataclasses import dataclass
 import torch
 
 from xlpeft.backbones import Backbone
-from xlpeft.composition.classifier import classifier_for_run
+from xlpeft.composition.classifier import Classifier, VerbalizerClassifier, build_classifier
 from xlpeft.composition.text_cache import CachedBatch, encode_texts, prompt_hidden
 from xlpeft.experiments.run_dir import Run
+from xlpeft.objectives.verbalizer import Verbalizer
+from xlpeft.training.config import TrainConfig
 
 # Larger text batches were slower on CPU (cache locality): 8-16 sentences measured best for SmolLM2.
 MAX_CHUNK = 16
@@ -121,7 +123,7 @@ def _text_budget(run: Run) -> int:
 @torch.inference_mode()
 def predict_uncached(backbone: Backbone, run: Run, texts: list[str], batch_size: int) -> list[int]:
     """Predictions of one run through its classifier on the full sequence, length-sorted, dynamically padded."""
-    classifier = classifier_for_run(backbone, run.config, run.prompt_length)
+    classifier = classifier_for_run(backbone, run.config)
     if run.head is not None:
         classifier.load_state_dict(run.head)
     classifier.eval()
@@ -151,9 +153,20 @@ def predict_heads_alone(backbone: Backbone, runs: list[Run], texts: list[str], b
         groups.setdefault((train.get("text_prefix", ""), train["max_length"]), []).append(run)
     preds = {}
     for group in groups.values():
-        classifier = classifier_for_run(backbone, group[0].config, 0)
+        classifier = classifier_for_run(backbone, group[0].config)
         features = classifier.all_features(classifier.tokenize(texts), batch_size)
         for run in group:
             classifier.load_state_dict(run.head)
             preds[run.name] = classifier.head(features).argmax(-1).tolist()
     return preds
+
+
+def classifier_for_run(backbone: Backbone, config: dict) -> Classifier:
+    """The classifier a finished run was trained with (the run config's own placement rules), with the label
+    tokens it recorded."""
+    train = TrainConfig.from_dict(config["train"])
+    classifier = build_classifier(backbone, train.placement_used, train.prompt_length, train.max_length, train.head,
+                                  train.label_words, text_prefix=train.text_prefix)
+    if isinstance(classifier, VerbalizerClassifier) and "label_token_ids" in config:
+        classifier.verbalizer = Verbalizer(tuple(config["label_words"]), tuple(config["label_token_ids"]))
+    return classifier
