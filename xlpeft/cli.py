@@ -16,8 +16,10 @@ from xlpeft.data.languages import (
     registry,
     resolve_languages,
 )
+from xlpeft.composition.stack import CONFIGURATIONS
 from xlpeft.errors import XlpeftError
 from xlpeft.training.config import REGIME_HELP, TrainConfig
+from xlpeft.training.language_module import DEFAULT_LR, LanguageModuleConfig
 
 EPILOG = """examples:
   xlpeft run configs/quickstart.yaml --data-dir ../shared/data   # a whole grid, resumable
@@ -25,6 +27,16 @@ EPILOG = """examples:
   xlpeft evaluate runs/spt --languages quick --data-dir ../shared/data --out runs/spt/test.csv
   xlpeft evaluate runs/* --languages paper52 --out grid.csv   # a grid shares one text cache
   xlpeft languages --set paper52
+  xlpeft language-module train --language swh_Latn --kind slp --modules-dir modules   # method B
+  xlpeft train --configuration slp+ta --modules-dir modules --placement prefix --lr 1e-3 --out runs/slp_ta
+  xlpeft evaluate runs/slp_ta --languages swh_Latn,yor_Latn --borrow syntactic
+"""
+
+
+LANGUAGE_MODULE_EPILOG = """examples:
+  xlpeft language-module train --language deu_Latn --kind la --modules-dir modules
+  xlpeft language-module train --language yor_Latn --kind slp --text lafand --steps 600 --modules-dir modules
+  xlpeft language-module list --modules-dir modules
 """
 
 
@@ -108,6 +120,15 @@ def _train_parser(sub) -> None:
                    "dropout")
     p.add_argument("--frozen-dropout", action="store_true", help="keep dropout on in the frozen model, as the "
                    "reference code did (forces the uncached path)")
+    p.add_argument("--configuration", choices=["", *CONFIGURATIONS], default=d.configuration,
+                   help="method B (Vykopal et al.): a task adapter (ta) or task prompt (tp), alone or on top of the "
+                   "source language's frozen language adapter (la+) or soft language prompt (slp+) from "
+                   "--modules-dir; zero-shot trains nothing. Prompts go [language prompt, task prompt, text] "
+                   "(--placement prefix). Empty: method A's soft prompt")
+    p.add_argument("--modules-dir", default=d.modules_dir, help="language module registry written by 'xlpeft "
+                   "language-module train' (la+/slp+ configurations)")
+    p.add_argument("--adapter-reduction-factor", type=float, default=d.adapter_reduction_factor,
+                   help="task adapter bottleneck: hidden size / this (16: 576 -> 36 on SmolLM2, 768 -> 48 on mT0-base)")
     p.add_argument("--out", required=True, type=Path, help="run directory to write (an interrupted run resumes)")
     _data_arg(p)
     _runtime_args(p)
@@ -132,8 +153,61 @@ def _evaluate_parser(sub) -> None:
                    "(written next to the CSV, .png)")
     p.add_argument("--max-memory-gb", type=float, default=None, help="cap on cached text states in memory "
                    "(default: a quarter of available RAM, at most 4)")
+    p.add_argument("--modules-dir", default=None, help="method B runs: the language module registry to take each "
+                   "target language's module from (default: the one the run was trained with)")
+    p.add_argument("--borrow", default="none", help="method B runs: a target language without its own module "
+                   "borrows the nearest language's by this URIEL distance (syntactic, geographic, inventory, genetic, "
+                   "phonological, featural); none = an error naming the missing module. Rows record the module used")
     _data_arg(p)
     _runtime_args(p)
+
+
+def _language_module_parser(sub) -> None:
+    d = LanguageModuleConfig()
+    p = sub.add_parser("language-module", formatter_class=_Formatter,
+                       help="method B: train and list language modules (adapters, soft language prompts)",
+                       description="Language modules represent a language on a frozen backbone (Vykopal et al. 2025): "
+                                   "a language adapter (la) or a soft language prompt (slp) trained on raw text with "
+                                   "the backbone's language-modelling objective (span corruption on mT5/mT0, causal LM "
+                                   "on decoder-only models, masked LM on encoders). They are stored in a registry, one "
+                                   "per (backbone, language, kind), and reused by every task run.",
+                       epilog=LANGUAGE_MODULE_EPILOG)
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    t = actions.add_parser("train", formatter_class=_Formatter, help="train one language module into the registry")
+    t.add_argument("--model", default=d.model, help="backbone: offline name, hub id or local directory")
+    t.add_argument("--language", required=True, help="FLORES code of the language, e.g. swh_Latn")
+    t.add_argument("--kind", choices=["la", "slp"], required=True, help="la: language adapter (seq_bn after every "
+                   "block's feed-forward); slp: soft language prompt before the text")
+    t.add_argument("--text", default=d.text, help="text source: a folder of DATA/text (udhr, tatoeba, lafand, ...), "
+                   "sib200-train (the unlabeled SIB-200 train split), a file, or a hub dataset such as "
+                   "wikimedia/wikipedia; auto = the largest local source of the language")
+    t.add_argument("--max-lines", type=int, default=d.max_lines, help="use at most this many lines (seeded choice)")
+    t.add_argument("--steps", type=int, default=d.steps, help="optimizer steps (the paper: 100k on a GPU)")
+    t.add_argument("--batch-size", type=int, default=d.batch_size, help="blocks per step")
+    t.add_argument("--block-length", type=int, default=d.block_length, help="tokens per block (span corruption: "
+                   "encoder input length; the paper: 256)")
+    t.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate (default: "
+                   + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + ")")
+    t.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay")
+    t.add_argument("--warmup-ratio", type=float, default=d.warmup_ratio, help="linear warm-up share of the steps")
+    t.add_argument("--prompt-length", type=int, default=d.prompt_length, help="slp: prompt rows (the paper: 50)")
+    t.add_argument("--init-text", default=d.init_text, help="slp: text whose embeddings initialise the prompt, "
+                   "repeated to fill it (default: 'Generate the output in <language name>:')")
+    t.add_argument("--reduction-factor", type=float, default=d.reduction_factor, help="la: hidden size / bottleneck")
+    t.add_argument("--noise-density", type=float, default=d.noise_density, help="span corruption: share of noise")
+    t.add_argument("--mean-noise-span-length", type=float, default=d.mean_noise_span_length,
+                   help="span corruption: mean span length")
+    t.add_argument("--validation-lines", type=int, default=d.validation_lines, help="held-out lines (at most a "
+                   "tenth of the text) for the validation loss; the best step's weights are kept")
+    t.add_argument("--eval-every", type=int, default=d.eval_every, help="steps between validations and checkpoints")
+    t.add_argument("--seed", type=int, default=d.seed, help="seeds line order, held-out lines, noise, initial values")
+    t.add_argument("--modules-dir", required=True, type=Path, help="registry directory (created if missing)")
+    _data_arg(t)
+    t.add_argument("--device", default="auto", help="cpu, cuda, ...; auto = cuda when available")
+    t.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto", help="bf16 autocast (auto: on GPU)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    ls = actions.add_parser("list", formatter_class=_Formatter, help="list the modules of a registry")
+    ls.add_argument("--modules-dir", required=True, type=Path, help="registry directory")
 
 
 def _run_parser(sub) -> None:
@@ -197,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     _run_parser(sub)
     _train_parser(sub)
     _evaluate_parser(sub)
+    _language_module_parser(sub)
     _languages_parser(sub)
     _report_parser(sub)
     return parser
@@ -236,7 +311,8 @@ def cmd_evaluate(args) -> None:
     out = args.out or (args.runs[0] / f"results_{args.split}.csv" if len(runs) == 1 else Path(f"results_{args.split}.csv"))
     ensure_writable(out.parent)
     options = EvalOptions(split=args.split, batch_size=args.batch_size, max_memory_gb=args.max_memory_gb,
-                          text_cache=args.text_cache, precision=args.precision, device=args.device)
+                          text_cache=args.text_cache, precision=args.precision, device=args.device,
+                          modules_dir=args.modules_dir, borrow=args.borrow)
     results = evaluate(runs, languages, data, out, options, progress=not args.quiet)
     print(summary_table(results, runs, languages))
     print(f"-> {out}")
@@ -286,6 +362,25 @@ def cmd_run(args) -> None:
     print(f"{store['run_id'].nunique() if len(store) else 0} runs, {len(store)} result rows -> {out / runner.STORE}")
 
 
+def cmd_language_module(args) -> None:
+    from xlpeft.composition.registry import list_modules
+
+    if args.action == "list":
+        table = list_modules(args.modules_dir)
+        print(table.to_string(index=False) if len(table) else f"no language modules in {args.modules_dir}")
+        return
+    from xlpeft.training.language_module import LanguageModuleTrainer
+
+    _quiet_libraries(args.verbose)
+    fields = set(LanguageModuleConfig.__dataclass_fields__)
+    config = LanguageModuleConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    trainer = LanguageModuleTrainer(config, args.modules_dir, data_dir=args.data_dir)
+    meta = trainer.run(progress=not args.quiet)
+    print(f"{config.kind} {config.language}: {meta['tokens_seen']:,} tokens seen ({meta['text']['source']}), validation "
+          f"loss {meta['val_loss_initial']:.3f} -> {meta['val_loss_best']:.3f} (step {meta['best_step']}) -> "
+          f"{trainer.final}")
+
+
 def cmd_languages(args) -> None:
     codes = resolve_languages(args.set)
     reg = registry()
@@ -310,8 +405,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        {"run": cmd_run, "train": cmd_train, "evaluate": cmd_evaluate, "languages": cmd_languages,
-         "report": cmd_report}[args.command](args)
+        {"run": cmd_run, "train": cmd_train, "evaluate": cmd_evaluate, "language-module": cmd_language_module,
+         "languages": cmd_languages, "report": cmd_report}[args.command](args)
     except XlpeftError as exc:
         print(f"xlpeft: error: {exc}", file=sys.stderr)
         return 2

@@ -4,6 +4,11 @@ Runs that share a frozen backbone are evaluated together over one stream of lang
 test set is read, predicted and scored, and the CSV is rewritten after every language, so an
 interrupted evaluation resumes where it stopped and never duplicates rows. Rows are reused only for a
 run whose artefacts are unchanged (``run_id`` is a hash of its config, prompt and metrics).
+
+Method B runs (a ``configuration`` such as ``slp+ta``) are evaluated with the target language's module
+swapped in for the source language's; a language without one borrows the nearest language's module
+when ``borrow`` names a URIEL distance, and every row records the module used (``module_language``,
+``module_borrowed``, ``module_distance``).
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from tqdm.auto import tqdm
 
 from xlpeft.backbones import Backbone, load_backbone
 from xlpeft.composition.layout import PromptLayout
+from xlpeft.composition.registry import BORROW_NONE, ModuleRegistry, Resolved
+from xlpeft.composition.stack import Configuration
 from xlpeft.data.languages import registry
 from xlpeft.data.sib200 import Sib200
 from xlpeft.errors import XlpeftError
@@ -28,6 +35,7 @@ from xlpeft.evaluation.predict import (
     plan_memory,
     predict_cached,
     predict_heads_alone,
+    predict_modular,
     predict_uncached,
     uses_cache,
 )
@@ -49,6 +57,8 @@ class EvalOptions:
     text_cache: bool = True
     precision: str = "auto"
     device: str = "auto"
+    modules_dir: str | None = None  # method B: the language module registry (default: the one each run names)
+    borrow: str = BORROW_NONE  # method B: a URIEL distance to borrow the nearest language's module by, or "none"
 
     def memory_budget(self) -> int:
         if self.max_memory_gb is not None:
@@ -74,8 +84,11 @@ def evaluate(runs: list[Run], languages: list[str], data: Sib200, out_csv: Path,
             bar.set_postfix(lang=language)
             split = data.load(language, options.split)
             with autocast(precision, device):
-                preds = _predict(backbone, group, split.texts, options, per_token)
-            rows = [_row(run, language, split.labels, preds[run.name]) for run in group]
+                preds = _predict(backbone, [run for run in group if not run.configuration], split.texts, options,
+                                 per_token)
+                modules = {run.name: _predict_modular(backbone, run, language, split.texts, options, preds)
+                           for run in group if run.configuration}
+            rows = [_row(run, language, split.labels, preds[run.name], modules.get(run.name)) for run in group]
             done = pd.concat([done[~_is_rows(done, group, language)], pd.DataFrame(rows)], ignore_index=True)
             _write(out_csv, done)
     return done
@@ -100,6 +113,19 @@ def _predict(backbone: Backbone, runs: list[Run], texts: list[str], options: Eva
     return preds
 
 
+def _predict_modular(backbone: Backbone, run: Run, language: str, texts: list[str], options: EvalOptions,
+                     preds: dict[str, list[int]]) -> Resolved | None:
+    """A method B run on ``language``: resolve the language's module (or a borrowed one), predict into ``preds``."""
+    kind = Configuration(run.configuration).language
+    resolved = None
+    if kind is not None:
+        root = options.modules_dir or run.config["train"]["modules_dir"]
+        resolved = ModuleRegistry(root).resolve(backbone, language, kind, options.borrow)
+    preds[run.name] = predict_modular(backbone, run, texts, options.batch_size,
+                                      None if resolved is None else resolved.module)
+    return resolved
+
+
 def _group_by_backbone(runs: list[Run]) -> dict[str, list[Run]]:
     names = [run.name for run in runs]
     if len(set(names)) != len(names):
@@ -110,14 +136,20 @@ def _group_by_backbone(runs: list[Run]) -> dict[str, list[Run]]:
     return groups
 
 
-def _row(run: Run, language: str, gold: list[int], pred: list[int]) -> dict:
+def _row(run: Run, language: str, gold: list[int], pred: list[int], module: Resolved | None) -> dict:
     train = run.config["train"]
     lang = registry()[language]
-    return {
+    row = {
         "run": run.name, "run_id": run.fingerprint, "language": language, "name": lang.name, "script": lang.script,
         **classification_metrics(gold, pred),
         **{col: train[col] for col in RUN_COLUMNS},
     }
+    if run.configuration:
+        row.update(configuration=run.configuration, module_language=None if module is None else module.module.language,
+                   module_borrowed=module is not None and module.borrowed,
+                   module_distance_kind=None if module is None else module.distance_kind,
+                   module_distance=None if module is None else module.distance)
+    return row
 
 
 def _previous_results(out_csv: Path, runs: list[Run], languages: list[str]) -> pd.DataFrame:

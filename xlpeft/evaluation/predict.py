@@ -8,6 +8,8 @@ Linear heads trained alone on a frozen backbone read features that no prompt cha
 a backbone, text prefix and length limit share one feature pass per language.
 Everything else (prefix placement, joint/full models, encoders, encoder-decoders, linear heads,
 --no-text-cache) takes the ordinary path through the run's classifier (composition/classifier.py).
+Method B runs take it too, with their modules attached (``predict_modular``): the task module from the
+run, and the target language's module in place of the source language's.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import torch
 
 from xlpeft.backbones import Backbone
 from xlpeft.composition.classifier import Classifier, VerbalizerClassifier, build_classifier
+from xlpeft.composition.registry import LanguageModule
+from xlpeft.composition.stack import Configuration, ModuleStack
 from xlpeft.composition.text_cache import CachedBatch, encode_texts, prompt_hidden
 from xlpeft.experiments.run_dir import Run
 from xlpeft.objectives.verbalizer import Verbalizer
@@ -48,7 +52,8 @@ def uses_cache(run: Run, text_cache: bool, backbone: Backbone) -> bool:
     """A frozen causal LM, a suffix prompt and the LM-head verbalizer: the text cache is exact."""
     train = run.config["train"]
     return (text_cache and backbone.kind == "causal" and train["regime"] == "prompt" and train["placement"] == "suffix"
-            and run.prompt_length > 0 and run.config.get("head_used") == "lm" and not train.get("text_prefix"))
+            and run.prompt_length > 0 and run.config.get("head_used") == "lm" and not train.get("text_prefix")
+            and not run.configuration)
 
 
 def kv_bytes_per_token(backbone: Backbone) -> int:
@@ -121,15 +126,20 @@ def _text_budget(run: Run) -> int:
 
 
 @torch.inference_mode()
-def predict_uncached(backbone: Backbone, run: Run, texts: list[str], batch_size: int) -> list[int]:
-    """Predictions of one run through its classifier on the full sequence, length-sorted, dynamically padded."""
-    classifier = classifier_for_run(backbone, run.config)
+def predict_uncached(backbone: Backbone, run: Run, texts: list[str], batch_size: int,
+                     stack: ModuleStack | None = None) -> list[int]:
+    """Predictions of one run through its classifier on the full sequence, length-sorted, dynamically padded.
+
+    With a method B ``stack`` attached, the prompt is [language prompt, task prompt] (either may be absent).
+    """
+    language_rows = 0 if stack is None else stack.language_prompt_length
+    classifier = classifier_for_run(backbone, run.config, language_rows)
     if run.head is not None:
         classifier.load_state_dict(run.head)
     classifier.eval()
     token_ids = classifier.tokenize(texts)
     order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
-    prompt = run.prompt_for(backbone)
+    prompt = run.prompt_for(backbone) if stack is None else stack.compose(run.prompt_for(backbone))
     preds = [0] * len(texts)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
@@ -139,9 +149,25 @@ def predict_uncached(backbone: Backbone, run: Run, texts: list[str], batch_size:
     return preds
 
 
+def predict_modular(backbone: Backbone, run: Run, texts: list[str], batch_size: int,
+                    language_module: LanguageModule | None) -> list[int]:
+    """A method B run's predictions with ``language_module`` in the language slot (the target's, or a
+    borrowed one) and the run's task module; the backbone is left as it was."""
+    stack = ModuleStack(backbone, Configuration(run.configuration))
+    try:
+        if language_module is not None:
+            stack.use_language(language_module)
+        if stack.configuration.task == "ta":
+            stack.load_task_adapter(run.task_adapter_dir)
+        return predict_uncached(backbone, run, texts, batch_size, stack)
+    finally:
+        stack.detach()
+
+
 def head_alone(run: Run) -> bool:
     """A linear head trained without a prompt on a frozen model: its inputs are the backbone's features."""
-    return run.config["train"]["regime"] == "prompt" and run.prompt_length == 0 and run.head is not None
+    return (run.config["train"]["regime"] == "prompt" and run.prompt_length == 0 and run.head is not None
+            and not run.configuration)
 
 
 @torch.inference_mode()
@@ -161,12 +187,12 @@ def predict_heads_alone(backbone: Backbone, runs: list[Run], texts: list[str], b
     return preds
 
 
-def classifier_for_run(backbone: Backbone, config: dict) -> Classifier:
+def classifier_for_run(backbone: Backbone, config: dict, language_rows: int = 0) -> Classifier:
     """The classifier a finished run was trained with (the run config's own placement rules), with the label
-    tokens it recorded."""
+    tokens it recorded; ``language_rows``: the length of the language prompt placed before the task's."""
     train = TrainConfig.from_dict(config["train"])
-    classifier = build_classifier(backbone, train.placement_used, train.prompt_length, train.max_length, train.head,
-                                  train.label_words, text_prefix=train.text_prefix)
+    classifier = build_classifier(backbone, train.placement_used, train.prompt_length + language_rows,
+                                  train.max_length, train.head, train.label_words, text_prefix=train.text_prefix)
     if isinstance(classifier, VerbalizerClassifier) and "label_token_ids" in config:
         classifier.verbalizer = Verbalizer(tuple(config["label_words"]), tuple(config["label_token_ids"]))
     return classifier

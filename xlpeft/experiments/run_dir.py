@@ -9,6 +9,7 @@ Layout::
     RUN_DIR/adapter_model.safetensors   (``PeftModel.from_pretrained(model, RUN_DIR)`` loads it)
     RUN_DIR/head.safetensors     a linear classification head, when the run trained one
     RUN_DIR/model/               joint / full regimes only: the best epoch's model weights
+    RUN_DIR/task_adapter/        method B task adapters (ta configurations): AdapterHub's files
     RUN_DIR/metrics.json         best epoch and its source-language validation metrics (written last)
     RUN_DIR/checkpoint.pt        while training: state to resume an interrupted run (removed at the end)
 
@@ -43,6 +44,7 @@ from xlpeft.prompts.peft_format import (
 CONFIG, SAMPLE, LOG, HEAD, MODEL, METRICS, CHECKPOINT = (
     "config.json", "sample.json", "train_log.jsonl", "head.safetensors", "model", "metrics.json", "checkpoint.pt",
 )
+TASK_ADAPTER = "task_adapter"
 
 
 def atomic_write(path: Path, write) -> None:
@@ -112,8 +114,9 @@ class Run:
     def fingerprint(self) -> str:
         """Changes whenever the trained artefacts change: results are only reused for the same one."""
         digest = hashlib.sha256((self.path / CONFIG).read_bytes() if (self.path / CONFIG).exists() else b"peft")
-        for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS, HEAD, METRICS):
-            if (self.path / name).exists():
+        adapter = [f"{TASK_ADAPTER}/{p.name}" for p in sorted((self.path / TASK_ADAPTER).glob("*"))]
+        for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS, HEAD, METRICS, *adapter):
+            if (self.path / name).is_file():
                 digest.update((self.path / name).read_bytes())
         return digest.hexdigest()[:12]
 
@@ -126,6 +129,15 @@ class Run:
         if self.peft_prompt is None:
             return None
         return unscale(self.peft_prompt, backbone).to(backbone.model.device)
+
+    @property
+    def configuration(self) -> str:
+        """Method B's configuration (zero-shot, ta, ..., slp+tp), or "" for a method A run."""
+        return self.config["train"].get("configuration", "")
+
+    @property
+    def task_adapter_dir(self) -> Path:
+        return self.path / TASK_ADAPTER
 
     @property
     def model_dir(self) -> Path | None:

@@ -13,6 +13,10 @@ REGIME_HELP = {
 }
 
 
+# method B configurations without a task prompt (their prompt, if any, is the language prompt)
+NO_TASK_PROMPT = ("zero-shot", "ta", "la+ta", "slp+ta")
+
+
 @dataclass
 class TrainConfig:
     """Everything that decides a run's numbers; stored in RUN_DIR/config.json."""
@@ -42,9 +46,14 @@ class TrainConfig:
     frozen_dropout: bool = False  # keep the frozen model's dropout on, as the reference code did (uncached only)
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     device: str = "auto"
+    # method B (composition/stack.py): "" = method A's soft prompt; else zero-shot, ta, tp, la+ta, la+tp, slp+ta,
+    # slp+tp. The task prompt (tp) has prompt_length rows; language modules come from the registry modules_dir.
+    configuration: str = ""
+    modules_dir: str = ""
+    adapter_reduction_factor: float = 16  # the task adapter's d / bottleneck
 
     def __post_init__(self) -> None:
-        if self.regime == "full":
+        if self.regime == "full" or self.configuration in NO_TASK_PROMPT:
             self.prompt_length = 0
 
     @property
@@ -53,11 +62,14 @@ class TrainConfig:
         also requires a causal LM classified by its LM head)."""
         return (
             self.text_cache and self.regime == "prompt" and self.placement == "suffix" and not self.frozen_dropout
+            and not self.configuration
         )
 
     @property
     def placement_used(self) -> str:
-        return "none" if self.regime == "full" or self.prompt_length == 0 else self.placement
+        if self.regime == "full" or (self.prompt_length == 0 and not self.configuration.startswith("slp")):
+            return "none"
+        return self.placement
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -20,6 +20,8 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from xlpeft import __version__
+from xlpeft.adapters import AdapterConfig, adapter_names, adapter_parameters, adapter_state_dict, load_adapter_state_dict
+from xlpeft.adapters.adapterhub import save_adapterhub
 from xlpeft.backbones import Backbone, load_backbone
 from xlpeft.composition.classifier import (
     Classifier,
@@ -27,6 +29,8 @@ from xlpeft.composition.classifier import (
     VerbalizerClassifier,
     build_classifier,
 )
+from xlpeft.composition.registry import LanguageModule, ModuleRegistry
+from xlpeft.composition.stack import TASK_ADAPTER, Configuration, ModuleStack
 from xlpeft.composition.text_cache import TextCache, prompt_hidden
 from xlpeft.data.languages import resolve_languages
 from xlpeft.data.sampling import FewShotSample, few_shot
@@ -63,10 +67,14 @@ class Trainer:
         self.precision = resolve_precision(config.precision, self.device)
         self._validate()
         self.backbone = backbone or load_backbone(config.model, device=self.device)
+        self.configuration = Configuration(config.configuration) if config.configuration else None
+        self.language_module = self._language_module()
+        language_rows = 0 if self.language_module is None else self.language_module.meta.get("prompt_length", 0)
         self.classifier: Classifier = build_classifier(
-            self.backbone, config.placement_used, config.prompt_length, config.max_length, config.head,
-            config.label_words, config.seed, config.text_prefix,
+            self.backbone, config.placement_used, config.prompt_length + language_rows, config.max_length,
+            config.head, config.label_words, config.seed, config.text_prefix,
         )
+        self.stack: ModuleStack | None = None  # attached while run() trains
         self._validate_for_backbone()
         # the text cache needs a causal LM read by its LM head at the last prompt position
         self.cached = (config.uses_text_cache and self.backbone.kind == "causal"
@@ -84,10 +92,37 @@ class Trainer:
             raise XlpeftError("--epochs and --batch-size must be at least 1")
         if c.init == "text" and not c.init_text:
             raise XlpeftError("--init text needs --init-text 'some words' to take the embeddings from")
+        if c.configuration:
+            self._validate_configuration()
+
+    def _validate_configuration(self) -> None:
+        c = self.config
+        configuration = Configuration(c.configuration)
+        if c.regime != "prompt":
+            raise XlpeftError(f"configuration {c.configuration!r} trains a module on a frozen model: use --regime prompt")
+        if configuration.language and not c.modules_dir:
+            raise XlpeftError(f"configuration {c.configuration!r} stacks on a language module: give --modules-dir, the "
+                              "registry 'xlpeft language-module train' wrote")
+        if configuration.language == "slp" and c.placement == "suffix":
+            raise XlpeftError(f"configuration {c.configuration!r} puts the language prompt before the text, as it was "
+                              "trained: use --placement prefix")
+        if configuration.name == "zero-shot" and c.head == "linear":
+            raise XlpeftError("zero-shot trains nothing, so an untrained linear head would guess: use --head lm")
+        if c.frozen_dropout:
+            raise XlpeftError("--frozen-dropout is a method A option; method B configurations keep the model frozen "
+                              "without dropout")
+
+    def _language_module(self) -> LanguageModule | None:
+        """The source language's module from the registry (checked against this backbone)."""
+        if self.configuration is None or self.configuration.language is None:
+            return None
+        registry = ModuleRegistry(self.config.modules_dir)
+        return registry.load(self.backbone, self.config.source, self.configuration.language)
 
     def _validate_for_backbone(self) -> None:
         c = self.config
-        if c.regime != "full" and c.prompt_length == 0 and self.classifier.head_kind != "linear":
+        if (c.regime != "full" and c.prompt_length == 0 and self.classifier.head_kind != "linear"
+                and not c.configuration):
             raise XlpeftError(f"--prompt-length 0 leaves nothing to train in regime {c.regime!r}; give a prompt length "
                               "or train a head alone with --head linear")
         if c.placement == "start" and self.backbone.kind != "encoder" and c.regime != "full":
@@ -114,11 +149,12 @@ class Trainer:
         """A linear head on a frozen, dropout-free model without a prompt: its inputs never change."""
         c = self.config
         return (isinstance(self.classifier, LinearHeadClassifier) and c.placement_used == "none"
-                and c.regime == "prompt" and not c.frozen_dropout)
+                and c.regime == "prompt" and not c.frozen_dropout and not c.configuration)
 
     def _make_prompt(self) -> SoftPrompt | None:
+        """The trained prompt (method B: the task prompt), None when the run trains none."""
         c = self.config
-        if c.placement_used == "none":
+        if c.placement_used == "none" or c.prompt_length == 0:
             return None
         embeddings = self.backbone.model.get_input_embeddings().weight.detach()
         generator = torch.Generator().manual_seed(c.seed)
@@ -139,13 +175,44 @@ class Trainer:
             groups.append({"params": list(self.classifier.parameters()), "lr": c.lr})
         if c.regime != "prompt":
             groups.append({"params": list(model.parameters()), "lr": c.lr_model or c.lr})
+        if self._task_adapter:
+            params = adapter_parameters(model, TASK_ADAPTER)
+            for p in params:
+                p.requires_grad_(True)
+            groups.append({"params": params, "lr": c.lr})
         return groups
+
+    @property
+    def _task_adapter(self) -> bool:
+        return self.configuration is not None and self.configuration.task == "ta"
+
+    def _attach(self) -> None:
+        """Method B: the source language module and a new, seeded task adapter on the backbone."""
+        if self.configuration is None:
+            return
+        self.stack = ModuleStack(self.backbone, self.configuration)
+        if self.language_module is not None:
+            self.stack.use_language(self.language_module)
+        if self._task_adapter:
+            self.stack.add_task_adapter(AdapterConfig(reduction_factor=self.config.adapter_reduction_factor),
+                                        self.config.seed)
+
+    def _detach(self) -> None:
+        """Leave the backbone as it was given (a grid shares it between runs)."""
+        if self.stack is not None:
+            self.stack.detach()
+            self.stack = None
+
+    def _prompt_matrix(self, prompt: SoftPrompt | None) -> torch.Tensor | None:
+        """What goes before (or after) the text: the trained prompt, behind the language prompt in method B."""
+        matrix = None if prompt is None else prompt()
+        return matrix if self.stack is None else self.stack.compose(matrix)
 
     # ------------------------------------------------------------------ forward
     def _outputs(self, data: Inputs, idx: list[int], prompt: SoftPrompt | None) -> torch.Tensor:
         if data.features is not None:
             return self.classifier.head(data.features[idx])
-        matrix = None if prompt is None else prompt()
+        matrix = self._prompt_matrix(prompt)
         if data.cache is not None:
             return self.classifier.vocab_logits(prompt_hidden(self.backbone, data.cache.batch(idx), matrix))
         return self.classifier.outputs([data.token_ids[i] for i in idx], matrix)
@@ -180,12 +247,23 @@ class Trainer:
         if (self.out / rd.METRICS).exists():
             return self._finished()
         seed_everything(c.seed)
+        self._attach()
+        try:
+            return self._train(progress)
+        finally:
+            self._detach()
+
+    def _train(self, progress: bool) -> dict:
+        c = self.config
         sample = self._sample()
         prompt = self._make_prompt()
         groups = self._set_trainable(prompt)
         counts = self._parameter_counts(prompt)
         self._write_setup(sample, counts)
         train, val = self._inputs(sample.train), self._inputs(sample.validation)
+        if self.configuration is not None and self.configuration.name == "zero-shot":
+            record = {"epoch": 0, "train_loss": None, **self._validate_epoch(val, None)}
+            return self._finish({"best": record, "best_weights": {}})
         steps_per_epoch = math.ceil(len(train.token_ids) / c.batch_size)
         optimizer = torch.optim.AdamW(groups, weight_decay=c.weight_decay)
         scheduler = get_linear_schedule_with_warmup(
@@ -230,6 +308,8 @@ class Trainer:
         state.update({f"head.{k}": v for k, v in self.classifier.state_dict().items()})
         if self.config.regime != "prompt":
             state.update({f"model.{k}": v for k, v in self.backbone.model.state_dict().items()})
+        if self._task_adapter:
+            state.update({f"task_adapter.{k}": v for k, v in adapter_state_dict(self.backbone.model, TASK_ADAPTER).items()})
         return state
 
     def _snapshot(self, prompt: SoftPrompt | None) -> dict:
@@ -241,6 +321,9 @@ class Trainer:
         self.classifier.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("head.")})
         if self.config.regime != "prompt":
             self.backbone.model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
+        if self._task_adapter:
+            load_adapter_state_dict(self.backbone.model, TASK_ADAPTER,
+                                    {k[13:]: v for k, v in state.items() if k.startswith("task_adapter.")})
 
     def _checkpoint(self, state, prompt, optimizer, scheduler) -> None:
         rd.save_torch(self.out / rd.CHECKPOINT, {
@@ -274,13 +357,18 @@ class Trainer:
         rd.atomic_write(path, lambda tmp: tmp.write_text("".join(lines)))
 
     def _parameter_counts(self, prompt: SoftPrompt | None) -> dict:
-        model_params = sum(p.numel() for p in self.backbone.model.parameters())
+        model = self.backbone.model
+        adapters = {name: sum(p.numel() for p in adapter_parameters(model, name)) for name in adapter_names(model)}
+        model_params = sum(p.numel() for p in model.parameters()) - sum(adapters.values())
         prompt_params = 0 if prompt is None else prompt.weight.numel()
         mlp_params = 0 if prompt is None or prompt.mlp is None else sum(p.numel() for p in prompt.mlp.parameters())
         head_params = sum(p.numel() for p in self.classifier.parameters())
-        trainable = prompt_params + mlp_params + head_params + (model_params if self.config.regime != "prompt" else 0)
+        task_adapter = adapters.get(TASK_ADAPTER, 0)
+        language = 0 if self.language_module is None else self.language_module.meta["parameters"]
+        trainable = (prompt_params + mlp_params + head_params + task_adapter
+                     + (model_params if self.config.regime != "prompt" else 0))
         return {"model": model_params, "prompt": prompt_params, "reparam_mlp": mlp_params, "head": head_params,
-                "trainable": trainable}
+                "task_adapter": task_adapter, "language_module": language, "trainable": trainable}
 
     def _write_setup(self, sample: FewShotSample, counts: dict) -> None:
         rd.write_json(self.out / rd.CONFIG, {
@@ -297,8 +385,21 @@ class Trainer:
             "text_cache_used": self.cached,
             "feature_cache_used": self._head_alone,
             "parameters": counts,
+            **self._module_record(),
         })
         rd.write_json(self.out / rd.SAMPLE, {"source": self.config.source, "seed": self.config.seed, **sample.record()})
+
+    def _module_record(self) -> dict:
+        """Method B: the configuration and the language module the task module was trained on top of."""
+        if self.configuration is None:
+            return {}
+        module = self.language_module
+        record = None if module is None else {
+            "language": module.language, "kind": module.kind, "path": str(module.path.resolve()),
+            "prompt_length": module.meta.get("prompt_length", 0), "tokens_seen": module.meta["tokens_seen"],
+            "val_loss_best": module.meta["val_loss_best"],
+        }
+        return {"configuration": self.configuration.name, "language_module": record}
 
     def _finish(self, state: dict) -> dict:
         """Restore the best epoch, fold the prompt, save artefacts; metrics.json last marks the run done."""
@@ -310,11 +411,20 @@ class Trainer:
             rd.save_head(self.out / rd.HEAD, self.classifier.state_dict())
         if self.config.regime != "prompt":
             self._save_model()
+        if self._task_adapter:
+            self._save_task_adapter()
         metrics = {"best_epoch": state["best"]["epoch"], **{k: state["best"][k] for k in
                    ("train_loss", "val_loss", "val_accuracy", "val_macro_f1")}}
         rd.write_json(self.out / rd.METRICS, metrics)
         (self.out / rd.CHECKPOINT).unlink(missing_ok=True)
         return metrics
+
+    def _save_task_adapter(self) -> None:
+        target, tmp = self.out / rd.TASK_ADAPTER, self.out / f".{rd.TASK_ADAPTER}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_adapterhub(self.backbone.model, TASK_ADAPTER, tmp)
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
 
     def _save_model(self) -> None:
         target = self.out / rd.MODEL
