@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 import torch
 from conftest import make_backbone, make_encoder, make_seq2seq
@@ -289,8 +290,44 @@ def test_cli_trains_modules_and_task_runs_and_evaluates_with_borrowing(tmp_path,
     out = tmp_path / "res.csv"
     assert main(["evaluate", str(tmp_path / "run"), "--languages", "deu_Latn,nld_Latn", "--borrow", "genetic",
                  "--no-plot", "--out", str(out), "--quiet", "--data-dir", data]) == 0
-    import pandas as pd
 
     table = pd.read_csv(out).set_index("language")
     assert table.loc["deu_Latn", "module_language"] == "deu_Latn" and table.loc["nld_Latn", "module_borrowed"]
     assert main(["language-module", "train", "--language", "xx", "--kind", "la", *common]) == 2
+
+
+# ---------------------------------------------------------------------------------------------- grids
+def test_vykopal2025_config_expands_to_the_published_design():
+    from conftest import REPO
+
+    from xlpeft.experiments.grid import load_grid
+
+    grid = load_grid(REPO / "configs" / "vykopal2025.yaml")
+    assert len(grid.runs) == 6 * 7 * 3 and len(grid.language_modules) == 16 * 2
+    assert {r.config.configuration for r in grid.runs} == set(CONFIGURATIONS)
+    slp = [c for c in grid.language_modules if c.kind == "slp"]
+    assert {(c.prompt_length, c.block_length, c.steps, c.batch_size) for c in slp} == {(50, 256, 100000, 32)}
+    assert {c.lr for c in grid.language_modules if c.kind == "la"} == {5e-5}
+    assert all(r.config.modules_dir == grid.modules_dir for r in grid.runs)
+
+
+def test_a_method_b_grid_trains_its_modules_first_and_records_them(tmp_path, tiny_model_dir, sib_dir):
+    from xlpeft.experiments import runner
+    from xlpeft.experiments.grid import expand
+
+    modules = str(tmp_path / "modules")
+    spec = {"name": "b", "language_modules": {"model": str(tiny_model_dir), "modules_dir": modules,
+                                              "languages": ["eng_Latn", "deu_Latn"], "kinds": "slp",
+                                              "text": "sib200-train", "steps": 2, "eval_every": 2,
+                                              "block_length": 32, "prompt_length": 3},
+            "train": {"model": str(tiny_model_dir), "configuration": ["slp+tp"], "modules_dir": modules,
+                      "placement": "prefix", "prompt_length": 2, "shots": 2, "epochs": 1},
+            "evaluate": {"languages": ["deu_Latn"]}}
+    grid = expand(spec)
+    with pytest.raises(XlpeftError, match="--modules-only"):
+        runner.submit(grid, tmp_path / "out", str(sib_dir.parent), "local", {})
+    store = runner.run_local(grid, tmp_path / "out", str(sib_dir.parent), progress=False)
+    assert runner.missing_language_modules(grid) == []
+    assert set(store["metric"]) == {"accuracy", "macro_f1"} and set(store["language"]) == {"deu_Latn"}
+    table = pd.read_csv(tmp_path / "out" / "eval" / "local.csv")
+    assert table["module_language"].tolist() == ["deu_Latn"]

@@ -221,6 +221,8 @@ def _run_parser(sub) -> None:
     p.add_argument("config", type=Path, help="grid YAML file")
     p.add_argument("--out", type=Path, default=None, help="output directory (default: runs/<grid name>)")
     p.add_argument("--dry-run", action="store_true", help="list the runs and their state; train nothing")
+    p.add_argument("--modules-only", action="store_true", help="method B grids: train the language_modules the "
+                   "registry lacks, then stop (before submitting task runs to a scheduler)")
     p.add_argument("--executor", choices=["local", "slurm", "submitit-local"], default="local",
                    help="local: this process, sharing text caches across runs; slurm: one submitit job array, "
                    "one task per run (results gathered in the same store); submitit-local: the same through "
@@ -342,7 +344,15 @@ def cmd_run(args) -> None:
     grid = load_grid(args.config)
     out = args.out or Path("runs") / grid.name
     data_dir = args.data_dir or grid.data_dir
+    if args.modules_only:
+        runner.train_language_modules(grid, data_dir, progress=not args.quiet)
+        print(f"{len(grid.language_modules)} language modules in {grid.modules_dir}")
+        return
     if args.dry_run:
+        missing = runner.missing_language_modules(grid)
+        if grid.language_modules:
+            print(f"language modules: {len(grid.language_modules) - len(missing)}/{len(grid.language_modules)} "
+                  f"trained in {grid.modules_dir}")
         states = runner.status(grid, out)
         print(f"{grid.name}: {len(states)} runs x {len(grid.evaluation.languages)} languages ({grid.evaluation.split}) "
               f"-> {out}")

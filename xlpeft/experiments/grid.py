@@ -16,6 +16,11 @@ evaluate:
   split: test
 ```
 
+Method B grids add ``language_modules:`` (LanguageModuleConfig fields, plus ``languages``, ``kinds`` and
+``modules_dir``; lists of ``model``/``languages``/``kinds`` are expanded): the runner trains the modules
+missing from the registry before the task runs, which name the same ``modules_dir`` (see
+configs/vykopal2025.yaml).
+
 Axes expand in the order written (the last varies fastest). A run is identified by a hash of its
 *resolved* training configuration (every TrainConfig field, defaults included, the source language
 normalised), so the same run is recognised whatever YAML produced it, and a changed setting is a new
@@ -36,10 +41,13 @@ import yaml
 from xlpeft.data.languages import resolve_languages
 from xlpeft.errors import XlpeftError
 from xlpeft.training.config import TrainConfig
+from xlpeft.training.language_module import LanguageModuleConfig
 
 TRAIN_FIELDS = {f.name for f in fields(TrainConfig)}
 NOT_IDENTITY = {"device"}  # where a run executes never changes what it computes
-EVAL_FIELDS = {"languages", "split", "batch_size", "max_memory_gb", "text_cache", "precision"}
+EVAL_FIELDS = {"languages", "split", "batch_size", "max_memory_gb", "text_cache", "precision", "borrow", "modules_dir"}
+MODULE_FIELDS = ({f.name for f in fields(LanguageModuleConfig)} - {"language", "kind"}) | {"languages", "kinds",
+                                                                                          "modules_dir"}
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,8 @@ class Grid:
     evaluation: EvalSpec
     axes: list[str]
     data_dir: str | None = None
+    language_modules: list[LanguageModuleConfig] = field(default_factory=list)  # method B, trained first
+    modules_dir: str = ""
 
 
 def run_id(config: TrainConfig) -> str:
@@ -88,9 +98,10 @@ def load_grid(path: str | Path) -> Grid:
 
 
 def expand(spec: dict, default_name: str = "grid") -> Grid:
-    unknown = set(spec) - {"name", "train", "overrides", "evaluate", "data_dir"}
+    unknown = set(spec) - {"name", "train", "overrides", "evaluate", "data_dir", "language_modules"}
     if unknown:
-        raise XlpeftError(f"unknown top-level keys {sorted(unknown)}; allowed: name, train, overrides, evaluate, data_dir")
+        raise XlpeftError(f"unknown top-level keys {sorted(unknown)}; allowed: name, train, overrides, evaluate, "
+                          "data_dir, language_modules")
     train = spec["train"]
     _check_keys(train, TRAIN_FIELDS, "train")
     axes = [k for k, v in train.items() if isinstance(v, list)]
@@ -108,8 +119,42 @@ def expand(spec: dict, default_name: str = "grid") -> Grid:
         if rid not in seen:  # e.g. prompt lengths of a 'full' run collapse to one run
             seen.add(rid)
             runs.append(RunSpec(rid, config, point))
+    modules_dir, modules = _language_modules(spec.get("language_modules") or {})
     return Grid(spec.get("name", default_name), runs, _evaluation(spec.get("evaluate") or {}), axes,
-                spec.get("data_dir"))
+                spec.get("data_dir"), modules, modules_dir)
+
+
+def _language_modules(spec: dict | list) -> tuple[str, list[LanguageModuleConfig]]:
+    """The language modules a method B grid needs: every (model, language, kind) combination; a list of
+    sections gives each its own settings (e.g. one per kind), all in one registry."""
+    if isinstance(spec, list):
+        parts = [_language_modules(item) for item in spec]
+        if len({root for root, _ in parts}) > 1:
+            raise XlpeftError("every language_modules section must name the same modules_dir")
+        return (parts[0][0] if parts else ""), [config for _, configs in parts for config in configs]
+    if not spec:
+        return "", []
+    if not isinstance(spec, dict):
+        raise XlpeftError("language_modules must be a mapping of settings or a list of them")
+    _check_keys(spec, MODULE_FIELDS, "language_modules")
+    if not spec.get("modules_dir") or not spec.get("languages") or not spec.get("kinds"):
+        raise XlpeftError("language_modules needs modules_dir (the registry the runs' modules_dir names), languages "
+                          "and kinds (la, slp)")
+    settings = {k: v for k, v in spec.items() if k not in {"languages", "kinds", "modules_dir", "model"}}
+    models = spec.get("model", LanguageModuleConfig.model)
+    languages = spec["languages"]
+    codes = resolve_languages(",".join(languages) if isinstance(languages, list) else str(languages))
+    configs = []
+    for model, kind, language in itertools.product(_as_list(models), _as_list(spec["kinds"]), codes):
+        try:
+            configs.append(LanguageModuleConfig(model=model, language=language, kind=kind, **settings))
+        except TypeError as exc:
+            raise XlpeftError(f"bad language_modules settings {settings}: {exc}") from exc
+    return str(spec["modules_dir"]), configs
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
 
 
 def _check_keys(mapping: dict, allowed: set[str], where: str) -> None:

@@ -69,11 +69,30 @@ def write_grid(grid: Grid, out: Path) -> None:
     })
 
 
+def train_language_modules(grid: Grid, data_dir: str | None, progress: bool = True) -> None:
+    """Method B: train the grid's language modules that the registry lacks (finished ones are skipped)."""
+    from xlpeft.training.language_module import LanguageModuleTrainer
+
+    for i, config in enumerate(grid.language_modules, 1):
+        trainer = LanguageModuleTrainer(config, grid.modules_dir, data_dir=data_dir)
+        if progress and not trainer.final.is_dir():
+            tqdm.write(f"[{i}/{len(grid.language_modules)}] language module {config.kind} {config.language}")
+        trainer.run(progress=progress)
+
+
+def missing_language_modules(grid: Grid) -> list[str]:
+    from xlpeft.composition.registry import ModuleRegistry
+
+    registry = ModuleRegistry(grid.modules_dir)
+    return [f"{c.kind} {c.language}" for c in grid.language_modules if not registry.exists(c.model, c.language, c.kind)]
+
+
 def run_local(grid: Grid, out: Path, data_dir: str | None, progress: bool = True) -> pd.DataFrame:
-    """Train every missing run, evaluate all runs of the grid together, rebuild the store."""
+    """Train missing language modules and runs, evaluate all runs of the grid together, rebuild the store."""
     from xlpeft.training.trainer import Trainer
 
     write_grid(grid, out)
+    train_language_modules(grid, data_dir, progress)
     states = status(grid, out)
     todo = [s.spec for s in states if not s.trained]
     for i, spec in enumerate(todo, 1):
@@ -154,6 +173,11 @@ def submit(grid: Grid, out: Path, data_dir: str | None, cluster: str | None, par
     import submitit
 
     write_grid(grid, out)
+    missing = missing_language_modules(grid)
+    if missing:
+        raise XlpeftError(f"the grid's language modules are not all trained ({len(missing)} missing, e.g. {missing[0]}); "
+                          "train them first with 'xlpeft run CONFIG --modules-only' (locally or in one job), so that "
+                          "array tasks do not train the same module at once")
     todo = [s.spec.run_id for s in status(grid, out) if not s.evaluated]
     if not todo:
         gather(grid, out)
