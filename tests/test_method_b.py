@@ -329,5 +329,4 @@ def test_a_method_b_grid_trains_its_modules_first_and_records_them(tmp_path, tin
     store = runner.run_local(grid, tmp_path / "out", str(sib_dir.parent), progress=False)
     assert runner.missing_language_modules(grid) == []
     assert set(store["metric"]) == {"accuracy", "macro_f1"} and set(store["language"]) == {"deu_Latn"}
-    table = pd.read_csv(tmp_path / "out" / "eval" / "local.csv")
-    assert table["module_language"].tolist() == ["deu_Latn"]
+    assert set(store["module_language"]) == {"deu_Latn"} and not store["module_borrowed"].any()

@@ -34,6 +34,7 @@ log = logging.getLogger("xlpeft")
 STORE = "results.parquet"
 METRICS = ("accuracy", "macro_f1")
 LOCAL_TABLE = "local"
+MODULE_COLUMNS = ("module_language", "module_borrowed", "module_distance_kind", "module_distance")
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,8 @@ def gather(grid: Grid, out: Path) -> pd.DataFrame:
     table = table[table["run"].isin(ids)] if len(table) else table
     if not len(table):
         return pd.DataFrame()
-    long = table.melt(id_vars=["run", "run_id", "language", "name", "script"], value_vars=list(METRICS),
+    modules = [c for c in MODULE_COLUMNS if c in table.columns]  # method B: which language module was used
+    long = table.melt(id_vars=["run", "run_id", "language", "name", "script", *modules], value_vars=list(METRICS),
                       var_name="metric", value_name="value").rename(columns={"run_id": "artifact_id", "run": "run_id"})
     settings = pd.DataFrame([{"run_id": rid, **{f"cfg_{k}": v for k, v in spec.config.to_dict().items()},
                               **{f"axis_{k}": v for k, v in spec.axes.items()}} for rid, spec in ids.items()])
