@@ -330,3 +330,25 @@ def test_a_method_b_grid_trains_its_modules_first_and_records_them(tmp_path, tin
     assert runner.missing_language_modules(grid) == []
     assert set(store["metric"]) == {"accuracy", "macro_f1"} and set(store["language"]) == {"deu_Latn"}
     assert set(store["module_language"]) == {"deu_Latn"} and not store["module_borrowed"].any()
+
+
+@pytest.mark.parametrize("family", ["mt5", "xlm-roberta", "bloom"])
+def test_every_backbone_kind_composes_modules_the_same_in_training_and_prediction(tmp_path, data_dir, sib_dir, family,
+                                                                                  tiny_tokenizer, special_tokenizer,
+                                                                                  t5_tokenizer):
+    backbone = {"mt5": lambda: make_seq2seq(t5_tokenizer), "xlm-roberta": lambda: make_encoder(special_tokenizer),
+                "bloom": lambda: make_backbone("bloom", tiny_tokenizer)}[family]()
+    for kind in ("la", "slp"):
+        lm_trainer(tmp_path / "modules", backbone, "eng_Latn", kind, data_dir, steps=2, eval_every=2).run(progress=False)
+    dev = Sib200.resolve(str(sib_dir)).load("eng_Latn", "dev")
+    for configuration in ("la+ta", "slp+tp"):
+        out = tmp_path / configuration
+        metrics = task_run(out, backbone, configuration, tmp_path / "modules", sib_dir).run(progress=False)
+        run = rd.load_run(out)
+        ids = json.loads((out / rd.SAMPLE).read_text())["validation_index_ids"]
+        rows = [dev.index_ids.index(i) for i in ids]
+        kind = Configuration(configuration).language
+        module = ModuleRegistry(tmp_path / "modules").load(backbone, "eng_Latn", kind)
+        preds = predict_modular(backbone, run, [dev.texts[i] for i in rows], 8, module)
+        assert sum(p == dev.labels[i] for p, i in zip(preds, rows)) / len(rows) == pytest.approx(metrics["val_accuracy"])
+        assert adapter_names(backbone.model) == []
