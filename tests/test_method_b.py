@@ -13,14 +13,16 @@ from transformers import PreTrainedTokenizerFast
 
 from xlpeft.adapters import adapter_names, adapter_state_dict
 from xlpeft.composition.registry import ModuleRegistry, list_modules
-from xlpeft.composition.stack import CONFIGURATIONS, TASK_ADAPTER, Configuration, ModuleStack, splice_lm_prompt
+from xlpeft.composition.configurations import CONFIGURATIONS, Configuration
+from xlpeft.composition.stack import TASK_ADAPTER, ModuleStack, splice_lm_prompt
 from xlpeft.data.sib200 import Sib200
 from xlpeft.errors import XlpeftError
 from xlpeft.evaluation import evaluate as ev
 from xlpeft.evaluation.predict import predict_modular
 from xlpeft.experiments import run_dir as rd
 from xlpeft.training.config import TrainConfig
-from xlpeft.training.language_module import CHECKPOINT, LanguageModuleConfig, LanguageModuleTrainer
+from xlpeft.training.language_config import LanguageModuleConfig
+from xlpeft.training.language_module import CHECKPOINT, LanguageModuleTrainer
 from xlpeft.training.trainer import Trainer
 
 LM = dict(text="sib200-train", steps=6, batch_size=4, block_length=32, eval_every=3, prompt_length=4,

@@ -18,6 +18,9 @@ _EXPORTS = {
     "Sib200": "xlpeft.data.sib200",
     "resolve_languages": "xlpeft.data.languages",
     "XlpeftError": "xlpeft.errors",
+    "LanguageModuleConfig": "xlpeft.training.language_config",
+    "LanguageModuleTrainer": "xlpeft.training.language_module",
+    "ModuleRegistry": "xlpeft.composition.registry",
 }
 __all__ = [*_EXPORTS, "__version__"]
 

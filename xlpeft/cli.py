@@ -16,10 +16,10 @@ from xlpeft.data.languages import (
     registry,
     resolve_languages,
 )
-from xlpeft.composition.stack import CONFIGURATIONS
+from xlpeft.composition.configurations import CONFIGURATIONS
 from xlpeft.errors import XlpeftError
 from xlpeft.training.config import REGIME_HELP, TrainConfig
-from xlpeft.training.language_module import DEFAULT_LR, LanguageModuleConfig
+from xlpeft.training.language_config import DEFAULT_LR, LanguageModuleConfig
 
 EPILOG = """examples:
   xlpeft run configs/quickstart.yaml --data-dir ../shared/data   # a whole grid, resumable

@@ -12,8 +12,6 @@ are untouched.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
@@ -27,30 +25,11 @@ from xlpeft.adapters import (
     set_active,
 )
 from xlpeft.backbones import Backbone
+from xlpeft.composition.configurations import Configuration
 from xlpeft.composition.registry import LanguageModule
 from xlpeft.errors import XlpeftError
 
-CONFIGURATIONS = ("zero-shot", "ta", "tp", "la+ta", "la+tp", "slp+ta", "slp+tp")
 LANGUAGE_ADAPTER, TASK_ADAPTER = "language", "task"
-
-
-@dataclass(frozen=True)
-class Configuration:
-    """One of CONFIGURATIONS: which language module (la / slp / none) and task module (ta / tp / none)."""
-
-    name: str
-
-    def __post_init__(self) -> None:
-        if self.name not in CONFIGURATIONS:
-            raise XlpeftError(f"unknown configuration {self.name!r}: use one of {', '.join(CONFIGURATIONS)}")
-
-    @property
-    def language(self) -> str | None:
-        return self.name.split("+")[0] if "+" in self.name else None
-
-    @property
-    def task(self) -> str | None:
-        return None if self.name == "zero-shot" else self.name.split("+")[-1]
 
 
 class ModuleStack:

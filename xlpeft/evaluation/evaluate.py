@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from xlpeft.backbones import Backbone, load_backbone
 from xlpeft.composition.layout import PromptLayout
 from xlpeft.composition.registry import BORROW_NONE, ModuleRegistry, Resolved
-from xlpeft.composition.stack import Configuration
+from xlpeft.composition.configurations import Configuration
 from xlpeft.data.languages import registry
 from xlpeft.data.sib200 import Sib200
 from xlpeft.errors import XlpeftError

@@ -41,7 +41,7 @@ import yaml
 from xlpeft.data.languages import resolve_languages
 from xlpeft.errors import XlpeftError
 from xlpeft.training.config import TrainConfig
-from xlpeft.training.language_module import LanguageModuleConfig
+from xlpeft.training.language_config import LanguageModuleConfig
 
 TRAIN_FIELDS = {f.name for f in fields(TrainConfig)}
 NOT_IDENTITY = {"device"}  # where a run executes never changes what it computes

@@ -1,1 +1,1 @@
-"""Training: configs, regimes (prompt / joint / full) and the loop."""
+"""Training: configs, regimes (prompt / joint / full) and the loop; language modules on raw text (method B)."""

@@ -21,9 +21,7 @@ import logging
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -51,7 +49,6 @@ from xlpeft.composition.registry import (
     backbone_identity,
 )
 from xlpeft.composition.stack import LANGUAGE_ADAPTER, splice_lm_prompt
-from xlpeft.data.languages import registry as language_registry
 from xlpeft.data.languages import resolve_languages
 from xlpeft.data.text import available_sources, load_text, tokenize
 from xlpeft.errors import XlpeftError
@@ -60,54 +57,11 @@ from xlpeft.objectives.language_modeling import LMObjective, objective_for
 from xlpeft.prompts import SoftPrompt, initial_prompt
 from xlpeft.prompts.peft_format import save_peft_prompt
 from xlpeft.runtime import autocast, resolve_device, resolve_precision, seed_everything
+from xlpeft.training.language_config import LanguageModuleConfig
 
 log = logging.getLogger("xlpeft")
-DEFAULT_LR = {"la": 1e-3, "slp": 3e-2}
 LOG, CHECKPOINT = "train_log.jsonl", "checkpoint.pt"
 MAX_VALIDATION_BATCHES = 16
-
-
-@dataclass
-class LanguageModuleConfig:
-    """Everything that decides a language module's weights; stored in module.json."""
-
-    model: str = "smollm2-135m"
-    language: str = "eng_Latn"
-    kind: Literal["la", "slp"] = "la"
-    text: str = "auto"  # a source of xlpeft.data.text, a file, a hub dataset; auto = the largest local source
-    max_lines: int | None = None
-    steps: int = 300
-    batch_size: int = 8
-    block_length: int = 128  # tokens per example (span corruption: encoder input length; the paper: 256)
-    lr: float | None = None  # None = DEFAULT_LR[kind]
-    weight_decay: float = 0.0  # the paper's SLP used 1e-5 with Adafactor
-    warmup_ratio: float = 0.06
-    prompt_length: int = 50  # SLP rows (the paper: 50)
-    init_text: str = ""  # SLP initial text; "" = "Generate the output in <language name>:"
-    reduction_factor: float = 16  # LA bottleneck d / r (the paper: 16)
-    noise_density: float = 0.15
-    mean_noise_span_length: float = 3.0
-    validation_lines: int = 200  # held-out lines for the validation loss
-    eval_every: int = 50
-    seed: int = 0
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    device: str = "auto"
-
-    @property
-    def lr_used(self) -> float:
-        return DEFAULT_LR[self.kind] if self.lr is None else self.lr
-
-    @property
-    def init_text_used(self) -> str:
-        return self.init_text or f"Generate the output in {language_registry()[self.language].name}:"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> LanguageModuleConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 class LanguageModuleTrainer:

@@ -1,4 +1,5 @@
-"""The training loop for the three regimes (prompt / joint / full), cached or not.
+"""The training loop for the three regimes (prompt / joint / full), cached or not, and for method B's
+task modules (a task prompt or task adapter, alone or on a frozen language module; composition/stack.py).
 
 Reproducibility: the sample, the prompt's initial values and each epoch's data order and dropout are
 derived from the seed alone (epoch e shuffles with seed*10007+e), so a run interrupted after epoch e
@@ -30,7 +31,8 @@ from xlpeft.composition.classifier import (
     build_classifier,
 )
 from xlpeft.composition.registry import LanguageModule, ModuleRegistry
-from xlpeft.composition.stack import TASK_ADAPTER, Configuration, ModuleStack
+from xlpeft.composition.configurations import Configuration
+from xlpeft.composition.stack import TASK_ADAPTER, ModuleStack
 from xlpeft.composition.text_cache import TextCache, prompt_hidden
 from xlpeft.data.languages import resolve_languages
 from xlpeft.data.sampling import FewShotSample, few_shot
@@ -57,7 +59,7 @@ class Inputs:
 
 
 class Trainer:
-    """Trains one soft prompt (or model) and writes a run directory."""
+    """Trains one soft prompt (or model, or method B task module) and writes a run directory."""
 
     def __init__(self, config: TrainConfig, out_dir: Path, data_dir: str | None = None, backbone: Backbone | None = None):
         self.config = config
