@@ -37,3 +37,11 @@ done
 
 xlpeft evaluate "$OUT"/runs/*-s"$SEED" --languages "$(echo $LANGS $BORROWERS | tr ' ' ,)" --borrow syntactic \
   --precision bf16 --batch-size 16 --data-dir "$DATA" --out "$OUT/results_s$SEED.csv" --quiet
+
+# control: the same stacked runs with the English module kept for every target (no swap)
+mkdir -p "$OUT/modules_eng_only/smollm2-135m"
+ln -sfn "$(cd "$MODULES/smollm2-135m/eng_Latn" && pwd)" "$OUT/modules_eng_only/smollm2-135m/eng_Latn"
+xlpeft evaluate "$OUT"/runs/{la+ta,la+tp,slp+ta,slp+tp}-s"$SEED" \
+  --languages "$(echo $LANGS $BORROWERS | tr ' ' , | sed 's/eng_Latn,//')" \
+  --modules-dir "$OUT/modules_eng_only" --borrow syntactic --precision bf16 --batch-size 16 --data-dir "$DATA" \
+  --out "$OUT/results_source_module_s$SEED.csv" --quiet --no-plot
