@@ -354,3 +354,24 @@ def test_every_backbone_kind_composes_modules_the_same_in_training_and_predictio
         preds = predict_modular(backbone, run, [dev.texts[i] for i in rows], 8, module)
         assert sum(p == dev.labels[i] for p, i in zip(preds, rows)) / len(rows) == pytest.approx(metrics["val_accuracy"])
         assert adapter_names(backbone.model) == []
+
+
+def test_results_are_reused_until_the_language_module_is_retrained(tmp_path, llama, modules, sib_dir, data_dir,
+                                                                   monkeypatch):
+    import shutil
+
+    registry = tmp_path / "registry"
+    shutil.copytree(modules, registry)
+    task_run(tmp_path / "run", llama, "slp+ta", registry, sib_dir).run(progress=False)
+    runs, data, out = [rd.load_run(tmp_path / "run")], Sib200.resolve(str(sib_dir)), tmp_path / "out.csv"
+    monkeypatch.setattr(ev, "load_backbone", lambda key, device: llama)
+    first = ev.evaluate(runs, ["deu_Latn"], data, out, ev.EvalOptions(), progress=False)
+    calls = []
+    monkeypatch.setattr(ev, "predict_modular", lambda *args: calls.append(args) or [0] * len(args[2]))
+    ev.evaluate(runs, ["deu_Latn"], data, out, ev.EvalOptions(), progress=False)
+    assert calls == []  # nothing changed: the row is reused
+    shutil.rmtree(registry / "tiny-llama" / "deu_Latn" / "slp")
+    lm_trainer(registry, llama, "deu_Latn", "slp", data_dir, seed=1).run(progress=False)
+    again = ev.evaluate(runs, ["deu_Latn"], data, out, ev.EvalOptions(), progress=False)
+    assert len(calls) == 1 and len(again) == 1  # recomputed once, not duplicated
+    assert again["module_id"].iloc[0] != first["module_id"].iloc[0]

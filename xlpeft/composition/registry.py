@@ -18,6 +18,7 @@ by a URIEL distance (``xlpeft.analysis.distances``); evaluation records which mo
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -81,6 +82,11 @@ class LanguageModule:
     kind: str  # "la" | "slp"
     path: Path
     meta: dict
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes when the module is retrained (module.json holds its losses, text and settings)."""
+        return module_fingerprint(self.path)
 
     @property
     def adapter_dir(self) -> Path:
@@ -166,6 +172,12 @@ class ModuleRegistry:
                               f"{kind} module ({', '.join(candidates)}); try another --borrow distance")
         best = table.sort_values([distance_kind, "target"]).iloc[0]
         return str(best["target"]), float(best[distance_kind])
+
+
+def module_fingerprint(path: Path) -> str | None:
+    """12 hex digits of the SHA-256 of a module's module.json; None when there is no finished module."""
+    file = Path(path) / MODULE_JSON
+    return hashlib.sha256(file.read_bytes()).hexdigest()[:12] if file.is_file() else None
 
 
 def _check_kind(kind: str) -> None:

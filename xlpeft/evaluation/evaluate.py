@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from xlpeft.backbones import Backbone, load_backbone
 from xlpeft.composition.layout import PromptLayout
-from xlpeft.composition.registry import BORROW_NONE, ModuleRegistry, Resolved
+from xlpeft.composition.registry import BORROW_NONE, ModuleRegistry, Resolved, module_fingerprint
 from xlpeft.composition.configurations import Configuration
 from xlpeft.data.languages import registry
 from xlpeft.data.sib200 import Sib200
@@ -69,7 +69,7 @@ class EvalOptions:
 def evaluate(runs: list[Run], languages: list[str], data: Sib200, out_csv: Path, options: EvalOptions,
              progress: bool = True) -> pd.DataFrame:
     """Evaluate every run on every language; return (and keep writing) the results table."""
-    done = _previous_results(out_csv, runs, languages)
+    done = _previous_results(out_csv, runs, languages, options)
     device = resolve_device(options.device)
     precision = resolve_precision(options.precision, device)
     for key, group in _group_by_backbone(runs).items():
@@ -148,13 +148,15 @@ def _row(run: Run, language: str, gold: list[int], pred: list[int], module: Reso
         row.update(configuration=run.configuration, module_language=None if module is None else module.module.language,
                    module_borrowed=module is not None and module.borrowed,
                    module_distance_kind=None if module is None else module.distance_kind,
-                   module_distance=None if module is None else module.distance)
+                   module_distance=None if module is None else module.distance,
+                   module_id=None if module is None else module.module.fingerprint)
     return row
 
 
-def _previous_results(out_csv: Path, runs: list[Run], languages: list[str]) -> pd.DataFrame:
+def _previous_results(out_csv: Path, runs: list[Run], languages: list[str], options: EvalOptions) -> pd.DataFrame:
     """The rows already in ``out_csv``: other runs' rows are kept untouched, these runs' rows are reused
-    if the run is unchanged (same ``run_id``) and dropped if it was retrained."""
+    if the run is unchanged (same ``run_id``) and, for method B, the language module used is unchanged
+    (same ``module_id``); rows of a retrained run or module are dropped and computed again."""
     if not out_csv.exists():
         return pd.DataFrame()
     try:
@@ -165,9 +167,22 @@ def _previous_results(out_csv: Path, runs: list[Run], languages: list[str]) -> p
         raise XlpeftError(f"{out_csv} exists but has no {KEY} columns; move it away or choose another --out")
     current = {run.name: run.fingerprint for run in runs}
     keep = [name not in current or current[name] == run_id for name, run_id in zip(old["run"], old["run_id"])]
+    if "module_id" in old.columns:
+        keep = [k and _module_unchanged(row, runs, options) for k, (_, row) in zip(keep, old.iterrows())]
     if not all(keep):
         log.info("dropping %d rows of retrained runs from %s", len(keep) - sum(keep), out_csv)
     return old[keep].reset_index(drop=True)
+
+
+def _module_unchanged(row: pd.Series, runs: list[Run], options: EvalOptions) -> bool:
+    """A method B row's language module is still the one in the registry (not retrained or removed)."""
+    run = next((r for r in runs if r.name == row["run"]), None)
+    if run is None or pd.isna(row.get("module_id")):
+        return True
+    train = run.config["train"]
+    registry = ModuleRegistry(options.modules_dir or train["modules_dir"])
+    path = registry.path(train["model"], row["module_language"], Configuration(run.configuration).language)
+    return module_fingerprint(path) == row["module_id"]
 
 
 def _is_rows(done: pd.DataFrame, runs: list[Run], language: str) -> pd.Series:
