@@ -12,8 +12,8 @@ from conftest import make_backbone, make_encoder, make_seq2seq
 from transformers import PreTrainedTokenizerFast
 
 from xlpeft.adapters import adapter_names, adapter_state_dict
-from xlpeft.composition.registry import ModuleRegistry, list_modules
 from xlpeft.composition.configurations import CONFIGURATIONS, Configuration
+from xlpeft.composition.registry import ModuleRegistry, list_modules
 from xlpeft.composition.stack import TASK_ADAPTER, ModuleStack, splice_lm_prompt
 from xlpeft.data.sib200 import Sib200
 from xlpeft.errors import XlpeftError

@@ -13,6 +13,7 @@ when ``borrow`` names a URIEL distance, and every row records the module used (`
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +24,8 @@ from tqdm.auto import tqdm
 
 from xlpeft.backbones import Backbone, load_backbone
 from xlpeft.composition.layout import PromptLayout
-from xlpeft.composition.registry import BORROW_NONE, ModuleRegistry, Resolved, module_fingerprint
 from xlpeft.composition.configurations import Configuration
+from xlpeft.composition.registry import BORROW_NONE, ModuleRegistry, Resolved, module_fingerprint
 from xlpeft.data.languages import registry
 from xlpeft.data.sib200 import Sib200
 from xlpeft.errors import XlpeftError
@@ -168,21 +169,31 @@ def _previous_results(out_csv: Path, runs: list[Run], languages: list[str], opti
     current = {run.name: run.fingerprint for run in runs}
     keep = [name not in current or current[name] == run_id for name, run_id in zip(old["run"], old["run_id"])]
     if "module_id" in old.columns:
-        keep = [k and _module_unchanged(row, runs, options) for k, (_, row) in zip(keep, old.iterrows())]
+        unchanged = _module_check(runs, options)
+        keep = [k and unchanged(row) for k, (_, row) in zip(keep, old.iterrows())]
     if not all(keep):
         log.info("dropping %d rows of retrained runs from %s", len(keep) - sum(keep), out_csv)
     return old[keep].reset_index(drop=True)
 
 
-def _module_unchanged(row: pd.Series, runs: list[Run], options: EvalOptions) -> bool:
-    """A method B row's language module is still the one in the registry (not retrained or removed)."""
-    run = next((r for r in runs if r.name == row["run"]), None)
-    if run is None or pd.isna(row.get("module_id")):
-        return True
-    train = run.config["train"]
-    registry = ModuleRegistry(options.modules_dir or train["modules_dir"])
-    path = registry.path(train["model"], row["module_language"], Configuration(run.configuration).language)
-    return module_fingerprint(path) == row["module_id"]
+def _module_check(runs: list[Run], options: EvalOptions):
+    """A predicate: a method B row's language module is still the one in the registry (not retrained or
+    removed). Each module's fingerprint is read once, however many rows used it."""
+    by_name = {run.name: run for run in runs}
+
+    @functools.cache
+    def current(run_name: str, language: str) -> str | None:
+        run = by_name[run_name]
+        train = run.config["train"]
+        registry = ModuleRegistry(options.modules_dir or train["modules_dir"])
+        return module_fingerprint(registry.path(train["model"], language, Configuration(run.configuration).language))
+
+    def unchanged(row: pd.Series) -> bool:
+        if row["run"] not in by_name or pd.isna(row.get("module_id")):
+            return True
+        return current(row["run"], row["module_language"]) == row["module_id"]
+
+    return unchanged
 
 
 def _is_rows(done: pd.DataFrame, runs: list[Run], language: str) -> pd.Series:

@@ -20,8 +20,8 @@ import torch
 
 from xlpeft.backbones import Backbone
 from xlpeft.composition.classifier import Classifier, VerbalizerClassifier, build_classifier
-from xlpeft.composition.registry import LanguageModule
 from xlpeft.composition.configurations import Configuration
+from xlpeft.composition.registry import LanguageModule
 from xlpeft.composition.stack import ModuleStack
 from xlpeft.composition.text_cache import CachedBatch, encode_texts, prompt_hidden
 from xlpeft.experiments.run_dir import Run

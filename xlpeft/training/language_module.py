@@ -179,9 +179,9 @@ class LanguageModuleTrainer:
         bar = tqdm(total=c.steps, initial=state["step"], desc=f"{c.kind} {c.language}", disable=not progress,
                    unit="step")
         start, losses = time.perf_counter(), []
+        backbone.model.train(False)  # frozen backbone: no dropout (adapter dropout is 0 by default)
         while state["step"] < c.steps:
             batch = next(batches)
-            backbone.model.train(False)  # frozen backbone: no dropout (adapter dropout is 0 by default)
             with autocast(self.precision, self.device):
                 loss = backbone.model(**splice_lm_prompt(backbone, batch, None if prompt is None else prompt())).loss
             optimizer.zero_grad(set_to_none=True)
@@ -198,7 +198,7 @@ class LanguageModuleTrainer:
                 losses, start = [], time.perf_counter()
                 self._checkpoint(state, backbone, prompt, optimizer, scheduler)
         bar.close()
-        return self._finish(state, backbone, prompt, text)
+        return self._finish(state, backbone, prompt, text, type(objective).__name__)
 
     @torch.no_grad()
     def _val_loss(self, backbone: Backbone, prompt: SoftPrompt | None, batches: list[dict]) -> float:
@@ -260,7 +260,7 @@ class LanguageModuleTrainer:
         log.info("resuming %s at step %d", self.work, saved["state"]["step"])
         return {**saved["state"], "best_weights": saved["best_weights"]}
 
-    def _finish(self, state: dict, backbone: Backbone, prompt: SoftPrompt | None, text: dict) -> dict:
+    def _finish(self, state: dict, backbone: Backbone, prompt: SoftPrompt | None, text: dict, objective: str) -> dict:
         """Best weights into the partial folder, module.json last, then one rename publishes the module."""
         c = self.config
         self._load_weights(backbone, prompt, state["best_weights"])
@@ -269,17 +269,13 @@ class LanguageModuleTrainer:
             module = {"prompt_length": c.prompt_length, "init_text": c.init_text_used,
                       "parameters": prompt.weight.numel()}
         else:
-            tmp = self.work / f".{ADAPTER_DIR}.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            save_adapterhub(backbone.model, LANGUAGE_ADAPTER, tmp)
-            shutil.rmtree(self.work / ADAPTER_DIR, ignore_errors=True)
-            tmp.rename(self.work / ADAPTER_DIR)
+            rd.atomic_dir(self.work / ADAPTER_DIR, lambda tmp: save_adapterhub(backbone.model, LANGUAGE_ADAPTER, tmp))
             module = {"adapter": AdapterConfig(reduction_factor=c.reduction_factor).to_dict(),
                       "parameters": sum(p.numel() for p in adapter_parameters(backbone.model, LANGUAGE_ADAPTER))}
         meta = {
             "kind": c.kind, "language": c.language, "backbone": backbone_identity(backbone),
             "backbone_kind": backbone.kind, "train": c.to_dict(), "lr_used": c.lr_used, "text": text,
-            "objective": type(self._objective(backbone)).__name__, "tokens_seen": state["tokens_seen"],
+            "objective": objective, "tokens_seen": state["tokens_seen"],
             "best_step": state["best"]["step"], "val_loss_best": state["best"]["val_loss"],
             "val_loss_initial": state["val_loss_initial"], "precision": self.precision, "device": self.device,
             "xlpeft_version": __version__, "torch_version": torch.__version__, **module,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +29,8 @@ from xlpeft.composition.classifier import (
     VerbalizerClassifier,
     build_classifier,
 )
-from xlpeft.composition.registry import LanguageModule, ModuleRegistry
 from xlpeft.composition.configurations import Configuration
+from xlpeft.composition.registry import LanguageModule, ModuleRegistry
 from xlpeft.composition.stack import TASK_ADAPTER, ModuleStack
 from xlpeft.composition.text_cache import TextCache, prompt_hidden
 from xlpeft.data.languages import resolve_languages
@@ -422,20 +421,14 @@ class Trainer:
         return metrics
 
     def _save_task_adapter(self) -> None:
-        target, tmp = self.out / rd.TASK_ADAPTER, self.out / f".{rd.TASK_ADAPTER}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        save_adapterhub(self.backbone.model, TASK_ADAPTER, tmp)
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.rename(target)
+        rd.atomic_dir(self.out / rd.TASK_ADAPTER, lambda tmp: save_adapterhub(self.backbone.model, TASK_ADAPTER, tmp))
 
     def _save_model(self) -> None:
-        target = self.out / rd.MODEL
-        tmp = self.out / ".model.tmp"
-        self.backbone.model.save_pretrained(tmp)
-        self.backbone.tokenizer.save_pretrained(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
+        def write(tmp: Path) -> None:
+            self.backbone.model.save_pretrained(tmp)
+            self.backbone.tokenizer.save_pretrained(tmp)
+
+        rd.atomic_dir(self.out / rd.MODEL, write)
 
     def _finished(self) -> dict:
         saved = json.loads((self.out / rd.CONFIG).read_text())["train"]
