@@ -82,9 +82,10 @@ def peak_rss() -> int:
 def train_epoch(variant: str, backbone, ctx, split, batch_size: int = 8, length: int = 10) -> dict:
     """Time one epoch (after one warm-up step) of the given implementation."""
     from xlpeft.composition.layout import PromptLayout
-    from xlpeft.objectives import Verbalizer
+    from xlpeft.objectives import Verbalizer, label_words
+    from xlpeft.tasks import get_task
 
-    verbalizer = Verbalizer.build(backbone.tokenizer, backbone.family)
+    verbalizer = Verbalizer.build(backbone.tokenizer, label_words(get_task("sib200"), backbone.family, backbone.tokenizer))
     layout = PromptLayout(backbone, "suffix", length)
     labels = torch.tensor(split.labels)
     order = torch.randperm(len(split), generator=torch.Generator().manual_seed(0)).tolist()
@@ -173,9 +174,10 @@ def evaluation(n_prompts: int, backbone, ctx, data_dir: str, languages: list[str
         predict_uncached,
     )
     from xlpeft.experiments.run_dir import Run
-    from xlpeft.objectives import Verbalizer
+    from xlpeft.objectives import Verbalizer, label_words
+    from xlpeft.tasks import get_task
 
-    verbalizer = Verbalizer.build(backbone.tokenizer, backbone.family)
+    verbalizer = Verbalizer.build(backbone.tokenizer, label_words(get_task("sib200"), backbone.family, backbone.tokenizer))
     config = {"train": {"regime": "prompt", "placement": "suffix", "prompt_length": 10, "max_length": 128,
                         "head": "lm", "label_words": ""}, "head_used": "lm",
               "label_words": list(verbalizer.words), "label_token_ids": list(verbalizer.token_ids)}

@@ -3,9 +3,17 @@ from collections import Counter
 
 import pytest
 
-from xlpeft.data.sampling import few_shot
 from xlpeft.data.sib200 import LABELS, Sib200
 from xlpeft.errors import XlpeftError
+from xlpeft.tasks import Examples, get_task
+
+
+def few_shot(train, dev, shots, seed):
+    """SIB-200's balanced sampler (xlpeft.tasks.ClassificationTask.sample) on two read splits."""
+    def examples(split):
+        return Examples(split.language, split.name, split.index_ids, split.texts, labels=split.labels)
+
+    return get_task("sib200").sample(examples(train), examples(dev), shots, seed)
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +51,12 @@ def test_malformed_file_is_named(tmp_path):
 def test_sampling_is_balanced_and_seeded(eng, k):
     train, dev = eng
     a, b, c = few_shot(train, dev, k, seed=7), few_shot(train, dev, k, seed=7), few_shot(train, dev, k, seed=8)
-    assert a.train.index_ids == b.train.index_ids and a.validation.index_ids == b.validation.index_ids
-    assert a.train.index_ids != c.train.index_ids
+    assert a.train.ids == b.train.ids and a.validation.ids == b.validation.ids
+    assert a.train.ids != c.train.ids
     assert set(Counter(a.train.labels).values()) == {k} and len(Counter(a.train.labels)) == 7
     assert set(Counter(a.validation.labels).values()) == {min(math.ceil(k / 4), 8)}
-    assert set(a.train.index_ids) <= set(train.index_ids)
-    assert a.record()["train_index_ids"] == a.train.index_ids
+    assert set(a.train.ids) <= set(train.index_ids)
+    assert a.record()["train_index_ids"] == a.train.ids
 
 
 def test_k32_uses_all_eight_validation_examples_per_class(eng):

@@ -263,8 +263,8 @@ def test_evaluation_swaps_in_each_targets_module_and_records_borrowing(tmp_path,
     monkeypatch.setattr(ev, "load_backbone", lambda key, device: llama)
     data = Sib200.resolve(str(sib_dir))
     with pytest.raises(XlpeftError, match="no soft language prompt.*nld_Latn"):
-        ev.evaluate(runs, ["nld_Latn"], data, tmp_path / "strict.csv", ev.EvalOptions(), progress=False)
-    table = ev.evaluate(runs, ["eng_Latn", "deu_Latn", "nld_Latn"], data, tmp_path / "out.csv",
+        ev.evaluate(runs, ["nld_Latn"], str(sib_dir), tmp_path / "strict.csv", ev.EvalOptions(), progress=False)
+    table = ev.evaluate(runs, ["eng_Latn", "deu_Latn", "nld_Latn"], str(sib_dir), tmp_path / "out.csv",
                         ev.EvalOptions(borrow="syntactic"), progress=False).set_index(["run", "language"])
     slp = table.loc["slp+ta"]
     assert slp.loc["eng_Latn", "module_language"] == "eng_Latn" and not slp.loc["deu_Latn", "module_borrowed"]
@@ -363,7 +363,7 @@ def test_results_are_reused_until_the_language_module_is_retrained(tmp_path, lla
     registry = tmp_path / "registry"
     shutil.copytree(modules, registry)
     task_run(tmp_path / "run", llama, "slp+ta", registry, sib_dir).run(progress=False)
-    runs, data, out = [rd.load_run(tmp_path / "run")], Sib200.resolve(str(sib_dir)), tmp_path / "out.csv"
+    runs, data, out = [rd.load_run(tmp_path / "run")], str(sib_dir), tmp_path / "out.csv"
     monkeypatch.setattr(ev, "load_backbone", lambda key, device: llama)
     first = ev.evaluate(runs, ["deu_Latn"], data, out, ev.EvalOptions(), progress=False)
     calls = []

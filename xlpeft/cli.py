@@ -21,6 +21,9 @@ from xlpeft.errors import XlpeftError
 from xlpeft.training.config import REGIME_HELP, TrainConfig
 from xlpeft.training.language_config import DEFAULT_LR, LanguageModuleConfig
 
+# the names in xlpeft.tasks.TASKS (written out so that the CLI starts without importing the data readers)
+TASK_CHOICES = ("sib200", "nusax", "americasnli", "masakhaner", "xquad")
+
 EPILOG = """examples:
   xlpeft run configs/quickstart.yaml --data-dir ../shared/data   # a whole grid, resumable
   xlpeft train --model smollm2-135m --data-dir ../shared/data --epochs 10 --out runs/spt
@@ -54,8 +57,9 @@ def _shots(value: str) -> int | None:
 
 
 def _data_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", default=None, help="SIB-200 directory (the sib200 folder or its parent); "
-                        "default: $XLPEFT_DATA_DIR, else the hub dataset Davlan/sib200")
+    parser.add_argument("--data-dir", default=None, help="data root holding sib200/ and tasks/<task>/ (for SIB-200 "
+                        "the sib200 folder itself also works); default: $XLPEFT_DATA_DIR, else the hub dataset "
+                        "Davlan/sib200 (the other tasks are read from local copies)")
 
 
 def _runtime_args(parser: argparse.ArgumentParser) -> None:
@@ -71,19 +75,33 @@ def _runtime_args(parser: argparse.ArgumentParser) -> None:
 def _train_parser(sub) -> None:
     d = TrainConfig()
     p = sub.add_parser("train", formatter_class=_Formatter, help="train a soft prompt (or model) on one language",
-                       description="Train a soft prompt on SIB-200 in one language with a (frozen) language model "
-                                   "and write a run directory: config, sampled ids, training log, the prompt in PEFT's "
-                                   "format (adapter_config.json, adapter_model.safetensors), metrics. The model's "
-                                   "config decides its kind: causal LM (LM-head verbalizer), encoder (masked-LM head "
-                                   "at a [MASK], or a linear head on mean-pooled states), encoder-decoder (the "
-                                   "decoder scores each label string).",
+                       description="Train a soft prompt (or, method B, a task module) on a task (SIB-200 by default) "
+                                   "in one language with a (frozen) language model and write a run directory: config, "
+                                   "sampled ids, training log, the prompt in PEFT's format (adapter_config.json, "
+                                   "adapter_model.safetensors), metrics. The model's config decides its kind: causal "
+                                   "LM (LM-head verbalizer), encoder (masked-LM head at a [MASK], or a linear head on "
+                                   "mean-pooled states), encoder-decoder (the decoder scores each label string). "
+                                   "Text-to-text tasks (masakhaner, xquad) train on the target string by teacher "
+                                   "forcing and are evaluated by greedy generation.",
                        epilog=EPILOG)
     p.add_argument("--model", default=d.model, help="offline model (smollm2-135m, multilingual-e5-small), hub id "
                    "(facebook/xglm-564M, bigscience/bloom-560m, bigscience/mt0-base, FacebookAI/xlm-roberta-base, "
                    "...) or a local model directory")
-    p.add_argument("--source", default=d.source, help="training language (FLORES code)")
-    p.add_argument("--shots", type=_shots, default=d.shots, help="k examples per class after balanced undersampling "
-                   "(validation: ceil(k/4) per class); 'all' = whole train/dev splits")
+    p.add_argument("--task", choices=TASK_CHOICES, default=d.task,
+                   help="sib200: topic classification, 205 languages; nusax: sentiment, English -> 11 languages of "
+                   "Indonesia; americasnli: NLI in 10 languages of the Americas; masakhaner: NER as text-to-text "
+                   "('PER: X$$LOC: Y'), English CoNLL -> 20 African languages; xquad: extractive QA as answer "
+                   "generation, 12 languages (docs/tasks.md)")
+    p.add_argument("--source", default=d.source, help="training language in the task's codes (SIB-200: FLORES, e.g. "
+                   "eng_Latn; nusax/masakhaner: eng; xquad/americasnli: en); default: the task's source")
+    p.add_argument("--source-data", choices=["local", "hub"], default=d.source_data,
+                   help="where the source data come from: local copies, or the standard hub source where the local "
+                   "data have none (xquad: SQuAD v1.1 train; americasnli: English XNLI). Offline, xquad trains on half "
+                   "of XQuAD's English articles and evaluates the other half, and americasnli trains on one of its "
+                   "languages' dev pairs (--source quy)")
+    p.add_argument("--shots", type=_shots, default=d.shots, help="classification: k examples per class after balanced "
+                   "undersampling (validation: ceil(k/4) per class); text-to-text tasks: k examples (validation: "
+                   "ceil(k/4), at least 8); 'all' = whole train/dev splits")
     p.add_argument("--prompt-length", type=int, default=d.prompt_length, help="L, soft prompt vectors (0 with "
                    "--head linear trains the head alone)")
     p.add_argument("--placement", choices=["suffix", "prefix", "start"], default=d.placement,
@@ -136,16 +154,17 @@ def _train_parser(sub) -> None:
 
 def _evaluate_parser(sub) -> None:
     p = sub.add_parser("evaluate", formatter_class=_Formatter, help="evaluate runs on many languages",
-                       description="Evaluate one or more run directories on SIB-200 test sets. Runs that share a "
-                                   "frozen backbone are evaluated together: each language's text is encoded once "
-                                   "and every suffix prompt runs only its L positions against it. One CSV row per "
-                                   "(run, language); rerunning resumes and reuses finished rows.",
+                       description="Evaluate one or more run directories on their task's test sets (SIB-200 by "
+                                   "default). Runs that share a frozen backbone and task are evaluated together: each "
+                                   "language's text is encoded once and every suffix prompt runs only its L positions "
+                                   "against it. One CSV row per (run, language); rerunning resumes and reuses finished rows.",
                        epilog=EPILOG)
     p.add_argument("runs", nargs="+", type=Path, help="run directories written by 'xlpeft train', or PEFT "
                    "prompt-tuning adapter directories (adapter_config.json names the base model)")
-    p.add_argument("--languages", default="quick", help="named set (" + ", ".join(NAMED_SETS) + ") or comma list of "
-                   "codes, e.g. 'paper52' or 'eng_Latn,yor_Latn'")
-    p.add_argument("--split", choices=["test", "dev", "train"], default="test", help="SIB-200 split")
+    p.add_argument("--languages", default=None, help="SIB-200: named set (" + ", ".join(NAMED_SETS) + ") or comma list "
+                   "of codes, e.g. 'paper52' or 'eng_Latn,yor_Latn' (default quick); other tasks: all, targets (all but "
+                   "the source) or codes in the task's own scheme, e.g. 'jav,sun' (default all)")
+    p.add_argument("--split", choices=["test", "dev", "train"], default="test", help="split to evaluate")
     p.add_argument("--out", type=Path, default=None, help="results CSV (default: RUN_DIR/results_<split>.csv for one "
                    "run, results_<split>.csv in the working directory for several)")
     p.add_argument("--batch-size", type=int, default=32, help="sentences per batch on the uncached path")
@@ -296,33 +315,41 @@ def cmd_train(args) -> None:
     fields = set(TrainConfig.__dataclass_fields__)
     config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
     metrics = Trainer(config, args.out, data_dir=args.data_dir).run(progress=not args.quiet)
-    print(f"best epoch {metrics['best_epoch']}: {config.source} validation accuracy {metrics['val_accuracy']:.3f}, "
-          f"macro-F1 {metrics['val_macro_f1']:.3f}, loss {metrics['val_loss']:.4f} -> {args.out}")
+    scores = "" if metrics.get("val_accuracy") is None else (
+        f"validation accuracy {metrics['val_accuracy']:.3f}, macro-F1 {metrics['val_macro_f1']:.3f}, ")
+    print(f"best epoch {metrics['best_epoch']}: {config.source} {scores}validation loss {metrics['val_loss']:.4f} "
+          f"-> {args.out}")
 
 
 def cmd_evaluate(args) -> None:
-    from xlpeft.data.sib200 import Sib200
     from xlpeft.evaluation.evaluate import EvalOptions, evaluate, summary_table
     from xlpeft.experiments.run_dir import ensure_writable, load_run
+    from xlpeft.tasks import get_task
 
     _quiet_libraries(args.verbose)
 
-    languages = resolve_languages(args.languages)
-    data = Sib200.resolve(args.data_dir)
     runs = [load_run(path) for path in args.runs]
+    tasks = {run.task for run in runs}
+    if len(tasks) > 1:
+        raise XlpeftError(f"these runs were trained on different tasks ({', '.join(sorted(tasks))}); evaluate each "
+                          "task's runs in their own command")
+    task = get_task(tasks.pop(), args.data_dir)
+    languages = task.resolve_languages(args.languages or ("quick" if task.name == "sib200" else "all"))
     out = args.out or (args.runs[0] / f"results_{args.split}.csv" if len(runs) == 1 else Path(f"results_{args.split}.csv"))
     ensure_writable(out.parent)
     options = EvalOptions(split=args.split, batch_size=args.batch_size, max_memory_gb=args.max_memory_gb,
                           text_cache=args.text_cache, precision=args.precision, device=args.device,
                           modules_dir=args.modules_dir, borrow=args.borrow)
-    results = evaluate(runs, languages, data, out, options, progress=not args.quiet)
-    print(summary_table(results, runs, languages))
+    results = evaluate(runs, languages, args.data_dir, out, options, progress=not args.quiet)
+    metric = task.metric_columns[0]
+    print(summary_table(results, runs, languages, metric))
     print(f"-> {out}")
     if not args.no_plot:
         from xlpeft.analysis.plots import accuracy_plot
 
         plot = out.with_suffix(".png")
-        accuracy_plot(results[results["language"].isin(languages)], [run.name for run in runs], plot)
+        accuracy_plot(results[results["language"].isin(languages)], [run.name for run in runs], plot, metric,
+                      baselines=task.name == "sib200")
         print(f"-> {plot}")
 
 

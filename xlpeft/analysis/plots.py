@@ -25,10 +25,12 @@ CHANCE = 1 / 7
 DPI = 110
 
 
-def accuracy_plot(results: pd.DataFrame, runs: list[str], path: Path) -> None:
-    """Bars of mean accuracy over ``runs`` per language (min-max whiskers when several runs)."""
-    table = results[results["run"].isin(runs)]
-    stats = table.groupby(["language", "script"])["accuracy"].agg(["mean", "min", "max"]).reset_index()
+def accuracy_plot(results: pd.DataFrame, runs: list[str], path: Path, metric: str = "accuracy",
+                  baselines: bool = True) -> None:
+    """Bars of mean ``metric`` over ``runs`` per language (min-max whiskers when several runs); ``baselines``
+    draws SIB-200's majority-class and chance lines."""
+    table = results[results["run"].isin(runs)].assign(script=lambda t: t["script"].fillna("").replace("", "other"))
+    stats = table.groupby(["language", "script"])[metric].agg(["mean", "min", "max"]).reset_index()
     stats = stats.sort_values("mean", ascending=False)
     scripts = sorted(stats["script"].unique())
     colours = {s: plt.get_cmap("tab20")(i % 20) for i, s in enumerate(scripts)}
@@ -36,10 +38,11 @@ def accuracy_plot(results: pd.DataFrame, runs: list[str], path: Path) -> None:
     x = range(len(stats))
     errors = [stats["mean"] - stats["min"], stats["max"] - stats["mean"]] if len(runs) > 1 else None
     ax.bar(x, stats["mean"], color=[colours[s] for s in stats["script"]], yerr=errors, capsize=1.5)
-    ax.axhline(MAJORITY, color="grey", linestyle="--", linewidth=0.8, label="majority class (25%)")
-    ax.axhline(CHANCE, color="grey", linestyle=":", linewidth=0.8, label="chance (14.3%)")
+    if baselines:
+        ax.axhline(MAJORITY, color="grey", linestyle="--", linewidth=0.8, label="majority class (25%)")
+        ax.axhline(CHANCE, color="grey", linestyle=":", linewidth=0.8, label="chance (14.3%)")
     ax.set_xticks(list(x), stats["language"], rotation=90, fontsize=7)
-    ax.set_ylabel("accuracy" + (f" (mean of {len(runs)} runs)" if len(runs) > 1 else ""))
+    ax.set_ylabel(metric + (f" (mean of {len(runs)} runs)" if len(runs) > 1 else ""))
     ax.set_ylim(0, 1)
     ax.set_title(", ".join(runs[:4]) + (f" and {len(runs) - 4} more" if len(runs) > 4 else ""), fontsize=9)
     ax.set_xlim(-0.6, len(stats) - 0.4)

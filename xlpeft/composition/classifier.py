@@ -21,14 +21,11 @@ from torch import nn
 
 from xlpeft.backbones import Backbone
 from xlpeft.composition.layout import PromptLayout, pooled_hidden, prediction_hidden
-from xlpeft.data.sib200 import LABELS
 from xlpeft.errors import XlpeftError
 from xlpeft.objectives.label_strings import LabelStrings
-from xlpeft.objectives.verbalizer import (
-    Verbalizer,
-    default_label_words,
-    parse_label_words,
-)
+from xlpeft.objectives.verbalizer import Verbalizer, label_words
+from xlpeft.tasks import ClassificationTask, Task, TextTask
+from xlpeft.tasks.classification import Sib200Task
 
 Head = Literal["auto", "lm", "linear"]
 
@@ -93,10 +90,10 @@ class LinearHeadClassifier(Classifier):
 
     head_kind = "linear"
 
-    def __init__(self, backbone: Backbone, layout: PromptLayout, seed: int = 0):
+    def __init__(self, backbone: Backbone, layout: PromptLayout, n_labels: int, seed: int = 0):
         super().__init__(backbone, layout)
         generator = torch.Generator().manual_seed(seed)
-        head = nn.Linear(backbone.hidden_size, len(LABELS))
+        head = nn.Linear(backbone.hidden_size, n_labels)
         with torch.no_grad():  # nn.Linear's default init, drawn from the run's seed
             bound = 1 / backbone.hidden_size**0.5
             head.weight.copy_(torch.rand(head.weight.shape, generator=generator) * 2 * bound - bound)
@@ -165,8 +162,17 @@ def resolve_head(backbone: Backbone, head: Head) -> str:
 
 
 def build_classifier(backbone: Backbone, placement: str, prompt_length: int, max_length: int, head: Head = "auto",
-                     label_words: str = "", seed: int = 0, text_prefix: str = "") -> Classifier:
-    """The classifier a run configuration describes (the same call at training and at evaluation)."""
+                     label_words_spec: str = "", seed: int = 0, text_prefix: str = "", task: Task | None = None):
+    """The classifier (or, for a text-to-text ``task``, the generator) a run configuration describes: the same
+    call at training and at evaluation. ``task`` defaults to SIB-200."""
+    task = task or Sib200Task()
+    if isinstance(task, TextTask):
+        if head == "linear":
+            raise XlpeftError(f"{task.name} is a text-to-text task: it generates with the LM head; use --head auto")
+        from xlpeft.composition.generation import build_text_to_text
+
+        return build_text_to_text(backbone, placement, prompt_length, max_length)
+    assert isinstance(task, ClassificationTask)
     head = resolve_head(backbone, head)
     mask_slot = head == "lm" and backbone.kind == "encoder"
     try:
@@ -175,10 +181,8 @@ def build_classifier(backbone: Backbone, placement: str, prompt_length: int, max
     except ValueError as exc:
         raise XlpeftError(f"{exc}; lower --prompt-length or raise --max-length") from exc
     if head == "linear":
-        return LinearHeadClassifier(backbone, layout, seed)
-    overrides = parse_label_words(label_words)
+        return LinearHeadClassifier(backbone, layout, len(task.labels), seed)
+    words = label_words(task, backbone.family, backbone.tokenizer, label_words_spec)
     if backbone.kind == "seq2seq":
-        words = {**default_label_words(backbone.family, backbone.tokenizer), **overrides}
         return LabelStringClassifier(backbone, layout, LabelStrings.build(backbone.tokenizer, words))
-    return VerbalizerClassifier(backbone, layout, Verbalizer.build(backbone.tokenizer, backbone.family, overrides))
-
+    return VerbalizerClassifier(backbone, layout, Verbalizer.build(backbone.tokenizer, words))

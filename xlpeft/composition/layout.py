@@ -10,6 +10,9 @@ Layouts (methods.md A), at most ``max_length`` tokens, only the text truncated, 
   for encoders, where PEFT puts the prompt before [CLS]).
 - ``none`` (full fine-tuning or a head alone): ``[lead] [text] [tail]``.
 
+``with_tail=False`` drops the tail: a causal LM that *generates* a text answer (generation.py) reads its
+input up to the last prompt or text position and continues from there, so no EOS closes the input.
+
 Causal LMs predict at the position just before EOS; under causal attention EOS cannot influence it,
 which the cached path (text_cache.py) exploits by not computing it at all. Masked-LM encoders predict at
 [MASK]; encoders with a linear head pool the non-prompt positions; mT5 scores labels with its decoder.
@@ -48,10 +51,11 @@ class PromptLayout:
 
     ``mask_slot`` puts the tokenizer's mask token before an encoder's [SEP], where the masked-LM head
     predicts the label word. ``text_prefix`` is prepended to every text (e5 models expect "query: ").
+    ``with_tail=False`` leaves out the closing special tokens (causal text-to-text: the answer follows).
     """
 
     def __init__(self, backbone: Backbone, placement: Placement, prompt_length: int, max_length: int = 128,
-                 mask_slot: bool = False, text_prefix: str = ""):
+                 mask_slot: bool = False, text_prefix: str = "", with_tail: bool = True):
         if placement == "none" and prompt_length:
             raise ValueError("placement 'none' has no prompt")
         self.backbone = backbone
@@ -60,7 +64,7 @@ class PromptLayout:
         self.max_length = max_length
         self.text_prefix = text_prefix
         self.lead = backbone.lead_ids
-        self.tail = ((backbone.mask_id,) if mask_slot else ()) + backbone.tail_ids
+        self.tail = ((backbone.mask_id,) if mask_slot else ()) + (backbone.tail_ids if with_tail else ())
         if self.text_budget < 1:
             raise ValueError(f"prompt length {prompt_length} leaves no room for text within {max_length} tokens")
 

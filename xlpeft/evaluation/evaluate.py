@@ -26,22 +26,22 @@ from xlpeft.backbones import Backbone, load_backbone
 from xlpeft.composition.layout import PromptLayout
 from xlpeft.composition.configurations import Configuration
 from xlpeft.composition.registry import BORROW_NONE, ModuleRegistry, Resolved, module_fingerprint
-from xlpeft.data.languages import registry
-from xlpeft.data.sib200 import Sib200
 from xlpeft.errors import XlpeftError
-from xlpeft.evaluation.metrics import classification_metrics
 from xlpeft.evaluation.predict import (
     head_alone,
     kv_bytes_per_token,
+    modules_attached,
     plan_memory,
     predict_cached,
     predict_heads_alone,
     predict_modular,
+    predict_text,
     predict_uncached,
     uses_cache,
 )
 from xlpeft.experiments.run_dir import Run, atomic_write
 from xlpeft.runtime import autocast, resolve_device, resolve_precision
+from xlpeft.tasks import Examples, Task, TextTask, get_task
 
 log = logging.getLogger("xlpeft")
 KEY = ["run", "run_id", "language"]
@@ -67,32 +67,57 @@ class EvalOptions:
         return int(min(4 * 2**30, psutil.virtual_memory().available / 4))
 
 
-def evaluate(runs: list[Run], languages: list[str], data: Sib200, out_csv: Path, options: EvalOptions,
+def evaluate(runs: list[Run], languages: list[str], data_dir: str | None, out_csv: Path, options: EvalOptions,
              progress: bool = True) -> pd.DataFrame:
-    """Evaluate every run on every language; return (and keep writing) the results table."""
+    """Evaluate every run on every language (codes of the runs' task); return (and keep writing) the table."""
     done = _previous_results(out_csv, runs, languages, options)
     device = resolve_device(options.device)
     precision = resolve_precision(options.precision, device)
-    for key, group in _group_by_backbone(runs).items():
+    for (key, task_name, source_data), group in _group(runs).items():
         todo = [lang for lang in languages if not _all_done(done, group, lang)]
         if not todo:
             continue
+        task = get_task(task_name, data_dir)
         backbone = load_backbone(key, device=device)
         backbone.model.eval()
         per_token = kv_bytes_per_token(backbone) if backbone.kind == "causal" else 0
         bar = tqdm(todo, desc=f"evaluate {len(group)} run(s) on {Path(key).name}", disable=not progress, unit="lang")
         for language in bar:
             bar.set_postfix(lang=language)
-            split = data.load(language, options.split)
+            examples = task.load(language, options.split, source_data)
             with autocast(precision, device):
-                preds = _predict(backbone, [run for run in group if not run.configuration], split.texts, options,
-                                 per_token)
-                modules = {run.name: _predict_modular(backbone, run, language, split.texts, options, preds)
-                           for run in group if run.configuration}
-            rows = [_row(run, language, split.labels, preds[run.name], modules.get(run.name)) for run in group]
+                if isinstance(task, TextTask):
+                    scored = _evaluate_text(backbone, task, group, language, examples, options)
+                else:
+                    scored = _evaluate_classification(backbone, task, group, language, examples, options, per_token)
+            rows = [_row(run, task, language, metrics, module) for run, (metrics, module) in zip(group, scored)]
             done = pd.concat([done[~_is_rows(done, group, language)], pd.DataFrame(rows)], ignore_index=True)
             _write(out_csv, done)
     return done
+
+
+def _evaluate_classification(backbone: Backbone, task: Task, group: list[Run], language: str, examples: Examples,
+                             options: EvalOptions, per_token: int) -> list[tuple[dict, Resolved | None]]:
+    """Each run's metrics on one language and the language module it used (method B)."""
+    preds = _predict(backbone, [run for run in group if not run.configuration], examples.texts, options, per_token)
+    modules = {run.name: _predict_modular(backbone, run, task, language, examples.texts, options, preds)
+               for run in group if run.configuration}
+    return [(task.score(examples, examples, preds[run.name]), modules.get(run.name)) for run in group]
+
+
+def _evaluate_text(backbone: Backbone, task: TextTask, group: list[Run], language: str, examples: Examples,
+                   options: EvalOptions) -> list[tuple[dict, Resolved | None]]:
+    """Text-to-text runs generate one at a time (no text cache: their prompts precede generated tokens)."""
+    scored = []
+    for run in group:
+        module = _resolve_module(backbone, run, task, language, options)
+        if run.configuration:
+            with modules_attached(backbone, run, None if module is None else module.module) as stack:
+                inputs, outputs = predict_text(backbone, run, task, examples, options.batch_size, stack)
+        else:
+            inputs, outputs = predict_text(backbone, run, task, examples, options.batch_size)
+        scored.append((task.score(examples, inputs, outputs), module))
+    return scored
 
 
 def _predict(backbone: Backbone, runs: list[Run], texts: list[str], options: EvalOptions,
@@ -114,36 +139,41 @@ def _predict(backbone: Backbone, runs: list[Run], texts: list[str], options: Eva
     return preds
 
 
-def _predict_modular(backbone: Backbone, run: Run, language: str, texts: list[str], options: EvalOptions,
+def _resolve_module(backbone: Backbone, run: Run, task: Task, language: str, options: EvalOptions) -> Resolved | None:
+    """The language module a method B run uses on ``language`` (its own, or a borrowed one); None without."""
+    kind = Configuration(run.configuration).language if run.configuration else None
+    if kind is None:
+        return None
+    root = options.modules_dir or run.config["train"]["modules_dir"]
+    return ModuleRegistry(root).resolve(backbone, task.module_language(language), kind, options.borrow)
+
+
+def _predict_modular(backbone: Backbone, run: Run, task: Task, language: str, texts: list[str], options: EvalOptions,
                      preds: dict[str, list[int]]) -> Resolved | None:
     """A method B run on ``language``: resolve the language's module (or a borrowed one), predict into ``preds``."""
-    kind = Configuration(run.configuration).language
-    resolved = None
-    if kind is not None:
-        root = options.modules_dir or run.config["train"]["modules_dir"]
-        resolved = ModuleRegistry(root).resolve(backbone, language, kind, options.borrow)
+    resolved = _resolve_module(backbone, run, task, language, options)
     preds[run.name] = predict_modular(backbone, run, texts, options.batch_size,
                                       None if resolved is None else resolved.module)
     return resolved
 
 
-def _group_by_backbone(runs: list[Run]) -> dict[str, list[Run]]:
+def _group(runs: list[Run]) -> dict[tuple[str, str, str], list[Run]]:
+    """Runs that share a frozen backbone and a task's evaluation data are evaluated together."""
     names = [run.name for run in runs]
     if len(set(names)) != len(names):
         raise XlpeftError("two runs share a directory name; the 'run' column needs unique names: rename one")
-    groups: dict[str, list[Run]] = {}
+    groups: dict[tuple[str, str, str], list[Run]] = {}
     for run in runs:
-        groups.setdefault(run.backbone_key, []).append(run)
+        groups.setdefault((run.backbone_key, run.task, run.config["train"].get("source_data", "local")), []).append(run)
     return groups
 
 
-def _row(run: Run, language: str, gold: list[int], pred: list[int], module: Resolved | None) -> dict:
+def _row(run: Run, task: Task, language: str, metrics: dict, module: Resolved | None) -> dict:
     train = run.config["train"]
-    lang = registry()[language]
+    name, script = task.language_info(language)
     row = {
-        "run": run.name, "run_id": run.fingerprint, "language": language, "name": lang.name, "script": lang.script,
-        **classification_metrics(gold, pred),
-        **{col: train[col] for col in RUN_COLUMNS},
+        "run": run.name, "run_id": run.fingerprint, "language": language, "name": name, "script": script,
+        "task": task.name, **metrics, **{col: train[col] for col in RUN_COLUMNS},
     }
     if run.configuration:
         row.update(configuration=run.configuration, module_language=None if module is None else module.module.language,
@@ -210,15 +240,17 @@ def _write(out_csv: Path, table: pd.DataFrame) -> None:
     atomic_write(out_csv, lambda tmp: table.to_csv(tmp, index=False, float_format="%.6g"))
 
 
-def summary_table(results: pd.DataFrame, runs: list[Run], languages: list[str]) -> str:
-    """A readable table: one row per language; accuracy per run (or accuracy and F1 for a single run)."""
+def summary_table(results: pd.DataFrame, runs: list[Run], languages: list[str], metric: str = "accuracy") -> str:
+    """A readable table: one row per language; ``metric`` per run (for a single run, all its metric columns)."""
     table = results[results["language"].isin(languages) & results["run"].isin([run.name for run in runs])]
     if table["run"].nunique() == 1:
-        view = table.set_index("language")[["name", "accuracy", "macro_f1", "n"]].reindex(languages)
-        mean = pd.DataFrame([{"name": "(mean)", "accuracy": view["accuracy"].mean(), "macro_f1": view["macro_f1"].mean(),
-                              "n": view["n"].sum()}], index=["all"])
+        columns = [c for c in ("accuracy", "macro_f1", "f1", "exact_match", "precision", "recall") if c in table]
+        columns = [c for c in columns if table[c].notna().any()]
+        view = table.set_index("language")[["name", *columns, "n"]].reindex(languages)
+        mean = pd.DataFrame([{"name": "(mean)", **{c: view[c].mean() for c in columns}, "n": view["n"].sum()}],
+                            index=["all"])
         view = pd.concat([view, mean])
     else:
-        view = table.pivot(index="language", columns="run", values="accuracy").reindex(languages)
+        view = table.pivot(index="language", columns="run", values=metric).reindex(languages)
         view.loc["(mean)"] = view.mean()
     return view.to_string(float_format=lambda v: f"{v:.3f}")

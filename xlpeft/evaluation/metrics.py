@@ -7,10 +7,10 @@ from sklearn.metrics import accuracy_score, f1_score
 from xlpeft.data.sib200 import LABELS
 
 
-def classification_metrics(gold: list[int], pred: list[int]) -> dict:
-    """Accuracy and macro-F1 over all SIB-200 labels (a label never predicted counts as F1 = 0)."""
+def classification_metrics(gold: list[int], pred: list[int], n_labels: int = len(LABELS)) -> dict:
+    """Accuracy and macro-F1 over all ``n_labels`` labels (a label never predicted counts as F1 = 0)."""
     return {
         "accuracy": float(accuracy_score(gold, pred)),
-        "macro_f1": float(f1_score(gold, pred, average="macro", labels=list(range(len(LABELS))), zero_division=0)),
+        "macro_f1": float(f1_score(gold, pred, average="macro", labels=list(range(n_labels)), zero_division=0)),
         "n": len(gold),
     }

@@ -8,12 +8,15 @@ Linear heads trained alone on a frozen backbone read features that no prompt cha
 a backbone, text prefix and length limit share one feature pass per language.
 Everything else (prefix placement, joint/full models, encoders, encoder-decoders, linear heads,
 --no-text-cache) takes the ordinary path through the run's classifier (composition/classifier.py).
-Method B runs take it too, with their modules attached (``predict_modular``): the task module from the
-run, and the target language's module in place of the source language's.
+Method B runs take it too, with their modules attached (``modules_attached``): the task module from the
+run, and the target language's module in place of the source language's. Text-to-text runs generate
+(``predict_text``): greedy, length-sorted batches, as many new tokens as the task's longest answer needs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -23,9 +26,11 @@ from xlpeft.composition.classifier import Classifier, VerbalizerClassifier, buil
 from xlpeft.composition.configurations import Configuration
 from xlpeft.composition.registry import LanguageModule
 from xlpeft.composition.stack import ModuleStack
+from xlpeft.composition.generation import Generated
 from xlpeft.composition.text_cache import CachedBatch, encode_texts, prompt_hidden
 from xlpeft.experiments.run_dir import Run
 from xlpeft.objectives.verbalizer import Verbalizer
+from xlpeft.tasks import Examples, TextTask, get_task
 from xlpeft.training.config import TrainConfig
 
 # Larger text batches were slower on CPU (cache locality): 8-16 sentences measured best for SmolLM2.
@@ -150,19 +155,48 @@ def predict_uncached(backbone: Backbone, run: Run, texts: list[str], batch_size:
     return preds
 
 
-def predict_modular(backbone: Backbone, run: Run, texts: list[str], batch_size: int,
-                    language_module: LanguageModule | None) -> list[int]:
-    """A method B run's predictions with ``language_module`` in the language slot (the target's, or a
-    borrowed one) and the run's task module; the backbone is left as it was."""
+@contextmanager
+def modules_attached(backbone: Backbone, run: Run, language_module: LanguageModule | None) -> Iterator[ModuleStack]:
+    """A method B run's modules on ``backbone``: ``language_module`` in the language slot (the target's, or a
+    borrowed one) and the run's task module; the backbone is left as it was afterwards."""
     stack = ModuleStack(backbone, Configuration(run.configuration))
     try:
         if language_module is not None:
             stack.use_language(language_module)
         if stack.configuration.task == "ta":
             stack.load_task_adapter(run.task_adapter_dir)
-        return predict_uncached(backbone, run, texts, batch_size, stack)
+        yield stack
     finally:
         stack.detach()
+
+
+def predict_modular(backbone: Backbone, run: Run, texts: list[str], batch_size: int,
+                    language_module: LanguageModule | None) -> list[int]:
+    """A method B classification run's predictions with its modules attached (see ``modules_attached``)."""
+    with modules_attached(backbone, run, language_module) as stack:
+        return predict_uncached(backbone, run, texts, batch_size, stack)
+
+
+@torch.inference_mode()
+def predict_text(backbone: Backbone, run: Run, task: TextTask, examples: Examples, batch_size: int,
+                 stack: ModuleStack | None = None) -> tuple[Examples, list[Generated]]:
+    """A text-to-text run's greedy outputs for ``examples``: (the inputs the model read, one output each).
+
+    The inputs are the task's (XQuAD: a question's context windows); generation runs for as many tokens as
+    the longest target of these inputs needs, never a fixed cap.
+    """
+    language_rows = 0 if stack is None else stack.language_prompt_length
+    generator = classifier_for_run(backbone, run.config, language_rows)
+    inputs = task.model_inputs(examples, backbone.tokenizer, generator.layout.text_budget, training=False)
+    token_ids = generator.tokenize(inputs.texts)
+    prompt = run.prompt_for(backbone) if stack is None else stack.compose(run.prompt_for(backbone))
+    order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
+    outputs = generator.generate([token_ids[i] for i in order], prompt, task.answer_tokens(inputs, backbone.tokenizer),
+                                 batch_size)
+    generated: list[Generated] = [None] * len(order)  # type: ignore[list-item]
+    for position, index in enumerate(order):
+        generated[index] = outputs[position]
+    return inputs, generated
 
 
 def head_alone(run: Run) -> bool:
@@ -193,7 +227,8 @@ def classifier_for_run(backbone: Backbone, config: dict, language_rows: int = 0)
     tokens it recorded; ``language_rows``: the length of the language prompt placed before the task's."""
     train = TrainConfig.from_dict(config["train"])
     classifier = build_classifier(backbone, train.placement_used, train.prompt_length + language_rows,
-                                  train.max_length, train.head, train.label_words, text_prefix=train.text_prefix)
+                                  train.max_length, train.head, train.label_words, text_prefix=train.text_prefix,
+                                  task=get_task(train.task))
     if isinstance(classifier, VerbalizerClassifier) and "label_token_ids" in config:
         classifier.verbalizer = Verbalizer(tuple(config["label_words"]), tuple(config["label_token_ids"]))
     return classifier

@@ -21,6 +21,9 @@ Method B grids add ``language_modules:`` (LanguageModuleConfig fields, plus ``la
 missing from the registry before the task runs, which name the same ``modules_dir`` (see
 configs/vykopal2025.yaml).
 
+A grid trains one task (``task: nusax``; default SIB-200) and evaluates the languages of that task,
+in its codes (for tasks other than SIB-200: ``all``, ``targets`` or a list such as ``[jav, sun]``).
+
 Axes expand in the order written (the last varies fastest). A run is identified by a hash of its
 *resolved* training configuration (every TrainConfig field, defaults included, the source language
 normalised), so the same run is recognised whatever YAML produced it, and a changed setting is a new
@@ -39,12 +42,12 @@ from typing import Any
 import yaml
 
 from xlpeft.data.languages import resolve_languages
+from xlpeft.tasks import Task, get_task
 from xlpeft.errors import XlpeftError
 from xlpeft.training.config import TrainConfig
 from xlpeft.training.language_config import LanguageModuleConfig
 
 TRAIN_FIELDS = {f.name for f in fields(TrainConfig)}
-NOT_IDENTITY = {"device"}  # where a run executes never changes what it computes
 EVAL_FIELDS = {"languages", "split", "batch_size", "max_memory_gb", "text_cache", "precision", "borrow", "modules_dir"}
 MODULE_FIELDS = ({f.name for f in fields(LanguageModuleConfig)} - {"language", "kind"}) | {"languages", "kinds",
                                                                                           "modules_dir"}
@@ -79,8 +82,7 @@ class Grid:
 
 def run_id(config: TrainConfig) -> str:
     """12 hex digits of the SHA-256 of the resolved configuration (sorted JSON)."""
-    identity = {k: v for k, v in config.to_dict().items() if k not in NOT_IDENTITY}
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
+    return hashlib.sha256(json.dumps(config.identity(), sort_keys=True).encode()).hexdigest()[:12]
 
 
 def load_grid(path: str | Path) -> Grid:
@@ -119,8 +121,12 @@ def expand(spec: dict, default_name: str = "grid") -> Grid:
         if rid not in seen:  # e.g. prompt lengths of a 'full' run collapse to one run
             seen.add(rid)
             runs.append(RunSpec(rid, config, point))
+    tasks = {run.config.task for run in runs}
+    if len(tasks) > 1:
+        raise XlpeftError(f"a grid evaluates one task, this one trains {sorted(tasks)}: write one grid per task")
     modules_dir, modules = _language_modules(spec.get("language_modules") or {})
-    return Grid(spec.get("name", default_name), runs, _evaluation(spec.get("evaluate") or {}), axes,
+    task = get_task(tasks.pop() if tasks else "sib200")
+    return Grid(spec.get("name", default_name), runs, _evaluation(spec.get("evaluate") or {}, task), axes,
                 spec.get("data_dir"), modules, modules_dir)
 
 
@@ -179,15 +185,17 @@ def _train_config(settings: dict) -> TrainConfig:
         config = TrainConfig(**settings)
     except TypeError as exc:
         raise XlpeftError(f"bad train settings {settings}: {exc}") from exc
-    [config.source] = resolve_languages(config.source)
+    task = get_task(config.task)
+    [config.source] = task.resolve_languages(config.source or task.default_source)
+    task.check_source_data(config.source, config.source_data)
     if Path(config.model).expanduser().is_dir():
         config.model = str(Path(config.model).expanduser().resolve())
     return config
 
 
-def _evaluation(spec: dict) -> EvalSpec:
+def _evaluation(spec: dict, task: Task) -> EvalSpec:
     _check_keys(spec, EVAL_FIELDS, "evaluate")
-    languages = spec.get("languages", "quick")
-    codes = resolve_languages(",".join(languages) if isinstance(languages, list) else str(languages))
+    languages = spec.get("languages", "quick" if task.name == "sib200" else "all")
+    codes = task.resolve_languages(",".join(languages) if isinstance(languages, list) else str(languages))
     options = {k: v for k, v in spec.items() if k not in {"languages", "split"}}
     return EvalSpec(codes, spec.get("split", "test"), options)

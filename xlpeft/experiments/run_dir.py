@@ -146,6 +146,11 @@ class Run:
         return self.config["train"].get("configuration", "")
 
     @property
+    def task(self) -> str:
+        """The task the run was trained on (runs written before tasks existed are SIB-200)."""
+        return self.config["train"].get("task", "sib200")
+
+    @property
     def task_adapter_dir(self) -> Path:
         return self.path / TASK_ADAPTER
 

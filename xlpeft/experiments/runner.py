@@ -25,7 +25,6 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from xlpeft.data.sib200 import Sib200
 from xlpeft.errors import XlpeftError
 from xlpeft.experiments import run_dir as rd
 from xlpeft.experiments.grid import Grid, RunSpec
@@ -121,7 +120,7 @@ def evaluate_runs(grid: Grid, specs: list[RunSpec], out: Path, data_dir: str | N
 
     runs = [rd.load_run(run_path(out, spec)) for spec in specs]
     options = EvalOptions(split=grid.evaluation.split, **grid.evaluation.options)
-    evaluate(runs, grid.evaluation.languages, Sib200.resolve(data_dir), out / "eval" / f"{table}.csv", options,
+    evaluate(runs, grid.evaluation.languages, data_dir, out / "eval" / f"{table}.csv", options,
              progress=progress)
 
 

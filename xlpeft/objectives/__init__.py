@@ -1,5 +1,5 @@
 """Training objectives: verbalizer classification with the LM head."""
 
-from xlpeft.objectives.verbalizer import Verbalizer
+from xlpeft.objectives.verbalizer import Verbalizer, label_words
 
-__all__ = ["Verbalizer"]
+__all__ = ["Verbalizer", "label_words"]

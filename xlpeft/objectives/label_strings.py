@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from xlpeft.data.sib200 import LABELS
 from xlpeft.errors import XlpeftError
 
 
@@ -27,15 +26,16 @@ class LabelStrings:
 
     @classmethod
     def build(cls, tokenizer, words: dict[str, str]) -> LabelStrings:
+        """``words``: label -> string, in label order."""
         eos = [tokenizer.eos_token_id]
-        ids = [tokenizer(words[label].strip(), add_special_tokens=False)["input_ids"] + eos for label in LABELS]
+        ids = [tokenizer(word.strip(), add_special_tokens=False)["input_ids"] + eos for word in words.values()]
         if len({tuple(i) for i in ids}) != len(ids):
             raise XlpeftError(f"label strings {list(words.values())} tokenize identically; choose distinct --label-words")
         width = max(map(len, ids))
         matrix = torch.full((len(ids), width), -100, dtype=torch.long)
         for k, row in enumerate(ids):
             matrix[k, : len(row)] = torch.tensor(row)
-        return cls(tuple(words[label].strip() for label in LABELS), matrix, torch.tensor([len(r) for r in ids]))
+        return cls(tuple(word.strip() for word in words.values()), matrix, torch.tensor([len(r) for r in ids]))
 
     def score(self, model, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """[B, K] summed log-probabilities of each label string given each encoded input."""

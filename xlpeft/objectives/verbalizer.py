@@ -8,28 +8,25 @@ reference code silently took the last sub-token in training and the first at tes
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
-from xlpeft.data.sib200 import LABELS
 from xlpeft.errors import XlpeftError
 
-# methods.md A: the published words, in LABELS order.
-_XGLM_WORDS = ("science", "travel", "politics", "sports", "health", "entertainment", "earth")
-_BLOOM_WORDS = ("science", "travel", "government", "play", "health", "fun", "earth")
+if TYPE_CHECKING:
+    from xlpeft.tasks.base import ClassificationTask
 
 
-def default_label_words(family: str, tokenizer) -> dict[str, str]:
-    """The words for a model family, written so that the tokenizer keeps each one a single token.
+def label_words(task: ClassificationTask, family: str, tokenizer, spec: str = "") -> dict[str, str]:
+    """label -> word, in the task's label order: the task's words for the model family (methods.md A's
+    published SIB-200 words), overridden by ``--label-words`` ``spec``.
 
     XGLM's SentencePiece tokenizer adds the word-start marker itself; byte-level BPE tokenizers (BLOOM,
     GPT-2, Llama 3, SmolLM2 ...) have single tokens for the space-prefixed word, as it follows other text.
     """
-    words = _BLOOM_WORDS if family == "bloom" else _XGLM_WORDS
-    if not _is_sentencepiece(tokenizer):
-        words = tuple(" " + w for w in words)
-    return dict(zip(LABELS, words))
+    return {**task.label_words(family, _is_sentencepiece(tokenizer)), **parse_label_words(spec, task.labels)}
 
 
 def _is_sentencepiece(tokenizer) -> bool:
@@ -37,14 +34,14 @@ def _is_sentencepiece(tokenizer) -> bool:
     return bool(probe) and probe[0].startswith("\u2581")
 
 
-def parse_label_words(spec: str) -> dict[str, str]:
+def parse_label_words(spec: str, labels: tuple[str, ...]) -> dict[str, str]:
     """``'sports= play,travel= trip'`` -> overrides; words keep their spaces (a leading space matters)."""
     overrides = {}
     for item in filter(None, spec.split(",")):
         label, sep, word = item.partition("=")
-        if not sep or label.strip() not in LABELS or not word:
+        if not sep or label.strip() not in labels or not word:
             raise XlpeftError(
-                f"bad --label-words item {item!r}: write LABEL=WORD with LABEL one of {', '.join(LABELS)}"
+                f"bad --label-words item {item!r}: write LABEL=WORD with LABEL one of {', '.join(labels)}"
             )
         overrides[label.strip()] = word
     return overrides
@@ -58,12 +55,12 @@ class Verbalizer:
     token_ids: tuple[int, ...]
 
     @classmethod
-    def build(cls, tokenizer, family: str, overrides: dict[str, str] | None = None) -> "Verbalizer":
-        words = {**default_label_words(family, tokenizer), **(overrides or {})}
-        ids = tuple(_single_token(tokenizer, label, words[label]) for label in LABELS)
+    def build(cls, tokenizer, words: dict[str, str]) -> Verbalizer:
+        """``words``: label -> word in label order (see :func:`label_words`); each must be one token."""
+        ids = tuple(_single_token(tokenizer, label, word) for label, word in words.items())
         if len(set(ids)) != len(ids):
             raise XlpeftError(f"label words {list(words.values())} share a token; choose distinct words with --label-words")
-        return cls(tuple(words[label] for label in LABELS), ids)
+        return cls(tuple(words.values()), ids)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Full-vocabulary cross-entropy against each label's token."""

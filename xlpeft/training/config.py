@@ -13,6 +13,9 @@ REGIME_HELP = {
 }
 
 
+# fields added once runs existed, with the value every earlier run implicitly had
+ADDED_LATER = {"task": "sib200", "source_data": "local"}
+
 # method B configurations without a task prompt (their prompt, if any, is the language prompt)
 NO_TASK_PROMPT = ("zero-shot", "ta", "la+ta", "slp+ta")
 
@@ -22,7 +25,9 @@ class TrainConfig:
     """Everything that decides a run's numbers; stored in RUN_DIR/config.json."""
 
     model: str = "smollm2-135m"
-    source: str = "eng_Latn"
+    task: str = "sib200"  # a name in xlpeft.tasks.TASKS
+    source: str = ""  # the source language in the task's codes; "" = the task's default (eng_Latn for SIB-200)
+    source_data: str = "local"  # local copy, or "hub": the standard source where it is online (SQuAD, XNLI)
     shots: int | None = 32  # examples per class; None = the whole train/dev split
     prompt_length: int = 10
     placement: Literal["suffix", "prefix", "start"] = "suffix"
@@ -70,6 +75,12 @@ class TrainConfig:
         if self.regime == "full" or (self.prompt_length == 0 and not self.configuration.startswith("slp")):
             return "none"
         return self.placement
+
+    def identity(self) -> dict:
+        """What a run's id hashes: every field that decides its numbers. Fields added after runs existed are
+        left out at their defaults, so those runs keep their ids."""
+        return {k: v for k, v in self.to_dict().items()
+                if k != "device" and not (k in ADDED_LATER and v == ADDED_LATER[k])}
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,5 +1,8 @@
 """The training loop for the three regimes (prompt / joint / full), cached or not, and for method B's
-task modules (a task prompt or task adapter, alone or on a frozen language module; composition/stack.py).
+task modules (a task prompt or task adapter, alone or on a frozen language module; composition/stack.py),
+on any task of ``xlpeft.tasks``: classification (verbalizer, label strings or a linear head) or
+text-to-text (teacher forcing on the target string; the epoch kept is the one with the lowest
+validation loss, as for classification).
 
 Reproducibility: the sample, the prompt's initial values and each epoch's data order and dropout are
 derived from the seed alone (epoch e shuffles with seed*10007+e), so a run interrupted after epoch e
@@ -33,15 +36,13 @@ from xlpeft.composition.configurations import Configuration
 from xlpeft.composition.registry import LanguageModule, ModuleRegistry
 from xlpeft.composition.stack import TASK_ADAPTER, ModuleStack
 from xlpeft.composition.text_cache import TextCache, prompt_hidden
-from xlpeft.data.languages import resolve_languages
-from xlpeft.data.sampling import FewShotSample, few_shot
-from xlpeft.data.sib200 import Sib200, Split
 from xlpeft.errors import XlpeftError
 from xlpeft.evaluation.metrics import classification_metrics
 from xlpeft.experiments import run_dir as rd
 from xlpeft.prompts import SoftPrompt, initial_prompt
 from xlpeft.prompts.peft_format import save_peft_prompt
 from xlpeft.runtime import autocast, resolve_device, resolve_precision, seed_everything
+from xlpeft.tasks import Examples, FewShotSample, TextTask, get_task
 from xlpeft.training.config import TrainConfig
 
 log = logging.getLogger("xlpeft")
@@ -49,12 +50,14 @@ log = logging.getLogger("xlpeft")
 
 @dataclass
 class Inputs:
-    """One split ready for the model: token ids, labels, and (when cached) the text states or features."""
+    """One split ready for the model: token ids, labels or target token ids, and (when cached) the text
+    states or features."""
 
     token_ids: list[list[int]]
-    labels: torch.Tensor
+    labels: torch.Tensor | None
     cache: TextCache | None
     features: torch.Tensor | None = None  # a head trained alone on a frozen model: its inputs, computed once
+    targets: list[list[int]] | None = None  # text-to-text tasks: each input's target string, EOS closed
 
 
 class Trainer:
@@ -63,7 +66,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, out_dir: Path, data_dir: str | None = None, backbone: Backbone | None = None):
         self.config = config
         self.out = rd.ensure_writable(Path(out_dir))
-        self.data = Sib200.resolve(data_dir)
+        self.task = get_task(config.task, data_dir)
         self.device = resolve_device(config.device)
         self.precision = resolve_precision(config.precision, self.device)
         self._validate()
@@ -73,18 +76,19 @@ class Trainer:
         language_rows = 0 if self.language_module is None else self.language_module.meta.get("prompt_length", 0)
         self.classifier: Classifier = build_classifier(
             self.backbone, config.placement_used, config.prompt_length + language_rows, config.max_length,
-            config.head, config.label_words, config.seed, config.text_prefix,
+            config.head, config.label_words, config.seed, config.text_prefix, self.task,
         )
+        self.text = isinstance(self.task, TextTask)
         self.stack: ModuleStack | None = None  # attached while run() trains
         self._validate_for_backbone()
         # the text cache needs a causal LM read by its LM head at the last prompt position
         self.cached = (config.uses_text_cache and self.backbone.kind == "causal"
-                       and isinstance(self.classifier, VerbalizerClassifier))
+                       and isinstance(self.classifier, VerbalizerClassifier))  # never for text-to-text tasks
 
     def _validate(self) -> None:
         c = self.config
-        [source] = resolve_languages(c.source)
-        c.source = source
+        [c.source] = self.task.resolve_languages(c.source or self.task.default_source)
+        self.task.check_source_data(c.source, c.source_data)
         if Path(c.model).expanduser().is_dir():  # evaluation may run from another working directory
             c.model = str(Path(c.model).expanduser().resolve())
         if c.regime != "full" and c.prompt_length < 0:
@@ -131,13 +135,16 @@ class Trainer:
 
     # ------------------------------------------------------------------ setup
     def _sample(self) -> FewShotSample:
-        train = self.data.load(self.config.source, "train")
-        dev = self.data.load(self.config.source, "dev")
-        return few_shot(train, dev, self.config.shots, self.config.seed)
+        train, validation = self.task.source_splits(self.config.source, self.config.source_data)
+        return self.task.sample(train, validation, self.config.shots, self.config.seed)
 
-    def _inputs(self, split: Split) -> Inputs:
-        ids = self.classifier.tokenize(split.texts)
-        labels = torch.tensor(split.labels, device=self.device)
+    def _inputs(self, examples: Examples) -> Inputs:
+        examples = self.task.model_inputs(examples, self.backbone.tokenizer, self.classifier.layout.text_budget,
+                                          training=True)
+        ids = self.classifier.tokenize(examples.texts)
+        if self.text:
+            return Inputs(ids, None, None, targets=self.classifier.target_ids(examples.targets))
+        labels = torch.tensor(examples.labels, device=self.device)
         with autocast(self.precision, self.device):
             if self.cached:
                 return Inputs(ids, labels, TextCache(self.backbone, ids))
@@ -210,6 +217,15 @@ class Trainer:
         return matrix if self.stack is None else self.stack.compose(matrix)
 
     # ------------------------------------------------------------------ forward
+    def _loss(self, data: Inputs, idx: list[int], prompt: SoftPrompt | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The batch's loss and (classification) its outputs."""
+        if self.text:
+            matrix = self._prompt_matrix(prompt)
+            loss = self.classifier.loss([data.token_ids[i] for i in idx], matrix, [data.targets[i] for i in idx])
+            return loss, None
+        outputs = self._outputs(data, idx, prompt)
+        return self.classifier.loss(outputs, data.labels[idx]), outputs
+
     def _outputs(self, data: Inputs, idx: list[int], prompt: SoftPrompt | None) -> torch.Tensor:
         if data.features is not None:
             return self.classifier.head(data.features[idx])
@@ -226,15 +242,15 @@ class Trainer:
         for start in range(0, len(data.token_ids), self.config.batch_size):
             idx = list(range(start, min(start + self.config.batch_size, len(data.token_ids))))
             with autocast(self.precision, self.device):
-                outputs = self._outputs(data, idx, prompt)
-            losses.append(self.classifier.loss(outputs, data.labels[idx]).item() * len(idx))
-            preds.extend(self.classifier.scores(outputs).argmax(-1).tolist())
-        scores = classification_metrics(data.labels.tolist(), preds)
-        return {
-            "val_loss": sum(losses) / scores["n"],
-            "val_accuracy": scores["accuracy"],
-            "val_macro_f1": scores["macro_f1"],
-        }
+                loss, outputs = self._loss(data, idx, prompt)
+            losses.append(loss.item() * len(idx))
+            if outputs is not None:
+                preds.extend(self.classifier.scores(outputs).argmax(-1).tolist())
+        record = {"val_loss": sum(losses) / len(data.token_ids), "val_accuracy": None, "val_macro_f1": None}
+        if not self.text:  # text-to-text tasks select the epoch by validation loss alone (no generation here)
+            scores = classification_metrics(data.labels.tolist(), preds, len(self.task.labels))
+            record.update(val_accuracy=scores["accuracy"], val_macro_f1=scores["macro_f1"])
+        return record
 
     def _set_mode(self, training: bool) -> None:
         frozen = self.config.regime == "prompt"
@@ -281,7 +297,7 @@ class Trainer:
             state["epoch"] = epoch + 1
             self._checkpoint(state, prompt, optimizer, scheduler)
             bar.set_postfix(loss=f"{record['train_loss']:.3f}", val_loss=f"{record['val_loss']:.3f}",
-                            val_acc=f"{record['val_accuracy']:.3f}")
+                            **({} if self.text else {"val_acc": f"{record['val_accuracy']:.3f}"}))
         return self._finish(state)
 
     def _epoch(self, epoch, train: Inputs, val: Inputs, prompt, optimizer, scheduler) -> dict:
@@ -293,7 +309,7 @@ class Trainer:
         for start in range(0, len(order), c.batch_size):
             idx = order[start : start + c.batch_size].tolist()
             with autocast(self.precision, self.device):
-                loss = self.classifier.loss(self._outputs(train, idx, prompt), train.labels[idx])
+                loss, _ = self._loss(train, idx, prompt)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -339,7 +355,7 @@ class Trainer:
             (self.out / rd.LOG).unlink(missing_ok=True)
             return {"epoch": 0, "best": {}, "best_weights": None}
         saved = torch.load(path, map_location=self.device, weights_only=False)
-        if saved["config"] != self.config.to_dict():
+        if TrainConfig.from_dict(saved["config"]).to_dict() != self.config.to_dict():
             raise XlpeftError(
                 f"{self.out} holds an interrupted run with a different configuration; use another --out directory "
                 "or delete it to start over"
@@ -376,7 +392,7 @@ class Trainer:
             "train": self.config.to_dict(),
             "xlpeft_version": __version__,
             "torch_version": torch.__version__,
-            "data_source": self.data.describe(),
+            **self.task.describe(),
             "model_family": self.backbone.family,
             "backbone_kind": self.backbone.kind,
             "hidden_size": self.backbone.hidden_size,
@@ -388,7 +404,9 @@ class Trainer:
             "parameters": counts,
             **self._module_record(),
         })
-        rd.write_json(self.out / rd.SAMPLE, {"source": self.config.source, "seed": self.config.seed, **sample.record()})
+        rd.write_json(self.out / rd.SAMPLE, {"task": self.task.name, "source": self.config.source,
+                                             "source_data": self.config.source_data, "seed": self.config.seed,
+                                             **sample.record()})
 
     def _module_record(self) -> dict:
         """Method B: the configuration and the language module the task module was trained on top of."""
@@ -432,7 +450,7 @@ class Trainer:
 
     def _finished(self) -> dict:
         saved = json.loads((self.out / rd.CONFIG).read_text())["train"]
-        if saved != self.config.to_dict():
+        if TrainConfig.from_dict(saved).to_dict() != self.config.to_dict():
             raise XlpeftError(f"{self.out} already holds a finished run with another configuration; choose another --out")
         log.info("%s is already trained; nothing to do", self.out)
         return json.loads((self.out / rd.METRICS).read_text())

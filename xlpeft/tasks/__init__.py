@@ -1,0 +1,20 @@
+"""Tasks as training and evaluation see them (base.py); readers of the files live in ``xlpeft.data``."""
+
+from __future__ import annotations
+
+from xlpeft.errors import XlpeftError
+from xlpeft.tasks.base import ClassificationTask, Examples, FewShotSample, Task, TextTask
+from xlpeft.tasks.classification import AmericasNliTask, NusaxTask, Sib200Task
+from xlpeft.tasks.text_to_text import MasakhanerTask, XquadTask
+
+TASKS: dict[str, type[Task]] = {t.name: t for t in (Sib200Task, NusaxTask, AmericasNliTask, MasakhanerTask, XquadTask)}
+
+
+def get_task(name: str, data_dir=None) -> Task:
+    """The task ``name`` reading its data from ``data_dir`` (else XLPEFT_DATA_DIR, or the hub for SIB-200)."""
+    if name not in TASKS:
+        raise XlpeftError(f"unknown task {name!r}: use one of {', '.join(TASKS)}")
+    return TASKS[name](data_dir)
+
+
+__all__ = ["TASKS", "ClassificationTask", "Examples", "FewShotSample", "Task", "TextTask", "get_task"]

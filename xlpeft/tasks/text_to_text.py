@@ -1,0 +1,107 @@
+"""Text-to-text tasks: MasakhaNER as "PER: X$$LOC: Y" strings, XQuAD answers generated from question + context.
+
+Both train by teacher forcing on the target string and predict by greedy generation
+(``xlpeft.composition.generation``), on decoder-only and encoder-decoder backbones alike.
+
+- MasakhaNER 2.0: English CoNLL-2003 train/dev as the source, the 20 African languages' test sets as
+  targets; PER/ORG/LOC only on both sides (``xlpeft.data.tasks.masakhaner`` explains why DATE/MISC go);
+  entity-level F1 over (type, text) pairs (``text_entity_scores``).
+- XQuAD: there is no training split. ``--source-data hub`` trains on English SQuAD v1.1 (train; its
+  validation set validates) and evaluates all 1,190 questions per language, the published protocol.
+  Offline (``local``, the default) half of XQuAD's 48 articles are held out for evaluation in every
+  language (article_split, fixed seed 0), English questions of 20 of the others train and of 4 validate:
+  about 600 training questions, enough to compare modules, not to compare with published numbers.
+  A context longer than the text budget is split into windows that all keep the question, put first
+  ("question\\ncontext"), and the highest-scoring answer over a question's windows is its prediction
+  (``chunk_examples`` / ``gather_answers``); training uses the windows that contain the answer.
+"""
+
+from __future__ import annotations
+
+from xlpeft.data.tasks import masakhaner, xquad
+from xlpeft.tasks.base import Examples, TextTask
+
+QA_HELD_OUT_ARTICLES = 24  # of XQuAD's 48, evaluated when training offline on the others
+QA_VALIDATION_ARTICLES = 4  # of the remaining 24, validating the offline source data
+
+
+class MasakhanerTask(TextTask):
+    name = "masakhaner"
+    default_source = masakhaner.SOURCE
+    default_targets = masakhaner.LANGUAGES
+    flores = masakhaner.FLORES
+    metric_columns = ("f1", "precision", "recall", "n")
+
+    @property
+    def languages(self):
+        return masakhaner.LANGUAGES
+
+    def source_splits(self, source, source_data):
+        return self.load(source, "train"), self.load(source, "dev")
+
+    def load(self, language, split, source_data="local"):
+        data = masakhaner.load(language, split, self.data_dir)
+        texts = [" ".join(s.tokens) for s in data.sentences]
+        targets = [masakhaner.render_target(s) for s in data.sentences]
+        return Examples(language, split, list(range(len(texts))), texts, targets=targets)
+
+    def score(self, examples, inputs, predictions):
+        from xlpeft.evaluation.task_metrics import text_entity_scores
+
+        gold = [masakhaner.parse_target(t) for t in examples.targets]
+        scores = text_entity_scores(gold, [masakhaner.parse_target(p.text) for p in predictions])
+        return {"f1": scores["f1"], "precision": scores["precision"], "recall": scores["recall"], "n": len(examples)}
+
+
+class XquadTask(TextTask):
+    name = "xquad"
+    default_source = xquad.SOURCE
+    default_targets = xquad.LANGUAGES
+    flores = xquad.FLORES
+    metric_columns = ("f1", "exact_match", "n")
+    source_data_choices = ("local", "hub")
+    overlap = 32  # tokens shared by consecutive windows: answers up to this long are never cut
+
+    @property
+    def languages(self):
+        return xquad.LANGUAGES
+
+    def source_splits(self, source, source_data):
+        if source_data == "hub":
+            return self._examples(xquad.load_squad("train")), self._examples(xquad.load_squad("validation"))
+        train, _ = xquad.article_split(xquad.load(source, "test", self.data_dir), QA_HELD_OUT_ARTICLES)
+        train, validation = xquad.article_split(train, QA_VALIDATION_ARTICLES, seed=1)
+        return self._examples(train), self._examples(validation)
+
+    def load(self, language, split, source_data="local"):
+        data = xquad.load(language, split, self.data_dir)
+        if source_data == "local":
+            data = xquad.article_split(data, QA_HELD_OUT_ARTICLES)[1]
+        return self._examples(data)
+
+    @staticmethod
+    def _examples(data: xquad.QaSplit) -> Examples:
+        items = data.examples
+        return Examples(data.language, data.name, [e.id for e in items], [e.question for e in items],
+                        targets=[e.answers[0].text for e in items], items=items)
+
+    def model_inputs(self, examples, tokenizer, text_budget, training):
+        """One input per context window, "question\\nwindow"; training keeps the windows holding an answer."""
+        newline = len(tokenizer("\n", add_special_tokens=False)["input_ids"])
+        chunks = xquad.chunk_examples(examples.items, tokenizer, text_budget, min(self.overlap, text_budget // 4),
+                                      reserved=newline + 2)
+        if training:
+            chunks = [c for c in chunks if c.answer_text is not None]
+        return Examples(examples.language, examples.split, [c.id for c in chunks],
+                        [f"{c.question}\n{c.context}" for c in chunks],
+                        targets=[c.answer_text or examples.items[c.example].answers[0].text for c in chunks],
+                        groups=[c.id for c in chunks], items=chunks)
+
+    def score(self, examples, inputs, predictions):
+        from xlpeft.evaluation.task_metrics import squad_scores
+
+        gathered = xquad.gather_answers(inputs.items, [xquad.ChunkAnswer(i, p.text, p.score)
+                                                      for i, p in enumerate(predictions)])
+        answers = {e.id: [a.text for a in e.answers] for e in examples.items}
+        scores = squad_scores(answers, {qid: g.text for qid, g in gathered.items()})
+        return {"f1": scores["f1"], "exact_match": scores["exact_match"], "n": scores["n"]}
