@@ -30,7 +30,8 @@ from xlpeft.backbones import Backbone
 
 REPO = Path(__file__).resolve().parents[1]
 FAMILIES = ("xglm", "bloom", "llama")
-LABEL_WORDS = "science travel politics sports health entertainment earth government play fun".split()
+LABEL_WORDS = ("science travel politics sports health entertainment earth government play fun "
+               "negative neutral positive yes maybe no").split()  # every task's default words
 
 
 def _data_dir() -> Path:

@@ -118,11 +118,12 @@ class Trainer:
                               "without dropout")
 
     def _language_module(self) -> LanguageModule | None:
-        """The source language's module from the registry (checked against this backbone)."""
+        """The source language's module from the registry (checked against this backbone), registered under the
+        language's FLORES-200 code where SIB-200 has it (NusaX 'eng' -> eng_Latn)."""
         if self.configuration is None or self.configuration.language is None:
             return None
         registry = ModuleRegistry(self.config.modules_dir)
-        return registry.load(self.backbone, self.config.source, self.configuration.language)
+        return registry.load(self.backbone, self.task.module_language(self.config.source), self.configuration.language)
 
     def _validate_for_backbone(self) -> None:
         c = self.config

@@ -1,0 +1,207 @@
+"""Every task trains and evaluates through the same trainer and evaluator (xlpeft/tasks), method A and B."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from conftest import make_backbone, make_seq2seq
+from xlpeft.composition.generation import Generated
+from xlpeft.data.tasks.xquad import Answer, QaExample
+from xlpeft.errors import XlpeftError
+from xlpeft.evaluation import evaluate as ev
+from xlpeft.experiments import run_dir as rd
+from xlpeft.experiments.grid import expand, run_id
+from xlpeft.tasks import Examples, get_task
+from xlpeft.training.config import TrainConfig
+from xlpeft.training.language_config import LanguageModuleConfig
+from xlpeft.training.language_module import LanguageModuleTrainer
+from xlpeft.training.trainer import Trainer
+
+# task -> (source, a target, the main metric column)
+CASES = {
+    "nusax": ("eng", "jav", "macro_f1"),
+    "americasnli": ("quy", "aym", "accuracy"),
+    "masakhaner": ("eng", "yor", "f1"),
+    "xquad": ("en", "en", "f1"),  # held-out English articles (the tiny tokenizer splits other questions finely)
+}
+
+
+@pytest.fixture(scope="module")
+def data_root(sib_dir):
+    if not (sib_dir.parent / "tasks").is_dir():
+        pytest.skip(f"no tasks/ folder beside {sib_dir}")
+    return str(sib_dir.parent)
+
+
+@pytest.fixture(scope="module")
+def llama(tiny_tokenizer):
+    return make_backbone("llama", tiny_tokenizer)
+
+
+def train(path, backbone, data_root, task, **overrides):
+    settings = dict(model=backbone.name, task=task, source=CASES[task][0], shots=2, prompt_length=3, epochs=2,
+                    lr=0.05, batch_size=4, max_length=64)
+    config = TrainConfig(**{**settings, **overrides})
+    return Trainer(config, path, data_dir=data_root, backbone=backbone).run(progress=False)
+
+
+def evaluate(tmp_path, backbone, runs, languages, data_root, monkeypatch, **options):
+    monkeypatch.setattr(ev, "load_backbone", lambda key, device: backbone)
+    return ev.evaluate([rd.load_run(tmp_path / r) for r in runs], languages, data_root, tmp_path / "out.csv",
+                       ev.EvalOptions(**options), progress=False)
+
+
+@pytest.mark.parametrize("task", list(CASES))
+def test_each_task_trains_and_is_scored_with_its_metric(tmp_path, llama, data_root, task, monkeypatch):
+    source, target, metric = CASES[task]
+    placement = "prefix" if get_task(task).kind == "text" else "suffix"
+    max_length = 160 if task == "xquad" else 64  # room for the longest question and some context
+    metrics = train(tmp_path / "run", llama, data_root, task, placement=placement, max_length=max_length)
+    assert math.isfinite(metrics["val_loss"])
+    config = rd.load_run(tmp_path / "run").config
+    assert config["task"] == task and config["train"]["source"] == source
+    table = evaluate(tmp_path, llama, ["run"], [target], data_root, monkeypatch)
+    row = table.iloc[0]
+    assert row["task"] == task and row["language"] == target and 0 <= row[metric] <= 1
+    assert row["n"] == len(get_task(task, data_root).load(target, "test"))
+
+
+def test_text_task_on_an_encoder_decoder_scores_its_generated_outputs(tmp_path, special_tokenizer, data_root):
+    from xlpeft.data.tasks.masakhaner import parse_target
+    from xlpeft.evaluation.predict import predict_text
+    from xlpeft.evaluation.task_metrics import text_entity_scores
+
+    mt5 = make_seq2seq(special_tokenizer)
+    train(tmp_path / "run", mt5, data_root, "masakhaner", placement="prefix")
+    task = get_task("masakhaner", data_root)
+    examples = task.load("yor", "test").subset(range(12))
+    inputs, outputs = predict_text(mt5, rd.load_run(tmp_path / "run"), task, examples, batch_size=5)
+    assert len(outputs) == 12 and inputs.texts == examples.texts
+    expected = text_entity_scores([parse_target(t) for t in examples.targets], [parse_target(o.text) for o in outputs])
+    assert task.score(examples, inputs, outputs)["f1"] == expected["f1"]
+
+
+def test_text_tasks_refuse_encoders_and_linear_heads(tmp_path, special_tokenizer, llama, data_root):
+    from conftest import make_encoder
+
+    with pytest.raises(XlpeftError, match="text-to-text tasks need a decoder"):
+        train(tmp_path / "a", make_encoder(special_tokenizer), data_root, "masakhaner", placement="prefix")
+    with pytest.raises(XlpeftError, match="generates with the LM head"):
+        train(tmp_path / "b", llama, data_root, "xquad", head="linear")
+
+
+def test_americasnli_needs_english_from_the_hub_or_a_local_source(tmp_path, llama, data_root):
+    with pytest.raises(XlpeftError, match="--source-data hub.*--source one of aym"):
+        train(tmp_path / "a", llama, data_root, "americasnli", source="en")
+    task = get_task("americasnli", data_root)
+    train_split, validation = task.source_splits("quy", "local")
+    assert not set(train_split.ids) & set(validation.ids)
+    assert len(train_split) + len(validation) == len(task.load("quy", "dev"))
+
+
+def test_sampling_text_tasks_is_seeded_and_counts_examples(data_root):
+    task = get_task("masakhaner", data_root)
+    train_split, dev = task.source_splits("eng", "local")
+    a, b, c = (task.sample(train_split, dev, 16, seed) for seed in (3, 3, 4))
+    assert a.train.ids == b.train.ids and a.train.ids != c.train.ids
+    assert (len(a.train), len(a.validation)) == (16, 8)
+    assert a.train.targets[0] and all(t for t in a.train.targets)  # "none" for sentences without entities
+    with pytest.raises(XlpeftError, match="--shots 99999"):
+        task.sample(train_split, dev, 99999, 0)
+
+
+def test_xquad_windows_keep_the_question_and_the_best_window_answers(tiny_tokenizer):
+    task = get_task("xquad")
+    context = " ".join(f"word{i}" for i in range(60)) + " The answer is Paris. " + " ".join(f"tail{i}" for i in range(60))
+    start = context.index("Paris")
+    example = QaExample("q1", 0, context, "Where?", (Answer("Paris", start),))
+    examples = Examples("en", "test", ["q1"], ["Where?"], targets=["Paris"], items=[example])
+    windows = task.model_inputs(examples, tiny_tokenizer, 48, training=False)
+    assert len(windows) > 2 and all(text.startswith("Where?\n") for text in windows.texts)
+    assert all(len(tiny_tokenizer(t)["input_ids"]) <= 48 for t in windows.texts)
+    training = task.model_inputs(examples, tiny_tokenizer, 48, training=True)
+    assert 1 <= len(training) < len(windows) and set(training.targets) == {"Paris"}
+    # the highest-scoring window's answer is the question's prediction
+    outputs = [Generated("London", -2.0) for _ in range(len(windows))]
+    best = [i for i, item in enumerate(windows.items) if item.answer_text == "Paris"][0]
+    outputs[best] = Generated("Paris", -0.5)
+    assert task.score(examples, windows, outputs) == {"f1": 1.0, "exact_match": 1.0, "n": 1}
+    outputs[best] = Generated("Paris", -3.0)
+    assert task.score(examples, windows, outputs)["f1"] == 0.0
+
+
+def test_offline_xquad_never_evaluates_a_question_it_trained_on(data_root):
+    task = get_task("xquad", data_root)
+    train_split, validation = task.source_splits("en", "local")
+    held_out = task.load("de", "test")
+    trained = {e.article for e in train_split.items} | {e.article for e in validation.items}
+    assert trained.isdisjoint(e.article for e in held_out.items)
+    assert len(held_out) + len(train_split) + len(validation) == 1190
+    assert len(task.load("de", "test", source_data="hub")) == 1190
+
+
+@pytest.fixture(scope="module")
+def modules(tmp_path_factory, llama, data_root):
+    """A language adapter and a soft language prompt for English and Javanese on the tiny Llama."""
+    root = tmp_path_factory.mktemp("modules")
+    for language in ("eng_Latn", "jav_Latn"):
+        for kind in ("la", "slp"):
+            config = LanguageModuleConfig(model=llama.name, language=language, kind=kind, text="sib200-train", steps=4,
+                                          batch_size=4, block_length=32, eval_every=2, prompt_length=4,
+                                          reduction_factor=4, validation_lines=40, lr=0.01)
+            LanguageModuleTrainer(config, root, data_dir=data_root, backbone=llama).run(progress=False)
+    return root
+
+
+@pytest.mark.parametrize("task,configuration", [("nusax", "la+ta"), ("nusax", "slp+tp"), ("masakhaner", "slp+ta")])
+def test_method_b_on_other_tasks_swaps_in_each_targets_module(tmp_path, llama, modules, data_root, task,
+                                                              configuration, monkeypatch):
+    train(tmp_path / "run", llama, data_root, task, configuration=configuration, modules_dir=str(modules),
+          placement="prefix", adapter_reduction_factor=4)
+    config = rd.load_run(tmp_path / "run").config
+    assert config["language_module"]["language"] == "eng_Latn"
+    own, borrowing = ("jav", "sun") if task == "nusax" else (None, "hau")
+    languages = [code for code in (own, borrowing) if code]
+    table = evaluate(tmp_path, llama, ["run"], languages, data_root, monkeypatch, borrow="genetic")
+    table = table.set_index("language")
+    if own:
+        assert table.loc[own, "module_language"] == "jav_Latn" and not table.loc[own, "module_borrowed"]
+    assert table.loc[borrowing, "module_borrowed"]
+    assert table.loc[borrowing, "module_language"] in ("eng_Latn", "jav_Latn")
+    assert (table["configuration"] == configuration).all()
+
+
+def test_run_ids_of_sib200_runs_do_not_change_with_the_task_fields():
+    assert "task" not in TrainConfig(source="eng_Latn").identity()
+    assert TrainConfig(task="nusax").identity()["task"] == "nusax"
+    assert run_id(TrainConfig(source="eng_Latn")) != run_id(TrainConfig(source="eng_Latn", task="nusax"))
+
+
+def test_a_grid_of_another_task_resolves_its_languages_in_the_tasks_codes():
+    grid = expand({"train": {"task": "nusax", "seed": [0, 1]}, "evaluate": {"languages": "targets"}})
+    assert [spec.config.source for spec in grid.runs] == ["eng", "eng"]
+    assert grid.evaluation.languages == [code for code in get_task("nusax").languages if code != "eng"]
+    with pytest.raises(XlpeftError, match="one task"):
+        expand({"train": {"task": ["nusax", "sib200"]}})
+    with pytest.raises(XlpeftError, match="unknown nusax language"):
+        expand({"train": {"task": "nusax"}, "evaluate": {"languages": ["xx"]}})
+
+
+def test_cli_trains_and_evaluates_a_text_task(tmp_path, tiny_model_dir, data_root):
+    from xlpeft.cli import TASK_CHOICES, main
+    from xlpeft.tasks import TASKS
+
+    assert set(TASK_CHOICES) == set(TASKS)
+    run = tmp_path / "ner"
+    assert main(["train", "--task", "masakhaner", "--model", str(tiny_model_dir), "--shots", "4", "--epochs", "1",
+                 "--placement", "prefix", "--prompt-length", "3", "--max-length", "64", "--out", str(run),
+                 "--quiet", "--data-dir", data_root]) == 0
+    out = tmp_path / "res.csv"
+    assert main(["evaluate", str(run), "--languages", "hau", "--out", str(out), "--quiet", "--data-dir",
+                 data_root]) == 0
+    table = pd.read_csv(out)
+    assert list(table["language"]) == ["hau"] and {"f1", "precision", "recall"} <= set(table.columns)
+    assert out.with_suffix(".png").stat().st_size > 0
+    assert main(["train", "--task", "americasnli", "--source", "en", "--model", str(tiny_model_dir),
+                 "--out", str(tmp_path / "x"), "--quiet", "--data-dir", data_root]) == 2
