@@ -24,6 +24,7 @@ CASES = {
     "americasnli": ("quy", "aym", "accuracy"),
     "masakhaner": ("eng", "yor", "f1"),
     "xquad": ("en", "en", "f1"),  # held-out English articles (the tiny tokenizer splits other questions finely)
+    "xnli": ("en", "de", "accuracy"),
 }
 
 
@@ -52,7 +53,7 @@ def evaluate(tmp_path, backbone, runs, languages, data_root, monkeypatch, **opti
                        ev.EvalOptions(**options), progress=False)
 
 
-@pytest.mark.parametrize("task", list(CASES))
+@pytest.mark.parametrize("task", [task for task in CASES if task != "xnli"])
 def test_each_task_trains_and_is_scored_with_its_metric(tmp_path, llama, data_root, task, monkeypatch):
     source, target, metric = CASES[task]
     placement = "prefix" if get_task(task).kind == "text" else "suffix"
@@ -205,3 +206,35 @@ def test_cli_trains_and_evaluates_a_text_task(tmp_path, tiny_model_dir, data_roo
     assert out.with_suffix(".png").stat().st_size > 0
     assert main(["train", "--task", "americasnli", "--source", "en", "--model", str(tiny_model_dir),
                  "--out", str(tmp_path / "x"), "--quiet", "--data-dir", data_root]) == 2
+
+
+def _fake_hub(calls):
+    """Stands in for datasets: XNLI and WikiANN rows in the hub's column layout."""
+    def load_hub(dataset, config, split, what):
+        calls.append((dataset, config, split))
+        if dataset == "facebook/xnli":
+            return {"premise": [f"a {config} premise {i}" for i in range(12)],
+                    "hypothesis": [f"hypothesis {i}" for i in range(12)], "label": [i % 3 for i in range(12)]}
+        return {"tokens": [["Ada", "Lovelace", "visited", "Paris"], ["nothing", "here"]],
+                "ner_tags": [[1, 2, 0, 5], [0, 0]]}
+
+    return load_hub
+
+
+def test_online_tasks_read_the_hub_by_name(tmp_path, llama, data_root, monkeypatch):
+    from xlpeft.tasks import hub
+
+    calls = []
+    monkeypatch.setattr(hub, "load_hub", _fake_hub(calls))
+    with pytest.raises(XlpeftError, match="--source-data hub"):
+        train(tmp_path / "a", llama, data_root, "xnli")
+    train(tmp_path / "run", llama, data_root, "xnli", source_data="hub")
+    table = evaluate(tmp_path, llama, ["run"], ["de"], data_root, monkeypatch)
+    assert ("facebook/xnli", "en", "train") in calls and ("facebook/xnli", "de", "test") in calls
+    assert table.iloc[0]["n"] == 12 and table.iloc[0]["task"] == "xnli"
+    wikiann = get_task("wikiann")
+    examples = wikiann.load("yo", "test")
+    assert examples.targets == ["PER: Ada Lovelace$$LOC: Paris", "none"]
+    assert wikiann.module_language("yo") == "yor_Latn" and wikiann.module_language("sw") == "sw"
+    with pytest.raises(XlpeftError, match="name the ones to use"):
+        wikiann.resolve_languages("all")

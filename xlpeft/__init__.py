@@ -21,6 +21,8 @@ _EXPORTS = {
     "LanguageModuleConfig": "xlpeft.training.language_config",
     "LanguageModuleTrainer": "xlpeft.training.language_module",
     "ModuleRegistry": "xlpeft.composition.registry",
+    "get_task": "xlpeft.tasks",
+    "TASKS": "xlpeft.tasks",
 }
 __all__ = [*_EXPORTS, "__version__"]
 

@@ -22,7 +22,7 @@ from xlpeft.training.config import REGIME_HELP, TrainConfig
 from xlpeft.training.language_config import DEFAULT_LR, LanguageModuleConfig
 
 # the names in xlpeft.tasks.TASKS (written out so that the CLI starts without importing the data readers)
-TASK_CHOICES = ("sib200", "nusax", "americasnli", "masakhaner", "xquad")
+TASK_CHOICES = ("sib200", "nusax", "americasnli", "masakhaner", "xquad", "xnli", "wikiann")
 
 EPILOG = """examples:
   xlpeft run configs/quickstart.yaml --data-dir ../shared/data   # a whole grid, resumable
@@ -91,7 +91,7 @@ def _train_parser(sub) -> None:
                    help="sib200: topic classification, 205 languages; nusax: sentiment, English -> 11 languages of "
                    "Indonesia; americasnli: NLI in 10 languages of the Americas; masakhaner: NER as text-to-text "
                    "('PER: X$$LOC: Y'), English CoNLL -> 20 African languages; xquad: extractive QA as answer "
-                   "generation, 12 languages (docs/tasks.md)")
+                   "generation, 12 languages; online (--source-data hub): xnli, wikiann (docs/tasks.md)")
     p.add_argument("--source", default=d.source, help="training language in the task's codes (SIB-200: FLORES, e.g. "
                    "eng_Latn; nusax/masakhaner: eng; xquad/americasnli: en); default: the task's source")
     p.add_argument("--source-data", choices=["local", "hub"], default=d.source_data,

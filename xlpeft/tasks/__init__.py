@@ -5,9 +5,11 @@ from __future__ import annotations
 from xlpeft.errors import XlpeftError
 from xlpeft.tasks.base import ClassificationTask, Examples, FewShotSample, Task, TextTask
 from xlpeft.tasks.classification import AmericasNliTask, NusaxTask, Sib200Task
+from xlpeft.tasks.hub import WikiannTask, XnliTask
 from xlpeft.tasks.text_to_text import MasakhanerTask, XquadTask
 
-TASKS: dict[str, type[Task]] = {t.name: t for t in (Sib200Task, NusaxTask, AmericasNliTask, MasakhanerTask, XquadTask)}
+TASKS: dict[str, type[Task]] = {t.name: t for t in (Sib200Task, NusaxTask, AmericasNliTask, MasakhanerTask, XquadTask,
+                                                    XnliTask, WikiannTask)}
 
 
 def get_task(name: str, data_dir=None) -> Task:

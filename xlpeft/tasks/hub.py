@@ -1,0 +1,106 @@
+"""Tasks read from the hub by name, for users who are online: XNLI and WikiANN (Vykopal et al.'s NLI and NER).
+
+- ``xnli``: ``facebook/xnli``, 15 languages, one config per language (premise, hypothesis, label with
+  XNLI's ids). English train (MultiNLI's pairs) and validation are the source; targets are read from
+  their ``test`` (``--split dev``: ``validation``). Same text form and words as AmericasNLI.
+- ``wikiann``: ``unimelb-nlp/wikiann``, 176 languages by their WikiANN codes (mostly ISO 639-1: ``en``,
+  ``sw``, ``yo``), tokens and IOB2 tags over PER/ORG/LOC, as text-to-text NER with MasakhaNER's target
+  form and entity F1. Any code is accepted; the hub says whether it exists.
+Both need ``--source-data hub`` (they have no local copy); ``datasets`` caches them, so a machine that
+has read them once can run offline (``HF_DATASETS_OFFLINE=1``).
+"""
+
+from __future__ import annotations
+
+import functools
+
+from xlpeft.data.languages import registry
+from xlpeft.data.tasks.americasnli import LABELS as NLI_LABELS
+from xlpeft.data.tasks.common import load_hub
+from xlpeft.data.tasks.masakhaner import NerSentence, render_target
+from xlpeft.errors import XlpeftError
+from xlpeft.tasks.base import Examples
+from xlpeft.tasks.classification import AmericasNliTask
+from xlpeft.tasks.text_to_text import MasakhanerTask
+
+XNLI_LANGUAGES = tuple("ar bg de el en es fr hi ru sw th tr ur vi zh".split())
+XNLI_FLORES = {"ar": "arb_Arab", "bg": "bul_Cyrl", "de": "deu_Latn", "el": "ell_Grek", "en": "eng_Latn",
+               "es": "spa_Latn", "fr": "fra_Latn", "hi": "hin_Deva", "ru": "rus_Cyrl", "sw": "swh_Latn",
+               "th": "tha_Thai", "tr": "tur_Latn", "ur": "urd_Arab", "vi": "vie_Latn", "zh": "zho_Hans"}
+WIKIANN_TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")  # the hub's ner_tags ids
+HUB_SPLITS = {"train": "train", "dev": "validation", "test": "test"}
+
+
+class _HubOnly:
+    """Mixin: the task has no local copy, so it needs ``--source-data hub``."""
+
+    name = ""
+    source_data_choices = ("hub",)
+
+    def check_source_data(self, source, source_data):
+        if source_data != "hub":
+            raise XlpeftError(f"{self.name} is read from the hub (it has no local copy): pass --source-data hub")
+
+
+class XnliTask(_HubOnly, AmericasNliTask):
+    name = "xnli"
+    hub = "facebook/xnli"
+    labels = NLI_LABELS
+    default_source = "en"
+    default_targets = XNLI_LANGUAGES
+    flores = XNLI_FLORES
+
+    @property
+    def languages(self):
+        return XNLI_LANGUAGES
+
+    def source_splits(self, source, source_data):
+        return self.load(source, "train"), self.load(source, "dev")
+
+    def load(self, language, split, source_data="hub"):
+        rows = load_hub(self.hub, language, HUB_SPLITS[split], f"XNLI {language}/{split}")
+        texts = [f"{p}\n{h}" for p, h in zip(rows["premise"], rows["hypothesis"])]
+        return Examples(language, split, list(range(len(texts))), texts, labels=[int(x) for x in rows["label"]])
+
+
+class WikiannTask(_HubOnly, MasakhanerTask):
+    name = "wikiann"
+    hub = "unimelb-nlp/wikiann"
+    default_source = "en"
+    default_targets = ()
+    flores = {}
+
+    @property
+    def languages(self):
+        return ()
+
+    def resolve_languages(self, spec):
+        codes = [item.strip() for item in spec.split(",") if item.strip()]
+        if not codes or spec in ("all", "targets"):
+            raise XlpeftError("wikiann has 176 languages: name the ones to use, e.g. --languages sw,yo,ig")
+        return codes
+
+    def module_language(self, language):
+        return _flores_of(language)
+
+    def source_splits(self, source, source_data):
+        return self.load(source, "train"), self.load(source, "dev")
+
+    def load(self, language, split, source_data="hub"):
+        rows = load_hub(self.hub, language, HUB_SPLITS[split], f"WikiANN {language}/{split}")
+        sentences = [NerSentence(tuple(tokens), tuple(WIKIANN_TAGS[t] for t in tags))
+                     for tokens, tags in zip(rows["tokens"], rows["ner_tags"])]
+        return Examples(language, split, list(range(len(sentences))), [" ".join(s.tokens) for s in sentences],
+                        targets=[render_target(s) for s in sentences])
+
+
+@functools.cache
+def _flores_of(code: str) -> str:
+    """A WikiANN code's FLORES-200 code where SIB-200 has its ISO 639-3 code in one script (``yo`` -> yor_Latn),
+    else the code itself: macrolanguages are not guessed (``sw`` is ``swa``, SIB-200 has ``swh_Latn``)."""
+    import pycountry
+
+    language = pycountry.languages.get(alpha_2=code) if len(code) == 2 else pycountry.languages.get(alpha_3=code)
+    iso3 = getattr(language, "alpha_3", code)
+    matches = [flores for flores, lang in registry().items() if lang.iso639_3 == iso3]
+    return matches[0] if len(matches) == 1 else code
