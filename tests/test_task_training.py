@@ -238,3 +238,29 @@ def test_online_tasks_read_the_hub_by_name(tmp_path, llama, data_root, monkeypat
     assert wikiann.module_language("yo") == "yor_Latn" and wikiann.module_language("sw") == "sw"
     with pytest.raises(XlpeftError, match="name the ones to use"):
         wikiann.resolve_languages("all")
+
+
+def test_languages_outside_sib200_borrow_by_their_iso_code(modules, llama):
+    from xlpeft.analysis.distances import distances
+    from xlpeft.composition.registry import ModuleRegistry
+
+    table = distances(["bbc"], ["ind_Latn", "eng_Latn"], ("genetic",)).set_index("target")
+    assert table.loc["ind_Latn", "genetic"] < table.loc["eng_Latn", "genetic"]  # Toba Batak is Austronesian
+    resolved = ModuleRegistry(modules).resolve(llama, get_task("nusax").module_language("bbc"), "la", "genetic")
+    assert resolved.borrowed and resolved.module.language == "jav_Latn"
+    with pytest.raises(XlpeftError, match="unknown language"):
+        distances(["qqq"], ["ind_Latn"], ("genetic",))
+
+
+def test_borrowed_rows_are_recomputed_when_the_borrowing_distance_changes(tmp_path, llama, modules, data_root,
+                                                                          monkeypatch):
+    train(tmp_path / "run", llama, data_root, "nusax", configuration="la+ta", modules_dir=str(modules),
+          placement="prefix", adapter_reduction_factor=4)
+    evaluate(tmp_path, llama, ["run"], ["jav", "sun"], data_root, monkeypatch, borrow="genetic")
+    calls = []
+    monkeypatch.setattr(ev, "predict_modular", lambda *args: calls.append(args) or [0] * len(args[2]))
+    evaluate(tmp_path, llama, ["run"], ["jav", "sun"], data_root, monkeypatch, borrow="genetic")
+    assert calls == []
+    table = evaluate(tmp_path, llama, ["run"], ["jav", "sun"], data_root, monkeypatch, borrow="syntactic")
+    assert len(calls) == 1 and len(table) == 2  # only the borrowed row, recomputed once
+    assert table.set_index("language").loc["sun", "module_distance_kind"] == "syntactic"

@@ -91,12 +91,11 @@ def distances(sources: list[str], targets: list[str], kinds: tuple[str, ...] = A
     kinds = tuple(dict.fromkeys(kinds))
     _check_kinds(kinds)
     source_codes, target_codes = _codes(sources), _codes(targets)
-    reg = registry()
     rows = []
     for source in source_codes:
-        by_target = _cached_source(reg[source].iso639_3, [reg[t].iso639_3 for t in target_codes], kinds)
+        by_target = _cached_source(_iso(source), [_iso(t) for t in target_codes], kinds)
         for target in target_codes:
-            cells = by_target[reg[target].iso639_3]
+            cells = by_target[_iso(target)]
             row: dict = {"source": source, "target": target}
             row.update({kind: np.nan if cells[kind][0] is None else cells[kind][0] for kind in kinds})
             row.update({f"missing_{kind}": cells[kind][1] for kind in kinds})
@@ -119,7 +118,7 @@ def coordinates(codes: list[str]) -> pd.DataFrame:
     points = _glottolog_points()
     rows = []
     for code in _codes(codes):
-        iso = registry()[code].iso639_3
+        iso = _iso(code)
         row = {"language": code, "latitude": np.nan, "longitude": np.nan, "coord_source": None, "missing": None}
         if iso in points:
             row.update(latitude=points[iso][0], longitude=points[iso][1], coord_source="glottolog")
@@ -139,9 +138,23 @@ def _check_kinds(kinds: tuple[str, ...]) -> None:
 
 
 def _codes(codes: list[str]) -> list[str]:
+    """SIB-200 codes, resolved; an ISO 639-3 code of a language outside SIB-200 (a task's language such as
+    NusaX's Toba Batak, ``bbc``) is kept as it is, so that URIEL can still be asked about it."""
     if not codes:
         raise XlpeftError("no languages given: pass SIB-200 codes such as eng_Latn")
-    return resolve_languages(",".join(codes))
+    return [code if _outside_sib200(code) else resolve_languages(code)[0] for code in codes]
+
+
+def _outside_sib200(code: str) -> bool:
+    import pycountry
+
+    known = {lang.iso639_3 for lang in registry().values()}
+    return len(code) == 3 and code.islower() and code not in known and pycountry.languages.get(alpha_3=code) is not None
+
+
+def _iso(code: str) -> str:
+    language = registry().get(code)
+    return language.iso639_3 if language else code
 
 
 # --- cache -------------------------------------------------------------------------------------------

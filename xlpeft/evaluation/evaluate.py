@@ -207,8 +207,9 @@ def _previous_results(out_csv: Path, runs: list[Run], languages: list[str], opti
 
 
 def _module_check(runs: list[Run], options: EvalOptions):
-    """A predicate: a method B row's language module is still the one in the registry (not retrained or
-    removed). Each module's fingerprint is read once, however many rows used it."""
+    """A predicate: a method B row's language module is still the one evaluation would use: not retrained or
+    removed, and a borrowed one still borrowed by the same distance (the target has no module of its own
+    since). Each module's fingerprint is read once, however many rows used it."""
     by_name = {run.name: run for run in runs}
 
     @functools.cache
@@ -221,6 +222,10 @@ def _module_check(runs: list[Run], options: EvalOptions):
     def unchanged(row: pd.Series) -> bool:
         if row["run"] not in by_name or pd.isna(row.get("module_id")):
             return True
+        if bool(row["module_borrowed"]):  # borrowed by another distance, or the target now has its own module
+            own = current(row["run"], get_task(by_name[row["run"]].task).module_language(row["language"]))
+            if row["module_distance_kind"] != options.borrow or own is not None:
+                return False
         return current(row["run"], row["module_language"]) == row["module_id"]
 
     return unchanged
