@@ -83,11 +83,31 @@ def test_text_task_on_an_encoder_decoder_scores_its_generated_outputs(tmp_path, 
     assert task.score(examples, inputs, outputs)["f1"] == expected["f1"]
 
 
+def test_ner_on_an_encoder_tags_words_and_is_scored_by_span_f1(tmp_path, special_tokenizer, data_root, monkeypatch):
+    from conftest import make_encoder
+    from xlpeft.evaluation.predict import predict_text
+    from xlpeft.evaluation.task_metrics import entity_scores
+
+    xlmr = make_encoder(special_tokenizer)
+    train(tmp_path / "run", xlmr, data_root, "masakhaner", placement="prefix", shots=8)
+    run = rd.load_run(tmp_path / "run")
+    assert run.config["head_used"] == "linear" and run.head is not None
+    task = get_task("masakhaner", data_root)
+    examples = task.load("yor", "test").subset(range(20))
+    _, tags = predict_text(xlmr, run, task, examples, batch_size=8)
+    assert [len(t) for t in tags] == [len(s.tokens) for s in examples.items]
+    assert set(sum(tags, [])) <= set(task.tags)
+    expected = entity_scores([s.tags for s in examples.items], tags)["f1"]
+    assert task.score(examples, examples, tags)["f1"] == expected
+    table = evaluate(tmp_path, xlmr, ["run"], ["yor"], data_root, monkeypatch)
+    assert table.iloc[0]["n"] == len(task.load("yor", "test")) and 0 <= table.iloc[0]["f1"] <= 1
+
+
 def test_text_tasks_refuse_encoders_and_linear_heads(tmp_path, special_tokenizer, llama, data_root):
     from conftest import make_encoder
 
     with pytest.raises(XlpeftError, match="text-to-text tasks need a decoder"):
-        train(tmp_path / "a", make_encoder(special_tokenizer), data_root, "masakhaner", placement="prefix")
+        train(tmp_path / "a", make_encoder(special_tokenizer), data_root, "xquad", placement="prefix", max_length=160)
     with pytest.raises(XlpeftError, match="generates with the LM head"):
         train(tmp_path / "b", llama, data_root, "xquad", head="linear")
 

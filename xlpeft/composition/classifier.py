@@ -163,9 +163,13 @@ def resolve_head(backbone: Backbone, head: Head) -> str:
 
 def build_classifier(backbone: Backbone, placement: str, prompt_length: int, max_length: int, head: Head = "auto",
                      label_words_spec: str = "", seed: int = 0, text_prefix: str = "", task: Task | None = None):
-    """The classifier (or, for a text-to-text ``task``, the generator) a run configuration describes: the same
-    call at training and at evaluation. ``task`` defaults to SIB-200."""
+    """The classifier (for a text-to-text ``task`` the generator, or on an encoder the token tagger) a run
+    configuration describes: the same call at training and at evaluation. ``task`` defaults to SIB-200."""
     task = task or Sib200Task()
+    if isinstance(task, TextTask) and backbone.kind == "encoder" and task.tags:
+        from xlpeft.composition.tagging import build_tagger  # NER on an encoder: a tag per word
+
+        return build_tagger(backbone, placement, prompt_length, max_length, len(task.tags), seed)
     if isinstance(task, TextTask):
         if head == "linear":
             raise XlpeftError(f"{task.name} is a text-to-text task: it generates with the LM head; use --head auto")

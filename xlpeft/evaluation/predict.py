@@ -25,6 +25,7 @@ from xlpeft.backbones import Backbone
 from xlpeft.composition.classifier import Classifier, VerbalizerClassifier, build_classifier
 from xlpeft.composition.configurations import Configuration
 from xlpeft.composition.registry import LanguageModule
+from xlpeft.composition.tagging import TokenTagger
 from xlpeft.composition.stack import ModuleStack
 from xlpeft.composition.generation import Generated
 from xlpeft.composition.text_cache import CachedBatch, encode_texts, prompt_hidden
@@ -183,13 +184,16 @@ def predict_text(backbone: Backbone, run: Run, task: TextTask, examples: Example
     """A text-to-text run's greedy outputs for ``examples``: (the inputs the model read, one output each).
 
     The inputs are the task's (XQuAD: a question's context windows); generation runs for as many tokens as
-    the longest target of these inputs needs, never a fixed cap.
+    the longest target of these inputs needs, never a fixed cap. A tagging encoder's outputs are IOB2 tags
+    per word instead.
     """
     language_rows = 0 if stack is None else stack.language_prompt_length
     generator = classifier_for_run(backbone, run.config, language_rows)
+    prompt = run.prompt_for(backbone) if stack is None else stack.compose(run.prompt_for(backbone))
+    if isinstance(generator, TokenTagger):
+        return examples, _predict_tags(generator, run, task, examples, prompt, batch_size)
     inputs = task.model_inputs(examples, backbone.tokenizer, generator.layout.text_budget, training=False)
     token_ids = generator.tokenize(inputs.texts)
-    prompt = run.prompt_for(backbone) if stack is None else stack.compose(run.prompt_for(backbone))
     order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
     outputs = generator.generate([token_ids[i] for i in order], prompt, task.answer_tokens(inputs, backbone.tokenizer),
                                  batch_size)
@@ -197,6 +201,17 @@ def predict_text(backbone: Backbone, run: Run, task: TextTask, examples: Example
     for position, index in enumerate(order):
         generated[index] = outputs[position]
     return inputs, generated
+
+
+def _predict_tags(tagger: TokenTagger, run: Run, task: TextTask, examples: Examples, prompt: torch.Tensor | None,
+                  batch_size: int) -> list[list[str]]:
+    """IOB2 tags per word from a tagging encoder; words cut by the length limit are tagged ``O``."""
+    if run.head is not None:
+        tagger.load_state_dict(run.head)
+    tagger.eval()
+    sentences = [list(sentence.tokens) for sentence in examples.items]
+    predicted = tagger.predict(tagger.tokenize_words(sentences), prompt, batch_size)
+    return [[task.tags[t] for t in ids] + ["O"] * (len(words) - len(ids)) for ids, words in zip(predicted, sentences)]
 
 
 def head_alone(run: Run) -> bool:

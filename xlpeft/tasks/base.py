@@ -193,9 +193,11 @@ class ClassificationTask(Task):
 
 
 class TextTask(Task):
-    """Inputs with a target string each, trained by teacher forcing and predicted by greedy generation."""
+    """Inputs with a target string each, trained by teacher forcing and predicted by greedy generation
+    (NER on encoders: a tag per word instead, from ``tags``)."""
 
     kind: Kind = "text"
+    tags: tuple[str, ...] = ()  # IOB2 tags, for tasks that encoders can tag word by word
 
     def sample(self, train: Examples, validation: Examples, shots: int | None, seed: int) -> FewShotSample:
         """k training examples and ceil(k/4) (at least 8) validation examples, drawn from ``seed``; ``shots``

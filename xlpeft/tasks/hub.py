@@ -17,11 +17,11 @@ import functools
 from xlpeft.data.languages import registry
 from xlpeft.data.tasks.americasnli import LABELS as NLI_LABELS
 from xlpeft.data.tasks.common import load_hub
-from xlpeft.data.tasks.masakhaner import NerSentence, render_target
+from xlpeft.data.tasks.masakhaner import NerSentence
 from xlpeft.errors import XlpeftError
-from xlpeft.tasks.base import Examples
 from xlpeft.tasks.classification import AmericasNliTask
-from xlpeft.tasks.text_to_text import MasakhanerTask
+from xlpeft.tasks.base import Examples
+from xlpeft.tasks.text_to_text import MasakhanerTask, ner_examples
 
 XNLI_LANGUAGES = tuple("ar bg de el en es fr hi ru sw th tr ur vi zh".split())
 XNLI_FLORES = {"ar": "arb_Arab", "bg": "bul_Cyrl", "de": "deu_Latn", "el": "ell_Grek", "en": "eng_Latn",
@@ -90,8 +90,7 @@ class WikiannTask(_HubOnly, MasakhanerTask):
         rows = load_hub(self.hub, language, HUB_SPLITS[split], f"WikiANN {language}/{split}")
         sentences = [NerSentence(tuple(tokens), tuple(WIKIANN_TAGS[t] for t in tags))
                      for tokens, tags in zip(rows["tokens"], rows["ner_tags"])]
-        return Examples(language, split, list(range(len(sentences))), [" ".join(s.tokens) for s in sentences],
-                        targets=[render_target(s) for s in sentences])
+        return ner_examples(language, split, sentences)
 
 
 @functools.cache

@@ -22,6 +22,7 @@ from xlpeft.data.tasks import masakhaner, xquad
 from xlpeft.errors import XlpeftError
 from xlpeft.tasks.base import Examples, TextTask
 
+TAGS = ("O", *(f"{p}-{t}" for t in masakhaner.SHARED_TYPES for p in "BI"))  # the tagging head's classes
 QA_HELD_OUT_ARTICLES = 24  # of XQuAD's 48, evaluated when training offline on the others
 QA_VALIDATION_ARTICLES = 4  # of the remaining 24, validating the offline source data
 
@@ -40,18 +41,34 @@ class MasakhanerTask(TextTask):
     def source_splits(self, source, source_data):
         return self.load(source, "train"), self.load(source, "dev")
 
+    tags = TAGS  # encoders tag tokens instead of generating (composition/tagging.py)
+
     def load(self, language, split, source_data="local"):
-        data = masakhaner.load(language, split, self.data_dir)
-        texts = [" ".join(s.tokens) for s in data.sentences]
-        targets = [masakhaner.render_target(s) for s in data.sentences]
-        return Examples(language, split, list(range(len(texts))), texts, targets=targets)
+        return ner_examples(language, split, masakhaner.load(language, split, self.data_dir).sentences)
+
+    def tag_ids(self, examples: Examples) -> list[list[int]]:
+        """Each sentence's IOB2 tags as ids into :data:`TAGS` (the types outside it are already ``O``)."""
+        index = {tag: i for i, tag in enumerate(self.tags)}
+        return [[index[tag] for tag in sentence.tags] for sentence in examples.items]
 
     def score(self, examples, inputs, predictions):
-        from xlpeft.evaluation.task_metrics import text_entity_scores
+        """Generated "PER: X$$LOC: Y" strings, scored as (type, text) pairs; or, from a tagging encoder, tag
+        sequences scored by seqeval-style span F1 (the two agree when no pair repeats within a sentence)."""
+        from xlpeft.evaluation.task_metrics import entity_scores, text_entity_scores
 
-        gold = [masakhaner.parse_target(t) for t in examples.targets]
-        scores = text_entity_scores(gold, [masakhaner.parse_target(p.text) for p in predictions])
+        if predictions and isinstance(predictions[0], list):
+            scores = entity_scores([s.tags for s in examples.items], predictions)
+        else:
+            gold = [masakhaner.parse_target(t) for t in examples.targets]
+            scores = text_entity_scores(gold, [masakhaner.parse_target(p.text) for p in predictions])
         return {"f1": scores["f1"], "precision": scores["precision"], "recall": scores["recall"], "n": len(examples)}
+
+
+def ner_examples(language: str, split: str, sentences: list[masakhaner.NerSentence]) -> Examples:
+    """Sentences as text-to-text examples (tokens joined by spaces, "PER: X$$LOC: Y" targets), the sentences
+    themselves kept for tagging."""
+    return Examples(language, split, list(range(len(sentences))), [" ".join(s.tokens) for s in sentences],
+                    targets=[masakhaner.render_target(s) for s in sentences], items=sentences)
 
 
 class XquadTask(TextTask):

@@ -1,8 +1,8 @@
 """The training loop for the three regimes (prompt / joint / full), cached or not, and for method B's
 task modules (a task prompt or task adapter, alone or on a frozen language module; composition/stack.py),
 on any task of ``xlpeft.tasks``: classification (verbalizer, label strings or a linear head) or
-text-to-text (teacher forcing on the target string; the epoch kept is the one with the lowest
-validation loss, as for classification).
+text-to-text (teacher forcing on the target string, or on an encoder a tag per word; the epoch kept is
+the one with the lowest validation loss, as for classification).
 
 Reproducibility: the sample, the prompt's initial values and each epoch's data order and dropout are
 derived from the seed alone (epoch e shuffles with seed*10007+e), so a run interrupted after epoch e
@@ -35,6 +35,7 @@ from xlpeft.composition.classifier import (
 from xlpeft.composition.configurations import Configuration
 from xlpeft.composition.registry import LanguageModule, ModuleRegistry
 from xlpeft.composition.stack import TASK_ADAPTER, ModuleStack
+from xlpeft.composition.tagging import TokenTagger
 from xlpeft.composition.text_cache import TextCache, prompt_hidden
 from xlpeft.errors import XlpeftError
 from xlpeft.evaluation.metrics import classification_metrics
@@ -53,11 +54,11 @@ class Inputs:
     """One split ready for the model: token ids, labels or target token ids, and (when cached) the text
     states or features."""
 
-    token_ids: list[list[int]]
+    token_ids: list  # token ids per input (a tagger's: Tagged, with word starts)
     labels: torch.Tensor | None
     cache: TextCache | None
     features: torch.Tensor | None = None  # a head trained alone on a frozen model: its inputs, computed once
-    targets: list[list[int]] | None = None  # text-to-text tasks: each input's target string, EOS closed
+    targets: list[list[int]] | None = None  # text-to-text tasks: target string ids (EOS closed) or tag ids
 
 
 class Trainer:
@@ -142,6 +143,9 @@ class Trainer:
     def _inputs(self, examples: Examples) -> Inputs:
         examples = self.task.model_inputs(examples, self.backbone.tokenizer, self.classifier.layout.text_budget,
                                           training=True)
+        if isinstance(self.classifier, TokenTagger):
+            words = [list(sentence.tokens) for sentence in examples.items]
+            return Inputs(self.classifier.tokenize_words(words), None, None, targets=self.task.tag_ids(examples))
         ids = self.classifier.tokenize(examples.texts)
         if self.text:
             return Inputs(ids, None, None, targets=self.classifier.target_ids(examples.targets))
