@@ -71,6 +71,7 @@ class NusaxTask(ClassificationTask):
     default_source = nusax.SOURCE
     default_targets = nusax.LANGUAGES
     flores = nusax.FLORES
+    metric_columns = ("macro_f1", "accuracy", "n")  # NusaX reports macro-F1
     label_words_by_family = {"default": ("negative", "neutral", "positive")}
 
     @property
