@@ -90,8 +90,8 @@ def _train_parser(sub) -> None:
     p.add_argument("--task", choices=TASK_CHOICES, default=d.task,
                    help="sib200: topic classification, 205 languages; nusax: sentiment, English -> 11 languages of "
                    "Indonesia; americasnli: NLI in 10 languages of the Americas; masakhaner: NER as text-to-text "
-                   "('PER: X$$LOC: Y'), English CoNLL -> 20 African languages; xquad: extractive QA as answer "
-                   "generation, 12 languages; online (--source-data hub): xnli, wikiann (docs/tasks.md)")
+                   "('PER: X$$LOC: Y'; encoders tag words), English CoNLL -> 20 African languages; xquad: "
+                   "extractive QA as answer generation, 12 languages; online (--source-data hub): xnli, wikiann (docs/tasks.md)")
     p.add_argument("--source", default=d.source, help="training language in the task's codes (SIB-200: FLORES, e.g. "
                    "eng_Latn; nusax/masakhaner: eng; xquad/americasnli: en); default: the task's source")
     p.add_argument("--source-data", choices=["local", "hub"], default=d.source_data,
