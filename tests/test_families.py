@@ -18,7 +18,7 @@ from xlpeft.composition.classifier import (
     VerbalizerClassifier,
     build_classifier,
 )
-from xlpeft.composition.generation import generate
+from xlpeft.composition.generation import TextToText
 from xlpeft.composition.layout import PromptLayout
 from xlpeft.errors import XlpeftError
 
@@ -106,6 +106,11 @@ def test_seq2seq_prompt_precedes_the_encoder_input_and_the_decoder_scores_label_
     labels = torch.tensor([0, 3, 6])
     lengths = clf.strings.lengths[labels]
     torch.testing.assert_close(clf.loss(scores, labels), -(scores[torch.arange(3), labels] / lengths).mean())
+
+
+def generate(layout, prompt, texts, max_new_tokens):
+    model = TextToText(layout.backbone, layout)
+    return [g.text for g in model.generate(layout.tokenize(texts), prompt, max_new_tokens)]
 
 
 def test_seq2seq_generation_is_greedy_decoding_with_the_prompt(special_tokenizer):

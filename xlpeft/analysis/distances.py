@@ -33,6 +33,7 @@ or a change here never reuses stale values.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -148,8 +149,13 @@ def _codes(codes: list[str]) -> list[str]:
 def _outside_sib200(code: str) -> bool:
     import pycountry
 
-    known = {lang.iso639_3 for lang in registry().values()}
-    return len(code) == 3 and code.islower() and code not in known and pycountry.languages.get(alpha_3=code) is not None
+    return (len(code) == 3 and code.islower() and code not in _sib200_isos()
+            and pycountry.languages.get(alpha_3=code) is not None)
+
+
+@functools.cache
+def _sib200_isos() -> frozenset[str]:
+    return frozenset(lang.iso639_3 for lang in registry().values())
 
 
 def _iso(code: str) -> str:

@@ -85,6 +85,18 @@ class VerbalizerClassifier(Classifier):
                 "label_token_ids": list(self.verbalizer.token_ids)}
 
 
+def seeded_linear(backbone: Backbone, n_out: int, seed: int) -> nn.Linear:
+    """Linear(d, n_out) with nn.Linear's default init drawn from ``seed`` (not the global generator), on the
+    backbone's device: a head's initial weights are part of a run's reproducible state."""
+    generator = torch.Generator().manual_seed(seed)
+    head = nn.Linear(backbone.hidden_size, n_out)
+    with torch.no_grad():
+        bound = 1 / backbone.hidden_size**0.5
+        head.weight.copy_(torch.rand(head.weight.shape, generator=generator) * 2 * bound - bound)
+        head.bias.copy_(torch.rand(head.bias.shape, generator=generator) * 2 * bound - bound)
+    return head.to(backbone.model.device)
+
+
 class LinearHeadClassifier(Classifier):
     """A trainable Linear(d, n_labels) on pooled encoder states or a causal LM's prediction position."""
 
@@ -92,13 +104,7 @@ class LinearHeadClassifier(Classifier):
 
     def __init__(self, backbone: Backbone, layout: PromptLayout, n_labels: int, seed: int = 0):
         super().__init__(backbone, layout)
-        generator = torch.Generator().manual_seed(seed)
-        head = nn.Linear(backbone.hidden_size, n_labels)
-        with torch.no_grad():  # nn.Linear's default init, drawn from the run's seed
-            bound = 1 / backbone.hidden_size**0.5
-            head.weight.copy_(torch.rand(head.weight.shape, generator=generator) * 2 * bound - bound)
-            head.bias.copy_(torch.rand(head.bias.shape, generator=generator) * 2 * bound - bound)
-        self.head = head.to(backbone.model.device)
+        self.head = seeded_linear(backbone, n_labels, seed)
 
     def features(self, token_ids: list[list[int]], prompt: torch.Tensor | None) -> torch.Tensor:
         """What the head reads: pooled encoder states, or a causal LM's prediction-position state, [B, d]."""

@@ -231,14 +231,6 @@ def build_text_to_text(backbone: Backbone, placement: str, prompt_length: int, m
     return TextToText(backbone, layout)
 
 
-def generate(layout: PromptLayout, prompt: torch.Tensor | None, texts: list[str], max_new_tokens: int,
-             batch_size: int = 16) -> list[str]:
-    """Greedy outputs for raw ``texts`` through an existing layout (kept for older callers; new code uses
-    :meth:`TextToText.generate`, which also returns scores)."""
-    model = TextToText(layout.backbone, layout)
-    return [g.text for g in model.generate(layout.tokenize(texts), prompt, max_new_tokens, batch_size)]
-
-
 def _pad_right(rows: list[torch.Tensor], pad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows of embeddings right-padded with the pad token's embedding, and their attention mask."""
     width = max(r.shape[0] for r in rows)

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xlpeft.backbones import Backbone
+from xlpeft.composition.classifier import seeded_linear
 from xlpeft.composition.layout import PromptLayout, sequence_hidden
 from xlpeft.errors import XlpeftError
 
@@ -74,13 +75,7 @@ class TokenTagger(nn.Module):
             raise XlpeftError(ENCODER_NEEDED)
         self.backbone = backbone
         self.layout = layout
-        generator = torch.Generator().manual_seed(seed)
-        head = nn.Linear(backbone.hidden_size, n_tags)
-        with torch.no_grad():  # nn.Linear's default init, drawn from the run's seed
-            bound = 1 / backbone.hidden_size**0.5
-            head.weight.copy_(torch.rand(head.weight.shape, generator=generator) * 2 * bound - bound)
-            head.bias.copy_(torch.rand(head.bias.shape, generator=generator) * 2 * bound - bound)
-        self.head = head.to(backbone.model.device)
+        self.head = seeded_linear(backbone, n_tags, seed)
         self._space_prefix = _byte_level(backbone.tokenizer)
 
     def _placeholder(self) -> int:

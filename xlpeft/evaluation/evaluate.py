@@ -211,6 +211,7 @@ def _module_check(runs: list[Run], options: EvalOptions):
     removed, and a borrowed one still borrowed by the same distance (the target has no module of its own
     since). Each module's fingerprint is read once, however many rows used it."""
     by_name = {run.name: run for run in runs}
+    tasks = {name: get_task(run.task) for name, run in by_name.items()}
 
     @functools.cache
     def current(run_name: str, language: str) -> str | None:
@@ -223,7 +224,7 @@ def _module_check(runs: list[Run], options: EvalOptions):
         if row["run"] not in by_name or pd.isna(row.get("module_id")):
             return True
         if bool(row["module_borrowed"]):  # borrowed by another distance, or the target now has its own module
-            own = current(row["run"], get_task(by_name[row["run"]].task).module_language(row["language"]))
+            own = current(row["run"], tasks[row["run"]].module_language(row["language"]))
             if row["module_distance_kind"] != options.borrow or own is not None:
                 return False
         return current(row["run"], row["module_language"]) == row["module_id"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 
-from xlpeft.data.languages import registry
+from xlpeft.data.languages import resolve_languages
 from xlpeft.data.tasks.americasnli import LABELS as NLI_LABELS
 from xlpeft.data.tasks.common import load_hub
 from xlpeft.data.tasks.masakhaner import NerSentence
@@ -99,7 +99,8 @@ def _flores_of(code: str) -> str:
     else the code itself: macrolanguages are not guessed (``sw`` is ``swa``, SIB-200 has ``swh_Latn``)."""
     import pycountry
 
-    language = pycountry.languages.get(alpha_2=code) if len(code) == 2 else pycountry.languages.get(alpha_3=code)
-    iso3 = getattr(language, "alpha_3", code)
-    matches = [flores for flores, lang in registry().items() if lang.iso639_3 == iso3]
-    return matches[0] if len(matches) == 1 else code
+    language = pycountry.languages.get(alpha_2=code) if len(code) == 2 else None
+    try:
+        return resolve_languages(getattr(language, "alpha_3", code))[0]
+    except XlpeftError:
+        return code

@@ -19,7 +19,6 @@ Both train by teacher forcing on the target string and predict by greedy generat
 from __future__ import annotations
 
 from xlpeft.data.tasks import masakhaner, xquad
-from xlpeft.errors import XlpeftError
 from xlpeft.tasks.base import Examples, TextTask
 
 TAGS = ("O", *(f"{p}-{t}" for t in masakhaner.SHARED_TYPES for p in "BI"))  # the tagging head's classes
@@ -106,14 +105,8 @@ class XquadTask(TextTask):
     def model_inputs(self, examples, tokenizer, text_budget, training):
         """One input per context window, "question\\nwindow"; training keeps the windows holding an answer."""
         newline = len(tokenizer("\n", add_special_tokens=False)["input_ids"])
-        overlap = min(self.overlap, text_budget // 4)
-        for example in examples.items:
-            question = len(tokenizer(example.question, add_special_tokens=False)["input_ids"])
-            if text_budget - question - newline - 2 <= overlap:
-                raise XlpeftError(f"XQuAD question {example.id} ({examples.language}) takes {question} tokens, which "
-                                  f"leaves no room for its context in a text budget of {text_budget} tokens; raise "
-                                  "--max-length")
-        chunks = xquad.chunk_examples(examples.items, tokenizer, text_budget, overlap, reserved=newline + 2)
+        chunks = xquad.chunk_examples(examples.items, tokenizer, text_budget, min(self.overlap, text_budget // 4),
+                                      reserved=newline + 2, fix=f"raise --max-length ({examples.language})")
         if training:
             chunks = [c for c in chunks if c.answer_text is not None]
         return Examples(examples.language, examples.split, [c.id for c in chunks],

@@ -166,7 +166,7 @@ class QaChunk:
 
 
 def chunk_examples(examples: Sequence[QaExample], tokenizer, max_tokens: int, overlap: int,
-                   reserved: int = 0) -> list[QaChunk]:
+                   reserved: int = 0, fix: str = "raise max_tokens or lower overlap") -> list[QaChunk]:
     """Split each context into token windows that fit ``max_tokens`` together with the full question.
 
     ``tokenizer`` is a fast Hugging Face tokenizer (it must return offset mappings). A window has at most
@@ -185,7 +185,7 @@ def chunk_examples(examples: Sequence[QaExample], tokenizer, max_tokens: int, ov
         if budget <= overlap:
             raise XlpeftError(
                 f"question {example.id} takes {question_tokens} tokens: with max_tokens={max_tokens}, "
-                f"reserved={reserved} and overlap={overlap} no context fits; raise max_tokens or lower overlap"
+                f"reserved={reserved} and overlap={overlap} no context fits; {fix}"
             )
         offsets = tokenizer(example.context, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
         for start, end in _windows(offsets, len(example.context), budget, overlap):
