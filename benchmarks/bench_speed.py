@@ -63,11 +63,11 @@ def load(model: str, precision: str):
 
 
 def english_sample(data_dir: str):
-    from xlpeft.data.sampling import few_shot
-    from xlpeft.data.sib200 import Sib200
+    """The k = 32 per class English training sample that ``xlpeft train`` draws with seed 0."""
+    from xlpeft.tasks import get_task
 
-    data = Sib200.resolve(data_dir)
-    return few_shot(data.load("eng_Latn", "train"), data.load("eng_Latn", "dev"), 32, seed=0).train
+    task = get_task("sib200", data_dir)
+    return task.sample(task.load("eng_Latn", "train"), task.load("eng_Latn", "dev"), 32, seed=0).train
 
 
 def rss() -> int:
