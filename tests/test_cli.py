@@ -2,6 +2,7 @@
 
 import pandas as pd
 import pytest
+import torch
 
 from xlpeft.cli import main
 
@@ -161,3 +162,46 @@ def test_train_and_evaluate_work_unchanged_for_encoders_and_encoder_decoders(tmp
     table = pd.read_csv(out)
     assert len(table) == 2 and table["accuracy"].between(0, 1).all()
     assert table["head"].iloc[0] == "auto"
+
+
+@pytest.mark.parametrize("cache", [[], ["--no-text-cache"]])
+def test_bf16_evaluation_equals_per_call_casts(trained_run, sib_dir, tmp_path, monkeypatch, cache):
+    """Evaluation under bf16 stores the frozen weights in bf16 (evaluate.py): the same rows as autocast alone."""
+    import xlpeft.evaluation.evaluate as evaluate
+
+    def table(name):
+        out = tmp_path / f"{name}.csv"
+        assert main(["evaluate", str(trained_run), "--languages", "eng_Latn,zho_Hans", "--data-dir", str(sib_dir),
+                     "--precision", "bf16", *cache, "--out", str(out), "--quiet", "--no-plot"]) == 0
+        return pd.read_csv(out)[["language", "accuracy", "macro_f1"]]
+
+    stored = table("stored")
+    monkeypatch.setattr(evaluate, "store_frozen_linears_in_bf16", lambda model: 0)
+    pd.testing.assert_frame_equal(stored, table("per_call"))
+
+
+def test_bf16_training_on_its_own_backbone_stores_weights_in_bf16(tmp_path, tiny_model_dir, sib_dir, monkeypatch):
+    """A bf16 prompt-regime run on a model it loads keeps the frozen weights in bf16 (trainer.py): the same
+    prompt as with autocast's per-call casts (eager attention held fixed on both sides), and on CPU its cached
+    step uses eager attention."""
+    import safetensors.torch
+
+    import xlpeft.training.trainer as trainer
+
+    switched, converted = [], []
+    monkeypatch.setattr(trainer, "eager_attention", switched.append)
+    store = trainer.store_frozen_linears_in_bf16
+    monkeypatch.setattr(trainer, "store_frozen_linears_in_bf16", lambda model: converted.append(store(model)))
+
+    def prompt(name):
+        out = tmp_path / name
+        assert _train(tmp_path, tiny_model_dir, sib_dir, "--precision", "bf16", "--prompt-length", "3",
+                      "--out", str(out)) == 0
+        return safetensors.torch.load_file(out / "adapter_model.safetensors")
+
+    stored = prompt("stored")
+    assert len(switched) == 1 and converted[0] > 0  # weights stored in bf16; the cached CPU step asked for eager
+    monkeypatch.setattr(trainer, "store_frozen_linears_in_bf16", lambda model: 0)
+    per_call = prompt("per_call")
+    assert stored.keys() == per_call.keys()
+    assert all(torch.equal(stored[k], per_call[k]) for k in stored)

@@ -62,3 +62,35 @@ def test_multi_prompt_evaluation_equals_each_prompt_alone(tiny_backbone, prompts
         alone = predict_cached(backbone, [run], ids, Plan(chunk_sentences=16, prompts_per_pass=1))
         full = predict_uncached(backbone, run, TEXTS * 3, batch_size=7)
         assert together[run.name] == alone[run.name] == full
+
+
+def test_bf16_weights_give_bit_identical_results_under_autocast(tiny_backbone):
+    """runtime.store_frozen_linears_in_bf16 only saves autocast its per-call casts: the numbers do not move."""
+    from xlpeft.runtime import store_frozen_linears_in_bf16
+
+    backbone = tiny_backbone
+    backbone.freeze()
+    layout = PromptLayout(backbone, "suffix", prompt_length=4)
+    ids = layout.tokenize(TEXTS)
+    prompt = torch.rand(4, 32) - 0.5
+
+    def outputs():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            full = backbone.lm_head(prediction_hidden(backbone, layout.build(ids, prompt)))
+            cached = prompt_hidden(backbone, TextCache(backbone, ids).batch(list(range(len(ids)))), prompt)
+        return full, cached
+
+    before = outputs()
+    assert store_frozen_linears_in_bf16(backbone.model) > 0
+    assert backbone.lm_head.weight.dtype == torch.float32  # the output embedding (tied or not) is left alone
+    after = outputs()
+    assert all(torch.equal(a, b) for a, b in zip(before, after))
+
+
+def test_bf16_weights_skip_trainable_layers(tiny_backbone):
+    from xlpeft.runtime import store_frozen_linears_in_bf16
+
+    model = tiny_backbone.model
+    model.requires_grad_(True)
+    assert store_frozen_linears_in_bf16(model) == 0
+    assert all(p.dtype == torch.float32 for p in model.parameters())

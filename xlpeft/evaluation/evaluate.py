@@ -40,7 +40,7 @@ from xlpeft.evaluation.predict import (
     uses_cache,
 )
 from xlpeft.experiments.run_dir import Run, atomic_write
-from xlpeft.runtime import autocast, resolve_device, resolve_precision
+from xlpeft.runtime import autocast, resolve_device, resolve_precision, store_frozen_linears_in_bf16
 from xlpeft.tasks import Examples, Task, TextTask, get_task
 
 log = logging.getLogger("xlpeft")
@@ -81,6 +81,9 @@ def evaluate(runs: list[Run], languages: list[str], data_dir: str | None, out_cs
         backbone = load_backbone(key, device=device)
         backbone.model.eval()
         per_token = kv_bytes_per_token(backbone) if backbone.kind == "causal" else 0
+        if precision == "bf16":  # everything below runs under autocast: same numbers, no per-call weight casts
+            backbone.freeze()
+            store_frozen_linears_in_bf16(backbone.model)
         bar = tqdm(todo, desc=f"evaluate {len(group)} run(s) on {Path(key).name}", disable=not progress, unit="lang")
         for language in bar:
             bar.set_postfix(lang=language)

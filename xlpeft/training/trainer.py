@@ -42,7 +42,14 @@ from xlpeft.evaluation.metrics import classification_metrics
 from xlpeft.experiments import run_dir as rd
 from xlpeft.prompts import SoftPrompt, initial_prompt
 from xlpeft.prompts.peft_format import save_peft_prompt
-from xlpeft.runtime import autocast, resolve_device, resolve_precision, seed_everything
+from xlpeft.runtime import (
+    autocast,
+    eager_attention,
+    resolve_device,
+    resolve_precision,
+    seed_everything,
+    store_frozen_linears_in_bf16,
+)
 from xlpeft.tasks import Examples, FewShotSample, TextTask, get_task
 from xlpeft.training.config import TrainConfig
 
@@ -71,6 +78,7 @@ class Trainer:
         self.device = resolve_device(config.device)
         self.precision = resolve_precision(config.precision, self.device)
         self._validate()
+        self._own_backbone = backbone is None  # only a backbone loaded here may be stored in bf16
         self.backbone = backbone or load_backbone(config.model, device=self.device)
         self.configuration = Configuration(config.configuration) if config.configuration else None
         self.language_module = self._language_module()
@@ -195,6 +203,15 @@ class Trainer:
             groups.append({"params": params, "lr": c.lr})
         return groups
 
+    def _fast_frozen_bf16(self) -> None:
+        """bf16 on a frozen model this trainer loaded: its Linear weights stored in bf16 (bit-identical under
+        autocast), and on CPU the cached prompt step takes eager attention (runtime.py says why)."""
+        if not self._own_backbone or self.precision != "bf16" or self.config.regime != "prompt":
+            return
+        store_frozen_linears_in_bf16(self.backbone.model)
+        if self.cached and self.device == "cpu":
+            eager_attention(self.backbone.model)
+
     @property
     def _task_adapter(self) -> bool:
         return self.configuration is not None and self.configuration.task == "ta"
@@ -280,6 +297,7 @@ class Trainer:
         sample = self._sample()
         prompt = self._make_prompt()
         groups = self._set_trainable(prompt)
+        self._fast_frozen_bf16()
         counts = self._parameter_counts(prompt)
         self._write_setup(sample, counts)
         train, val = self._inputs(sample.train), self._inputs(sample.validation)
