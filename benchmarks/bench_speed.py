@@ -204,10 +204,22 @@ def evaluation(n_prompts: int, backbone, ctx, data_dir: str, languages: list[str
     return {"eval_s": seconds, "text_tokens": tokens, "peak_mem_mb": (peak_rss() - base) / 2**20}
 
 
+def as_xlpeft_does_in_bf16(backbone, cached_training: bool) -> None:
+    """What xlpeft's trainer and evaluator do under bf16 on a frozen model (xlpeft/runtime.py): frozen Linear
+    weights stored in bf16, and eager attention for the cached training step on CPU."""
+    from xlpeft.runtime import eager_attention, store_frozen_linears_in_bf16
+
+    store_frozen_linears_in_bf16(backbone.model)
+    if cached_training and not torch.cuda.is_available():
+        eager_attention(backbone.model)
+
+
 # --------------------------------------------------------------------------------------- orchestration
 def child(args) -> None:
     backbone, ctx = load(args.model, args.precision)
     kind, _, variant = args.child.partition(":")
+    if args.precision == "bf16" and (kind == "eval" or variant.startswith("xlpeft")):
+        as_xlpeft_does_in_bf16(backbone, cached_training=variant == "xlpeft-cached")
     if kind == "train":
         result = train_epoch(variant, backbone, ctx, english_sample(args.data_dir))
     else:
