@@ -86,11 +86,3 @@ def test_bf16_weights_give_bit_identical_results_under_autocast(tiny_backbone):
     after = outputs()
     assert all(torch.equal(a, b) for a, b in zip(before, after))
 
-
-def test_bf16_weights_skip_trainable_layers(tiny_backbone):
-    from xlpeft.runtime import store_frozen_linears_in_bf16
-
-    model = tiny_backbone.model
-    model.requires_grad_(True)
-    assert store_frozen_linears_in_bf16(model) == 0
-    assert all(p.dtype == torch.float32 for p in model.parameters())
