@@ -284,3 +284,19 @@ def test_borrowed_rows_are_recomputed_when_the_borrowing_distance_changes(tmp_pa
     table = evaluate(tmp_path, llama, ["run"], ["jav", "sun"], data_root, monkeypatch, borrow="syntactic")
     assert len(calls) == 1 and len(table) == 2  # only the borrowed row, recomputed once
     assert table.set_index("language").loc["sun", "module_distance_kind"] == "syntactic"
+
+
+def test_a_grid_of_a_text_task_stores_its_own_metrics(tmp_path, tiny_model_dir, data_root):
+    """The results store holds the task's metric columns (MasakhaNER: f1, precision, recall), not SIB-200's."""
+    from xlpeft.analysis.report import analyse
+    from xlpeft.experiments import runner
+
+    grid = expand({"name": "ner", "train": {"task": "masakhaner", "model": str(tiny_model_dir), "shots": 2,
+                                            "epochs": 1, "placement": "prefix", "prompt_length": 3,
+                                            "max_length": 64, "batch_size": 4},
+                   "evaluate": {"languages": ["hau"]}})
+    store = runner.run_local(grid, tmp_path / "out", data_root, progress=False)
+    assert set(store["metric"]) == {"f1", "precision", "recall"} and set(store["language"]) == {"hau"}
+    assert store.equals(runner.load_results(tmp_path / "out"))
+    with pytest.raises(XlpeftError, match="SIB-200 grids"):  # the report's texts and URIEL codes are SIB-200's
+        analyse(tmp_path / "out")

@@ -46,7 +46,7 @@ from xlpeft.analysis.stats import correlation, gain, mean_ci, paired_comparison,
 from xlpeft.data.languages import registry
 from xlpeft.errors import XlpeftError
 from xlpeft.experiments.run_dir import atomic_write
-from xlpeft.experiments.runner import METRICS, load_results
+from xlpeft.experiments.runner import load_results
 
 CONFIDENCE = 0.95
 TOP = 3  # best and worst languages named per configuration
@@ -55,6 +55,7 @@ GAIN_COLUMNS = ["a", "b", "axis", "mean_gain", "wilcoxon_stat", "wilcoxon_p", "t
                 "wins", "ties", "losses",
                 *(f"{stat}_{kind}" for kind in ALL_KINDS for stat in CORRELATION_STATS)]
 METRIC_NAMES = {"accuracy": "accuracy", "macro_f1": "macro-F1"}
+METRICS = tuple(METRIC_NAMES)
 
 
 @dataclass
@@ -235,6 +236,10 @@ def analyse(results_dir: str | Path, metric: str = "accuracy") -> Report:
         raise XlpeftError(f"{grid_file} is missing, so {results_dir} was not written by 'xlpeft run': "
                           f"run 'xlpeft run CONFIG --out {results_dir}' first")
     grid = json.loads(grid_file.read_text())
+    task = grid["runs"][0]["train"].get("task", "sib200")
+    if task != "sib200":
+        raise XlpeftError(f"xlpeft report analyses SIB-200 grids; {results_dir} is a {task} grid: read its results "
+                          f"with pandas from {results_dir / 'results.parquet'} (one row per run, language and metric)")
     axes = [axis for axis in grid["axes"] if axis != "seed"]
     configs = configurations(results, grid["axes"], [run["run_id"] for run in grid["runs"]])
     data, languages, left_out = metric_table(results, configs, metric, grid["evaluate"]["languages"])

@@ -6,7 +6,8 @@ Output directory::
     OUT/runs/<run_id>/         one run directory per training run (see run_dir.py)
     OUT/eval/<name>.csv        evaluation tables: local.csv (runs evaluated together, sharing text caches)
                                or <run_id>.csv (one run per scheduler job)
-    OUT/results.parquet        the store: one row per run x language x metric, with the run's settings
+    OUT/results.parquet        the store: one row per run x language x metric (the task's metrics), with the
+                               run's settings
 
 Robustness comes from the pieces: training resumes from its last epoch checkpoint, evaluation rewrites
 its table atomically after each language and resumes, and the store is rebuilt (atomically) from the
@@ -28,10 +29,10 @@ from tqdm.auto import tqdm
 from xlpeft.errors import XlpeftError
 from xlpeft.experiments import run_dir as rd
 from xlpeft.experiments.grid import Grid, RunSpec
+from xlpeft.tasks import get_task
 
 log = logging.getLogger("xlpeft")
 STORE = "results.parquet"
-METRICS = ("accuracy", "macro_f1")
 LOCAL_TABLE = "local"
 MODULE_COLUMNS = ("module_language", "module_borrowed", "module_distance_kind", "module_distance")
 
@@ -132,7 +133,8 @@ def gather(grid: Grid, out: Path) -> pd.DataFrame:
     if not len(table):
         return pd.DataFrame()
     modules = [c for c in MODULE_COLUMNS if c in table.columns]  # method B: which language module was used
-    long = table.melt(id_vars=["run", "run_id", "language", "name", "script", *modules], value_vars=list(METRICS),
+    metrics = [c for c in get_task(grid.runs[0].config.task).metric_columns if c != "n"]  # one task per grid
+    long = table.melt(id_vars=["run", "run_id", "language", "name", "script", *modules], value_vars=metrics,
                       var_name="metric", value_name="value").rename(columns={"run_id": "artifact_id", "run": "run_id"})
     settings = pd.DataFrame([{"run_id": rid, **{f"cfg_{k}": v for k, v in spec.config.to_dict().items()},
                               **{f"axis_{k}": v for k, v in spec.axes.items()}} for rid, spec in ids.items()])
