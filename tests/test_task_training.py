@@ -255,7 +255,8 @@ def test_online_tasks_read_the_hub_by_name(tmp_path, llama, data_root, monkeypat
     wikiann = get_task("wikiann")
     examples = wikiann.load("yo", "test")
     assert examples.targets == ["PER: Ada Lovelace$$LOC: Paris", "none"]
-    assert wikiann.module_language("yo") == "yor_Latn" and wikiann.module_language("sw") == "sw"
+    assert wikiann.module_language("yo") == "yor_Latn" and wikiann.module_language("sw") == "swh_Latn"  # swa -> swh
+    assert wikiann.module_language("zh") == "zh" and wikiann.module_language("ar") == "ar"  # ambiguous: no module
     with pytest.raises(XlpeftError, match="name the ones to use"):
         wikiann.resolve_languages("all")
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 
-from xlpeft.data.languages import resolve_languages
+from xlpeft.data.languages import registry, resolve_languages
 from xlpeft.data.tasks.americasnli import LABELS as NLI_LABELS
 from xlpeft.data.tasks.common import load_hub
 from xlpeft.data.tasks.masakhaner import NerSentence
@@ -95,12 +95,27 @@ class WikiannTask(_HubOnly, MasakhanerTask):
 
 @functools.cache
 def _flores_of(code: str) -> str:
-    """A WikiANN code's FLORES-200 code where SIB-200 has its ISO 639-3 code in one script (``yo`` -> yor_Latn),
-    else the code itself: macrolanguages are not guessed (``sw`` is ``swa``, SIB-200 has ``swh_Latn``)."""
+    """A WikiANN code's FLORES-200 code where SIB-200 has its ISO 639-3 code in one script (``yo`` -> yor_Latn);
+    for a macrolanguage SIB-200 lacks, its only member in SIB-200 (``sw`` = swa -> swh_Latn); else the code
+    itself (``ar``: nine Arabic varieties, none is picked; ``zh``: zho in two scripts, not its member yue)."""
     import pycountry
 
     language = pycountry.languages.get(alpha_2=code) if len(code) == 2 else None
+    iso = getattr(language, "alpha_3", code)
+    if any(lang.iso639_3 == iso for lang in registry().values()):  # its own code: one script, or ambiguous (zh)
+        try:
+            return resolve_languages(iso)[0]
+        except XlpeftError:
+            return code
+    members = [flores for flores, lang in registry().items() if _macrolanguage(lang.iso639_3) == iso]
+    return members[0] if len(members) == 1 else code
+
+
+def _macrolanguage(iso: str) -> str | None:
+    """The ISO 639-3 macrolanguage an individual language belongs to (swh -> swa), from python-iso639."""
+    from iso639 import Language, LanguageNotFoundError
+
     try:
-        return resolve_languages(getattr(language, "alpha_3", code))[0]
-    except XlpeftError:
-        return code
+        return Language.from_part3(iso).macrolanguage
+    except LanguageNotFoundError:
+        return None
