@@ -83,6 +83,7 @@ def test_cached_and_uncached_evaluation_agree(trained_run, sib_dir, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--source", "engl_Latn"], "unknown language 'engl_Latn': did you mean eng_Latn"),
+    (["--source", "paper52"], "the source must be one language, not 'paper52' (52 languages)"),
     (["--shots", "100"], "--shots 58 or less"),
     (["--label-words", "travel= xylophonequartz"], "pick a single-token word with --label-words"),
 ])

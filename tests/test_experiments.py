@@ -46,6 +46,7 @@ def test_expansion_hashing_and_overrides(tmp_path):
     ({"train": {}, "evaluate": {"languages": "klingon"}}, "klingon"),
     ({"train": {}, "extra": 1}, "unknown top-level keys"),
     ({"train": {}, "overrides": [{"when": {"regime": "joint"}}]}, "exactly 'when"),
+    ({"train": {"source": "quick"}}, "the source must be one language"),
 ])
 def test_bad_grids_say_what_to_fix(spec, message):
     with pytest.raises(XlpeftError, match=message):

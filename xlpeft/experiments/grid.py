@@ -185,11 +185,7 @@ def _train_config(settings: dict) -> TrainConfig:
         config = TrainConfig(**settings)
     except TypeError as exc:
         raise XlpeftError(f"bad train settings {settings}: {exc}") from exc
-    task = get_task(config.task)
-    [config.source] = task.resolve_languages(config.source or task.default_source)
-    task.check_source_data(config.source, config.source_data)
-    if Path(config.model).expanduser().is_dir():
-        config.model = str(Path(config.model).expanduser().resolve())
+    config.resolve(get_task(config.task))
     return config
 
 

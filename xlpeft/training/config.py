@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from xlpeft.errors import XlpeftError
+
+if TYPE_CHECKING:
+    from xlpeft.tasks import Task
 
 Regime = Literal["prompt", "joint", "full"]
 REGIME_HELP = {
@@ -75,6 +81,19 @@ class TrainConfig:
         if self.regime == "full" or (self.prompt_length == 0 and not self.configuration.startswith("slp")):
             return "none"
         return self.placement
+
+    def resolve(self, task: Task) -> None:
+        """Settle what depends on the task and the machine, for ``xlpeft train`` and grids alike: the one source
+        language in the task's codes (its default when empty), the source data, and a model directory made
+        absolute (evaluation may run from another working directory)."""
+        sources = task.resolve_languages(self.source or task.default_source)
+        if len(sources) != 1:
+            raise XlpeftError(f"the source must be one language, not {self.source!r} ({len(sources)} languages): "
+                              f"give one code such as {sources[0]}")
+        [self.source] = sources
+        task.check_source_data(self.source, self.source_data)
+        if Path(self.model).expanduser().is_dir():
+            self.model = str(Path(self.model).expanduser().resolve())
 
     def identity(self) -> dict:
         """What a run's id hashes: every field that decides its numbers. Fields added after runs existed are

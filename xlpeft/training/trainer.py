@@ -96,10 +96,7 @@ class Trainer:
 
     def _validate(self) -> None:
         c = self.config
-        [c.source] = self.task.resolve_languages(c.source or self.task.default_source)
-        self.task.check_source_data(c.source, c.source_data)
-        if Path(c.model).expanduser().is_dir():  # evaluation may run from another working directory
-            c.model = str(Path(c.model).expanduser().resolve())
+        c.resolve(self.task)
         if c.regime != "full" and c.prompt_length < 0:
             raise XlpeftError(f"--prompt-length must not be negative (got {c.prompt_length})")
         if c.epochs < 1 or c.batch_size < 1:
