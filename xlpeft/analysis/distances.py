@@ -33,7 +33,6 @@ or a change here never reuses stale values.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -47,7 +46,7 @@ import pandas as pd
 from scipy.optimize import least_squares
 
 from xlpeft.backbones.embedded import cache_dir
-from xlpeft.data.languages import registry, resolve_languages
+from xlpeft.data.languages import codes_by_iso, registry, resolve_languages
 from xlpeft.errors import XlpeftError
 from xlpeft.experiments.run_dir import write_json
 
@@ -149,13 +148,8 @@ def _codes(codes: list[str]) -> list[str]:
 def _outside_sib200(code: str) -> bool:
     import pycountry
 
-    return (len(code) == 3 and code.islower() and code not in _sib200_isos()
+    return (len(code) == 3 and code.islower() and code not in codes_by_iso()
             and pycountry.languages.get(alpha_3=code) is not None)
-
-
-@functools.cache
-def _sib200_isos() -> frozenset[str]:
-    return frozenset(lang.iso639_3 for lang in registry().values())
 
 
 def _iso(code: str) -> str:

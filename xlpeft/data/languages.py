@@ -103,6 +103,15 @@ def registry() -> dict[str, Language]:
     return {code: _make_language(code) for code in SIB200_CODES}
 
 
+@cache
+def codes_by_iso() -> dict[str, tuple[str, ...]]:
+    """SIB-200's FLORES codes per ISO 639-3 code (several where a language has several scripts: zho)."""
+    index: dict[str, tuple[str, ...]] = {}
+    for code, lang in registry().items():
+        index[lang.iso639_3] = (*index.get(lang.iso639_3, ()), code)
+    return index
+
+
 def _make_language(code: str) -> Language:
     iso, script = code.split("_")
     lang = pycountry.languages.get(alpha_3=iso)
@@ -130,7 +139,7 @@ def _resolve_code(item: str) -> str:
     reg = registry()
     if item in reg:
         return item
-    by_iso = [c for c, lang in reg.items() if lang.iso639_3 == item]
+    by_iso = codes_by_iso().get(item, ())
     if len(by_iso) == 1:
         return by_iso[0]
     if by_iso:

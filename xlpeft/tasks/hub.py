@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 
-from xlpeft.data.languages import registry, resolve_languages
+from xlpeft.data.languages import codes_by_iso, registry
 from xlpeft.data.tasks.americasnli import LABELS as NLI_LABELS
 from xlpeft.data.tasks.common import load_hub
 from xlpeft.data.tasks.masakhaner import NerSentence
@@ -83,9 +83,6 @@ class WikiannTask(_HubOnly, MasakhanerTask):
     def module_language(self, language):
         return _flores_of(language)
 
-    def source_splits(self, source, source_data):
-        return self.load(source, "train"), self.load(source, "dev")
-
     def load(self, language, split, source_data="hub"):
         rows = load_hub(self.hub, language, HUB_SPLITS[split], f"WikiANN {language}/{split}")
         sentences = [NerSentence(tuple(tokens), tuple(WIKIANN_TAGS[t] for t in tags))
@@ -102,12 +99,8 @@ def _flores_of(code: str) -> str:
 
     language = pycountry.languages.get(alpha_2=code) if len(code) == 2 else None
     iso = getattr(language, "alpha_3", code)
-    if any(lang.iso639_3 == iso for lang in registry().values()):  # its own code: one script, or ambiguous (zh)
-        try:
-            return resolve_languages(iso)[0]
-        except XlpeftError:
-            return code
-    members = [flores for flores, lang in registry().items() if _macrolanguage(lang.iso639_3) == iso]
+    own = codes_by_iso().get(iso)  # its own code: one script, or ambiguous (zh)
+    members = own or [flores for flores, lang in registry().items() if _macrolanguage(lang.iso639_3) == iso]
     return members[0] if len(members) == 1 else code
 
 

@@ -32,6 +32,7 @@ class MasakhanerTask(TextTask):
     default_targets = masakhaner.LANGUAGES
     flores = masakhaner.FLORES
     metric_columns = ("f1", "precision", "recall", "n")
+    tags = TAGS  # encoders tag tokens instead of generating (composition/tagging.py)
 
     @property
     def languages(self):
@@ -39,8 +40,6 @@ class MasakhanerTask(TextTask):
 
     def source_splits(self, source, source_data):
         return self.load(source, "train"), self.load(source, "dev")
-
-    tags = TAGS  # encoders tag tokens instead of generating (composition/tagging.py)
 
     def load(self, language, split, source_data="local"):
         return ner_examples(language, split, masakhaner.load(language, split, self.data_dir).sentences)
