@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import FAMILIES, make_backbone
 
 from xlpeft.composition.layout import PromptLayout, prediction_hidden
 from xlpeft.composition.text_cache import TextCache, prompt_hidden
@@ -87,3 +88,69 @@ def test_bf16_weights_give_bit_identical_results_under_autocast(tiny_backbone):
     after = outputs()
     assert all(torch.equal(a, b) for a, b in zip(before, after))
 
+
+
+def test_written_out_step_is_taken_by_plain_llama_only(tiny_tokenizer):
+    """The written-out Llama step runs for plain Llama models; others, and Llama with projection biases,
+    go through transformers (so the equivalence tests above exercise both paths)."""
+    from xlpeft.composition.llama_prompt_step import llama_prompt_step
+
+    for family in FAMILIES:
+        model = make_backbone(family, tiny_tokenizer).model
+        assert (llama_prompt_step(model) is not None) == (family == "llama")
+    model = make_backbone("llama", tiny_tokenizer).model
+    model.config.attention_bias = True
+    assert llama_prompt_step(model) is None
+
+
+def _llama_cache(tiny_tokenizer):
+    """Tiny Llama (4 query heads over 2 KV heads), its cache of mixed-length texts and per-row prompts, with
+    one row's text clipped by its mask as multi-prompt evaluation does."""
+    backbone = make_backbone("llama", tiny_tokenizer)
+    backbone.freeze()
+    ids = PromptLayout(backbone, "suffix", prompt_length=5).tokenize(TEXTS)
+    batch = TextCache(backbone, ids, chunk_size=2).batch([4, 1, 3, 0, 2])
+    batch.attention_mask[0, 6:] = 0
+    batch.lengths[0] = 6
+    torch.manual_seed(1)
+    prompts = (torch.rand(len(TEXTS), 5, 32) - 0.5).requires_grad_()
+    return backbone, batch, prompts
+
+
+def _through_transformers(monkeypatch, backbone, batch, prompts):
+    from xlpeft.composition import text_cache
+
+    with monkeypatch.context() as patched:
+        patched.setattr(text_cache, "llama_prompt_step", lambda model: None)
+        return prompt_hidden(backbone, batch, prompts)
+
+
+def test_written_out_llama_step_equals_transformers(tiny_tokenizer, monkeypatch):
+    backbone, batch, prompts = _llama_cache(tiny_tokenizer)
+    ours, theirs = prompt_hidden(backbone, batch, prompts), _through_transformers(monkeypatch, backbone, batch, prompts)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
+    grads = [torch.autograd.grad(backbone.lm_head(h).logsumexp(-1).sum(), prompts)[0] for h in (ours, theirs)]
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=1e-6)
+
+
+def test_fused_bf16_projections_add_no_memory_and_keep_results(tiny_tokenizer, monkeypatch):
+    from xlpeft.composition.llama_prompt_step import fuse_frozen_projections
+    from xlpeft.runtime import store_frozen_linears_in_bf16
+
+    backbone, batch, prompts = _llama_cache(tiny_tokenizer)
+    assert not fuse_frozen_projections(backbone.model)  # fp32 weights: nothing to gain
+    store_frozen_linears_in_bf16(backbone.model)
+    backbone.model.set_attn_implementation("eager")  # as the trainer runs bf16 on CPU, and as this step computes
+    layout = PromptLayout(backbone, "suffix", prompt_length=5)
+    ids = layout.tokenize(TEXTS)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        full = prediction_hidden(backbone, layout.build(ids, prompts[0]))
+        theirs = _through_transformers(monkeypatch, backbone, batch, prompts)
+        assert fuse_frozen_projections(backbone.model)
+        attn = backbone.model.model.layers[0].self_attn
+        assert attn.q_proj.weight.untyped_storage().data_ptr() == attn.v_proj.weight.untyped_storage().data_ptr()
+        assert torch.equal(prediction_hidden(backbone, layout.build(ids, prompts[0])), full)  # same weights
+        ours = prompt_hidden(backbone, batch, prompts)
+    # equal here; bf16 tolerances in case another CPU's kernels round a fused product differently
+    torch.testing.assert_close(ours, theirs, rtol=1.6e-2, atol=1.6e-2)
+    assert ours.requires_grad

@@ -23,8 +23,9 @@ import psutil
 from tqdm.auto import tqdm
 
 from xlpeft.backbones import Backbone, load_backbone
-from xlpeft.composition.layout import PromptLayout
 from xlpeft.composition.configurations import Configuration
+from xlpeft.composition.layout import PromptLayout
+from xlpeft.composition.llama_prompt_step import fuse_frozen_projections
 from xlpeft.composition.registry import BORROW_NONE, ModuleRegistry, Resolved, module_fingerprint
 from xlpeft.errors import XlpeftError
 from xlpeft.evaluation.predict import (
@@ -84,6 +85,7 @@ def evaluate(runs: list[Run], languages: list[str], data_dir: str | None, out_cs
         if precision == "bf16":  # everything below runs under autocast: same numbers, no per-call weight casts
             backbone.freeze()
             store_frozen_linears_in_bf16(backbone.model)
+            fuse_frozen_projections(backbone.model)
         bar = tqdm(todo, desc=f"evaluate {len(group)} run(s) on {Path(key).name}", disable=not progress, unit="lang")
         for language in bar:
             bar.set_postfix(lang=language)

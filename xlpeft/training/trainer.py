@@ -36,6 +36,7 @@ from xlpeft.composition.configurations import Configuration
 from xlpeft.composition.registry import LanguageModule, ModuleRegistry
 from xlpeft.composition.stack import TASK_ADAPTER, ModuleStack
 from xlpeft.composition.tagging import TokenTagger
+from xlpeft.composition.llama_prompt_step import fuse_frozen_projections
 from xlpeft.composition.text_cache import TextCache, prompt_hidden
 from xlpeft.errors import XlpeftError
 from xlpeft.evaluation.metrics import classification_metrics
@@ -202,10 +203,12 @@ class Trainer:
 
     def _fast_frozen_bf16(self) -> None:
         """bf16 on a frozen model this trainer loaded: its Linear weights stored in bf16 (bit-identical under
-        autocast), and on CPU the cached prompt step takes eager attention (runtime.py says why)."""
+        autocast) and, for Llama, fused per layer (llama_prompt_step.py); on CPU the cached prompt step takes
+        eager attention (runtime.py says why)."""
         if not self._own_backbone or self.precision != "bf16" or self.config.regime != "prompt":
             return
         store_frozen_linears_in_bf16(self.backbone.model)
+        fuse_frozen_projections(self.backbone.model)
         if self.cached and self.device == "cpu":
             eager_attention(self.backbone.model)
 
