@@ -91,8 +91,8 @@ def test_bf16_weights_give_bit_identical_results_under_autocast(tiny_backbone):
 
 
 def test_written_out_step_is_taken_by_plain_llama_only(tiny_tokenizer):
-    """The written-out Llama step runs for plain Llama models; others, and Llama with projection biases,
-    go through transformers (so the equivalence tests above exercise both paths)."""
+    """The written-out Llama step runs for plain Llama models; others, and Llama with projection biases or
+    extended layers, go through transformers (so the equivalence tests above exercise both paths)."""
     from xlpeft.composition.llama_prompt_step import llama_prompt_step
 
     for family in FAMILIES:
@@ -100,6 +100,10 @@ def test_written_out_step_is_taken_by_plain_llama_only(tiny_tokenizer):
         assert (llama_prompt_step(model) is not None) == (family == "llama")
     model = make_backbone("llama", tiny_tokenizer).model
     model.config.attention_bias = True
+    assert llama_prompt_step(model) is None
+    model = make_backbone("llama", tiny_tokenizer).model
+    mlp = model.model.layers[1].mlp
+    mlp.__class__ = type("MLPWithAdapter", (type(mlp),), {})  # as adapter libraries extend layers
     assert llama_prompt_step(model) is None
 
 

@@ -26,7 +26,12 @@ import weakref
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+from transformers.models.llama.modeling_llama import (
+    LlamaAttention,
+    LlamaDecoderLayer,
+    LlamaMLP,
+    apply_rotary_pos_emb,
+)
 
 _PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
 _MLP = ("gate_proj", "up_proj", "down_proj")
@@ -34,11 +39,14 @@ _steps: "weakref.WeakKeyDictionary[nn.Module, LlamaPromptStep]" = weakref.WeakKe
 
 
 def supported(model: nn.Module) -> bool:
-    """A plain Llama (SmolLM2, Llama 2/3, TinyLlama): the structure this step writes out."""
+    """A plain Llama (SmolLM2, Llama 2/3, TinyLlama): the structure this step writes out. Layers whose classes
+    were replaced or extended (adapter libraries do so) run through their own forward instead."""
     config = model.config
     dropout = model.training and config.attention_dropout > 0
-    return (config.model_type == "llama" and not config.attention_bias and not getattr(config, "mlp_bias", False)
-            and not dropout)
+    if config.model_type != "llama" or config.attention_bias or getattr(config, "mlp_bias", False) or dropout:
+        return False
+    return all(type(layer) is LlamaDecoderLayer and type(layer.self_attn) is LlamaAttention
+               and type(layer.mlp) is LlamaMLP for layer in model.base_model.layers)
 
 
 def fuse_frozen_projections(model: nn.Module) -> bool:
