@@ -78,7 +78,7 @@ def _fuse(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
             linear.weight = nn.Parameter(joined[start : start + rows], requires_grad=False)
             start += rows
         fused.append(joined)
-    return fused[0], fused[1]
+    return tuple(fused)
 
 
 def llama_prompt_step(model: nn.Module) -> "LlamaPromptStep | None":
@@ -114,8 +114,7 @@ class LlamaPromptStep:
                  positions: torch.Tensor, embeds: torch.Tensor) -> torch.Tensor:
         """``layers``: the text's keys/values per layer, [B, kvH, T, hd]; ``attention_mask`` [B, T + L] and
         ``positions`` [B, L] as transformers would take them; ``embeds`` [B, L, d] in the cache's dtype."""
-        batch, length = embeds.shape[:2]
-        bias = _attention_bias(attention_mask, length, layers[0][0].dtype)
+        bias = _attention_bias(attention_mask, embeds.shape[1], layers[0][0].dtype)
         cos, sin = self.base.rotary_emb(embeds, positions)
         hidden = embeds
         last = len(self.base.layers) - 1

@@ -33,10 +33,10 @@ from xlpeft.composition.classifier import (
     build_classifier,
 )
 from xlpeft.composition.configurations import Configuration
+from xlpeft.composition.llama_prompt_step import fuse_frozen_projections
 from xlpeft.composition.registry import LanguageModule, ModuleRegistry
 from xlpeft.composition.stack import TASK_ADAPTER, ModuleStack
 from xlpeft.composition.tagging import TokenTagger
-from xlpeft.composition.llama_prompt_step import fuse_frozen_projections
 from xlpeft.composition.text_cache import TextCache, prompt_hidden
 from xlpeft.errors import XlpeftError
 from xlpeft.evaluation.metrics import classification_metrics
