@@ -158,3 +158,58 @@ def test_fused_bf16_projections_add_no_memory_and_keep_results(tiny_tokenizer, m
     # equal here; bf16 tolerances in case another CPU's kernels round a fused product differently
     torch.testing.assert_close(ours, theirs, rtol=1.6e-2, atol=1.6e-2)
     assert ours.requires_grad
+
+
+def _graph_names(tensor: torch.Tensor) -> set[str]:
+    """Names of the autograd nodes that ``tensor`` depends on."""
+    seen, todo = set(), [tensor.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is not None and node not in seen:
+            seen.add(node)
+            todo.extend(next_node for next_node, _ in node.next_functions)
+    return {type(node).__name__ for node in seen}
+
+
+def test_written_out_backward_runs_for_a_frozen_model_only(tiny_tokenizer, monkeypatch):
+    """A frozen Llama gets the written-out backward (one autograd node for all layers, compared with
+    transformers' gradients above); once a weight is trained, autograd differentiates the same forward and
+    the weight's gradient is transformers' own."""
+    backbone, batch, prompts = _llama_cache(tiny_tokenizer)
+    assert "_FrozenLayersBackward" in _graph_names(prompt_hidden(backbone, batch, prompts))
+    with torch.no_grad():
+        assert prompt_hidden(backbone, batch, prompts).grad_fn is None
+
+    up = backbone.model.model.layers[0].mlp.up_proj.weight
+    up.requires_grad_(True)
+    grads = []
+    for hidden in (prompt_hidden(backbone, batch, prompts), _through_transformers(monkeypatch, backbone, batch, prompts)):
+        assert "_FrozenLayersBackward" not in _graph_names(hidden)
+        grads.append(torch.autograd.grad(backbone.lm_head(hidden).logsumexp(-1).sum(), [prompts, up]))
+    for ours, theirs in zip(*grads):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
+
+
+def test_written_out_backward_in_bf16_is_as_close_to_fp32_as_autograd(tiny_tokenizer, monkeypatch):
+    """Under bf16 autocast with frozen bf16 weights (fused, as the trainer runs them) the written-out
+    backward's prompt gradient is as close to the fp32 gradient as autograd's through transformers."""
+    from xlpeft.composition.llama_prompt_step import fuse_frozen_projections
+    from xlpeft.runtime import store_frozen_linears_in_bf16
+
+    backbone, batch, prompts = _llama_cache(tiny_tokenizer)
+
+    def grad(hidden):
+        return torch.autograd.grad(backbone.lm_head(hidden).float().logsumexp(-1).sum(), prompts)[0]
+
+    exact = grad(prompt_hidden(backbone, batch, prompts))
+    store_frozen_linears_in_bf16(backbone.model)
+    backbone.model.set_attn_implementation("eager")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        theirs = grad(_through_transformers(monkeypatch, backbone, batch, prompts))
+        assert fuse_frozen_projections(backbone.model)
+        hidden = prompt_hidden(backbone, batch, prompts)
+        assert "_FrozenLayersBackward" in _graph_names(hidden)
+        ours = grad(hidden)
+    error = lambda g: ((g - exact).norm() / exact.norm()).item()  # noqa: E731
+    assert error(theirs) > 0  # bf16 really rounded
+    assert error(ours) < max(2 * error(theirs), 1e-2)

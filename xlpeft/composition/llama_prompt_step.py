@@ -1,27 +1,34 @@
-"""The cached prompt step of Llama-family models written out: the same numbers as transformers, 10-15 % faster.
+"""The cached prompt step of Llama-family models written out, with its backward: the numbers of transformers,
+20-25 % faster.
 
 Why not transformers' forward: a cached prompt step runs only B x L positions (80 for a batch of 8 and
-L = 10), so work that is negligible for a full sequence is a large share of it. On SmolLM2-135M (CPU,
-bf16; docs/benchmarks.md) an epoch took 3.8-3.9 s this way against 4.3-4.5 s through transformers, from:
+L = 10), so work that is negligible for a full sequence is a large share of it. What this step saves:
 
 - grouped-query attention without repeating keys and values per query head: the queries of a KV head's
   G query heads are stacked as G x L rows against that head's keys;
 - the additive attention mask built once per step instead of once per layer;
 - in the last layer, query, attention output and MLP only at the prediction position (the keys and
   values of all L positions are still needed), a 1/num_layers share of the FLOPs;
-- with frozen bf16 weights, q|k|v and gate|up as one product each (:func:`fuse_frozen_projections`;
-  it gave nothing in fp32, where products of these sizes are as fast separate).
+- with frozen bf16 weights, q|k|v and gate|up as one product each (:func:`fuse_frozen_projections`; in
+  fp32 the separate products are as fast, and a fused gate|up forward was slower);
+- for a frozen model, a backward written out too (:class:`_FrozenLayers`): one autograd node for all
+  layers instead of about a hundred per layer, input gradients only, and the attention's gradients only
+  for the L prompt keys/values. On SmolLM2-135M (CPU) the autograd engine's bookkeeping and the small
+  kernels it schedules were a fifth of a step (docs/benchmarks.md).
 
-Each layer runs transformers' eager attention operations in their order (RMSNorm, rotary embedding and
-activation are the model's own modules), so bf16 results are bit-identical in practice and fp32 ones agree
-to rounding; tests/test_text_cache.py checks both against the full forward. Only plain Llama
+The forward runs transformers' eager operations in their order (RMSNorm, rotary embedding and activation as
+the model's modules compute them), so bf16 forward results are bit-identical in practice and fp32 ones agree
+to rounding; tests/test_text_cache.py checks values and gradients against the full forward. Only plain Llama
 configurations take this path (no projection biases, no attention dropout while training); everything
-else runs through transformers (text_cache.prompt_hidden decides).
+else runs through transformers (text_cache.prompt_hidden decides). The written-out backward is used when
+no parameter of the model is trained and the activation is SiLU; otherwise autograd differentiates the
+same forward.
 """
 
 from __future__ import annotations
 
 import weakref
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +37,8 @@ from transformers.models.llama.modeling_llama import (
     LlamaAttention,
     LlamaDecoderLayer,
     LlamaMLP,
-    apply_rotary_pos_emb,
+    LlamaRMSNorm,
+    rotate_half,
 )
 
 _PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -46,7 +54,8 @@ def supported(model: nn.Module) -> bool:
     if config.model_type != "llama" or config.attention_bias or getattr(config, "mlp_bias", False) or dropout:
         return False
     return all(type(layer) is LlamaDecoderLayer and type(layer.self_attn) is LlamaAttention
-               and type(layer.mlp) is LlamaMLP for layer in model.base_model.layers)
+               and type(layer.mlp) is LlamaMLP and type(layer.input_layernorm) is LlamaRMSNorm
+               and type(layer.post_attention_layernorm) is LlamaRMSNorm for layer in model.base_model.layers)
 
 
 def fuse_frozen_projections(model: nn.Module) -> bool:
@@ -92,12 +101,30 @@ def llama_prompt_step(model: nn.Module) -> "LlamaPromptStep | None":
     return step
 
 
+@dataclass
+class _Saved:
+    """What one layer's backward reads: normalised inputs and their inverse RMS, the rotated query rows,
+    keys/values (text and prompt), attention probabilities and the MLP's gate/up outputs."""
+
+    norm1: tuple[torch.Tensor, torch.Tensor, torch.dtype]
+    rows: torch.Tensor
+    keys: torch.Tensor
+    values: torch.Tensor
+    probs32: torch.Tensor
+    probs: torch.Tensor
+    norm2: tuple[torch.Tensor, torch.Tensor, torch.dtype]
+    gate: torch.Tensor
+    up: torch.Tensor
+    act: torch.Tensor
+
+
 class LlamaPromptStep:
     """Final hidden state at the last of L prompt positions, given the text's cached keys/values."""
 
     def __init__(self, model: nn.Module, fused: list[tuple[torch.Tensor, torch.Tensor]] | None = None):
         self.base = model.base_model
         self.fused = fused
+        self.silu = model.config.hidden_act == "silu"
         self._weights = self._read_weights()
 
     def _read_weights(self) -> list[torch.Tensor]:
@@ -116,28 +143,52 @@ class LlamaPromptStep:
         ``positions`` [B, L] as transformers would take them; ``embeds`` [B, L, d] in the cache's dtype."""
         bias = _attention_bias(attention_mask, embeds.shape[1], layers[0][0].dtype)
         cos, sin = self.base.rotary_emb(embeds, positions)
+        if self._backward_written_out(embeds):
+            hidden = _FrozenLayers.apply(embeds, self, layers, bias, cos, sin)
+        else:
+            hidden = self.forward(embeds, layers, bias, cos, sin)
+        return self.base.norm(hidden)[:, -1]
+
+    def _backward_written_out(self, embeds: torch.Tensor) -> bool:
+        return (torch.is_grad_enabled() and embeds.requires_grad and self.silu
+                and not any(p.requires_grad for p in self.base.parameters()))
+
+    # ------------------------------------------------------------------------------------------ forward
+    def forward(self, embeds, layers, bias, cos, sin, saved: list[_Saved] | None = None) -> torch.Tensor:
+        """Hidden states after the last layer ([B, 1, d]: the prediction position only); appends each
+        layer's :class:`_Saved` to ``saved`` when given."""
+        groups = self.base.layers[0].self_attn.num_key_value_groups
+        biases = (_grouped(bias, groups), _grouped(bias[:, :, -1:], groups))
         hidden = embeds
         last = len(self.base.layers) - 1
         for i, layer in enumerate(self.base.layers):
-            hidden = self._layer(i, layer, hidden, layers[i], bias, cos, sin, only_last=i == last)
-        return self.base.norm(hidden)[:, -1]
+            hidden = self._layer(i, layer, hidden, layers[i], biases[i == last], cos, sin, i == last, saved)
+        return hidden
 
-    def _layer(self, i, layer, hidden, text_kv, bias, cos, sin, only_last: bool) -> torch.Tensor:
-        attn = layer.self_attn
+    def _layer(self, i, layer, hidden, text_kv, bias, cos, sin, only_last: bool, saved) -> torch.Tensor:
+        attn, mlp = layer.self_attn, layer.mlp
         batch, length, _ = hidden.shape
-        x = layer.input_layernorm(hidden)
+        x, norm1 = _rms_norm(layer.input_layernorm, hidden)
         q, k, v = self._qkv(i, attn, x)
         shape = (batch, length, -1, attn.head_dim)
         q, k, v = (t.view(shape).transpose(1, 2) for t in (q, k, v))
-        q, k = apply_rotary_pos_emb(q, k, cos, sin)
+        if only_last:  # only the prediction position is read after this layer
+            q, hidden, length = q[:, :, -1:], hidden[:, -1:], 1
+        q, k = _rotate(q, cos[:, -q.shape[2]:], sin[:, -q.shape[2]:]), _rotate(k, cos, sin)
         text_k, text_v = text_kv
         keys, values = torch.cat([text_k, k], dim=2), torch.cat([text_v, v], dim=2)
-        if only_last:  # only the prediction position is read after this layer
-            q, bias, hidden, length = q[:, :, -1:], bias[:, :, -1:], hidden[:, -1:], 1
-        out = _grouped_attention(q, keys, values, bias, attn.scaling, attn.num_key_value_groups)
+        rows = q.reshape(batch, keys.shape[1], -1, attn.head_dim)  # query heads of KV head j: rows of j
+        scores = torch.matmul(rows, keys.transpose(2, 3)) * attn.scaling + bias
+        probs32 = F.softmax(scores, dim=-1, dtype=torch.float32)
+        probs = probs32.to(q.dtype)
+        out = torch.matmul(probs, values).view(batch, -1, length, attn.head_dim).transpose(1, 2)
         hidden = hidden + attn.o_proj(out.reshape(batch, length, -1))
-        x = layer.post_attention_layernorm(hidden)
-        return hidden + self._mlp(i, layer.mlp, x)
+        x, norm2 = _rms_norm(layer.post_attention_layernorm, hidden)
+        gate, up = self._gate_up(i, mlp, x)
+        act = mlp.act_fn(gate)
+        if saved is not None:
+            saved.append(_Saved(norm1, rows, keys, values, probs32, probs, norm2, gate, up, act))
+        return hidden + mlp.down_proj(act * up)
 
     def _qkv(self, i, attn, x):
         if self.fused is None:
@@ -145,11 +196,113 @@ class LlamaPromptStep:
         sizes = [attn.q_proj.weight.shape[0], attn.k_proj.weight.shape[0], attn.v_proj.weight.shape[0]]
         return F.linear(x, self.fused[i][0]).split(sizes, dim=-1)
 
-    def _mlp(self, i, mlp, x):
+    def _gate_up(self, i, mlp, x):
         if self.fused is None:
-            return mlp(x)
-        gate, up = F.linear(x, self.fused[i][1]).chunk(2, dim=-1)
-        return mlp.down_proj(mlp.act_fn(gate) * up)
+            return mlp.gate_proj(x), mlp.up_proj(x)
+        return F.linear(x, self.fused[i][1]).chunk(2, dim=-1)
+
+    # ----------------------------------------------------------------------------------------- backward
+    def backward(self, saved: list[_Saved], grad: torch.Tensor, cos, sin) -> torch.Tensor:
+        """Gradient w.r.t. the step's input embeddings given the gradient w.r.t. :meth:`forward`'s output."""
+        for i in reversed(range(len(saved))):
+            grad = self._layer_backward(i, self.base.layers[i], saved[i], grad, cos, sin)
+        return grad
+
+    def _layer_backward(self, i, layer, s: _Saved, grad, cos, sin) -> torch.Tensor:
+        attn, mlp = layer.self_attn, layer.mlp
+        batch, length, _ = grad.shape  # length is 1 in the last layer
+        prompt_length = s.norm1[0].shape[1]
+        # MLP: hidden + down(silu(gate) * up)
+        d_mid = _input_grad(grad, mlp.down_proj.weight)
+        d_gate = torch.ops.aten.silu_backward(d_mid * s.up, s.gate)
+        d_up = d_mid * s.act
+        if self.fused is None:
+            dx = _input_grad(d_gate, mlp.gate_proj.weight).add_(_input_grad(d_up, mlp.up_proj.weight))
+        else:
+            dx = _input_grad(torch.cat([d_gate, d_up], dim=-1), self.fused[i][1])
+        grad = grad + _rms_norm_backward(layer.post_attention_layernorm, dx, s.norm2)
+        # attention: hidden + o_proj(softmax(rows keys^T * scaling + bias) values)
+        d_out = _input_grad(grad, attn.o_proj.weight).view(batch, length, -1, attn.head_dim).transpose(1, 2)
+        d_out = d_out.reshape(s.rows.shape)
+        d_probs = torch.matmul(d_out, s.values.transpose(2, 3))
+        d_scores = torch._softmax_backward_data(d_probs.float(), s.probs32, -1, torch.float32) * attn.scaling
+        d_rows = torch.matmul(d_scores, s.keys)
+        prompt = slice(s.keys.shape[2] - prompt_length, None)
+        d_k = torch.matmul(d_scores[..., prompt].transpose(2, 3), s.rows)
+        d_v = torch.matmul(s.probs[..., prompt].transpose(2, 3), d_out)
+        d_q = d_rows.view(batch, -1, length, attn.head_dim)
+        d_q = _rotate_backward(d_q, cos[:, -length:], sin[:, -length:])
+        d_k = _rotate_backward(d_k, cos, sin)
+        d_q, d_k, d_v = (t.transpose(1, 2).reshape(batch, t.shape[2], -1) for t in (d_q, d_k, d_v))
+        if length < prompt_length:  # last layer: queries at the prediction position only
+            d_q = F.pad(d_q, (0, 0, prompt_length - length, 0))
+            grad = F.pad(grad, (0, 0, prompt_length - length, 0))
+        if self.fused is None:
+            dx = _input_grad(d_q, attn.q_proj.weight).add_(_input_grad(d_k, attn.k_proj.weight))
+            dx.add_(_input_grad(d_v, attn.v_proj.weight))
+        else:
+            dx = _input_grad(torch.cat([d_q, d_k, d_v], dim=-1), self.fused[i][0])
+        return grad + _rms_norm_backward(layer.input_layernorm, dx, s.norm1)
+
+
+class _FrozenLayers(torch.autograd.Function):
+    """All decoder layers as one autograd node whose backward is LlamaPromptStep.backward (frozen weights:
+    gradients w.r.t. the prompt embeddings only). The backward runs under the forward's autocast state."""
+
+    @staticmethod
+    def forward(ctx, embeds, step: LlamaPromptStep, layers, bias, cos, sin):
+        device = embeds.device.type
+        ctx.autocast = (device, torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
+        ctx.step, ctx.cos, ctx.sin, ctx.dtype = step, cos, sin, embeds.dtype
+        ctx.layers = []
+        return step.forward(embeds, layers, bias, cos, sin, saved=ctx.layers)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        device, enabled, dtype = ctx.autocast
+        with torch.autocast(device, dtype=dtype, enabled=enabled):
+            d_embeds = ctx.step.backward(ctx.layers, grad, ctx.cos, ctx.sin)
+        return d_embeds.to(ctx.dtype), None, None, None, None, None
+
+
+# ------------------------------------------------------------------------------------------- operations
+def _rms_norm(norm: nn.Module, hidden: torch.Tensor):
+    """LlamaRMSNorm's operations, keeping (normalised fp32 input, inverse RMS, input dtype) for the backward."""
+    dtype = hidden.dtype
+    hidden = hidden.to(torch.float32)
+    inverse = torch.rsqrt(hidden.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon)
+    normed = hidden * inverse
+    return norm.weight * normed.to(dtype), (normed, inverse, dtype)
+
+
+def _rms_norm_backward(norm: nn.Module, grad: torch.Tensor, kept) -> torch.Tensor:
+    normed, inverse, dtype = kept
+    d_normed = (grad * norm.weight).to(torch.float32)
+    return (inverse * (d_normed - normed * (d_normed * normed).mean(-1, keepdim=True))).to(dtype)
+
+
+def _rotate(x, cos, sin):
+    """transformers' apply_rotary_pos_emb for one tensor ([B, heads, L, hd]; cos/sin [B, L, hd])."""
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+    return (x * cos) + (rotate_half(x) * sin)
+
+
+def _rotate_backward(grad, cos, sin):
+    """Transpose of :func:`_rotate`: rotate_half's transpose is minus itself."""
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+    return grad * cos - rotate_half(grad * sin)
+
+
+def _input_grad(grad: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Gradient w.r.t. a Linear layer's input (its weight is frozen): grad @ W."""
+    return torch.matmul(grad, weight)
+
+
+def _grouped(bias: torch.Tensor, groups: int) -> torch.Tensor:
+    """[B, 1, L, S] -> [B, 1, groups * L, S], matching the query rows of a KV head."""
+    batch, _, length, width = bias.shape
+    return bias.expand(batch, groups, length, width).reshape(batch, 1, groups * length, width)
 
 
 def _attention_bias(attention_mask: torch.Tensor, length: int, dtype: torch.dtype) -> torch.Tensor:
@@ -160,19 +313,3 @@ def _attention_bias(attention_mask: torch.Tensor, length: int, dtype: torch.dtyp
     causal = torch.ones(length, length, dtype=torch.bool, device=device).tril().expand(batch, -1, -1)
     allowed = torch.cat([text, causal], dim=-1)
     return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)[:, None]
-
-
-def _grouped_attention(q, keys, values, bias, scaling: float, groups: int) -> torch.Tensor:
-    """Eager attention, [B, H, L, hd] queries against [B, kvH, S, hd] keys/values -> [B, L, H, hd].
-
-    Query heads h = j * groups + g share KV head j (transformers' repeat_kv), so each KV head's queries
-    are stacked as groups x L rows instead of repeating its keys and values.
-    """
-    batch, heads, length, dim = q.shape
-    kv_heads = keys.shape[1]
-    rows = q.reshape(batch, kv_heads, groups * length, dim)
-    grouped_bias = bias.expand(batch, groups, length, -1).reshape(batch, 1, groups * length, -1)
-    scores = torch.matmul(rows, keys.transpose(2, 3)) * scaling + grouped_bias
-    weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
-    out = torch.matmul(weights, values).view(batch, heads, length, dim)
-    return out.transpose(1, 2)
