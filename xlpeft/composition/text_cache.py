@@ -58,7 +58,7 @@ def prompt_hidden(backbone: Backbone, cached: CachedBatch, prompts: torch.Tensor
     """Final hidden state at the last prompt position, running only the L prompt positions.
 
     ``prompts``: unscaled [L, d] (same prompt for every row) or [B, L, d] (one per row). Plain Llama models
-    run llama_prompt_step's written-out step (same numbers, 10-15 % faster), others transformers' forward.
+    run llama_prompt_step's written-out step and backward (same numbers, faster), others transformers' forward.
     """
     batch = cached.attention_mask.shape[0]
     scaled = prompts * backbone.embed_scale
