@@ -1,5 +1,5 @@
 """The cached prompt step of Llama-family models written out, with its backward: the numbers of transformers,
-about 7 % faster in fp32 and 15-20 % in bf16 (SmolLM2-135M on CPU, docs/benchmarks.md).
+11 % faster in fp32 and 24 % in bf16 (SmolLM2-135M on CPU; benchmarks/ab_prompt_step.py).
 
 Why not transformers' forward: a cached prompt step runs only B x L positions (80 for a batch of 8 and
 L = 10), so work that is negligible for a full sequence is a large share of it. What this step saves:
@@ -13,7 +13,7 @@ L = 10), so work that is negligible for a full sequence is a large share of it. 
   fp32 separate products are faster: MKL ran a fused gate|up product at 125 GFLOPS, two at 155);
 - for a frozen model, a backward written out too (:class:`_FrozenLayers`): one autograd node for all
   layers instead of about a hundred per layer, input gradients only, and the attention's gradients only
-  for the L prompt keys/values (4 % of an fp32 epoch, 6 % of a bf16 one).
+  for the L prompt keys/values (4 % of an fp32 epoch, 8 % of a bf16 one).
 
 The forward runs transformers' eager operations in their order (RMSNorm, rotary embedding and activation as
 the model's modules compute them), so bf16 forward results are bit-identical in practice and fp32 ones agree

@@ -1,0 +1,117 @@
+"""A/B of the cached prompt step's implementations on one Llama model, interleaved step by step.
+
+Why interleaved: on a shared 2-core machine the speed drifts by several percent between runs (and
+between minutes of one run), more than the differences measured here. Every training step of the
+epoch runs each variant once, on the same batch, each with its own prompt and optimizer (same
+initialisation), so drift falls on all variants alike. Variants:
+
+- ``transformers``: transformers' own forward over the cached keys/values (DynamicCache), autograd;
+- ``written-out, autograd``: llama_prompt_step's forward, differentiated by autograd;
+- ``written-out``: llama_prompt_step's forward and its written-out backward (xlpeft's default).
+
+The setting is bench_speed.py's (frozen suffix SPT, English SIB-200, k = 32, L = 10, batch 8, AdamW), in
+fp32 or under xlpeft's bf16 settings. Usage::
+
+    python benchmarks/ab_prompt_step.py --data-dir ../shared/data --precision fp32
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from datetime import date
+
+import torch
+from bench_speed import as_xlpeft_does_in_bf16, english_sample, load
+
+from xlpeft.composition import llama_prompt_step as written_out
+from xlpeft.composition import text_cache
+from xlpeft.composition.layout import PromptLayout
+from xlpeft.composition.text_cache import TextCache, prompt_hidden
+from xlpeft.objectives import Verbalizer, label_words
+from xlpeft.tasks import get_task
+
+VARIANTS = ("transformers", "written-out, autograd", "written-out")
+
+
+def step_for(variant: str, model):
+    """What text_cache.prompt_hidden should dispatch to for ``variant``."""
+    if variant == "transformers":
+        return lambda m: None
+    step = written_out.llama_prompt_step(model)
+    if variant == "written-out, autograd":
+        autograd_step = written_out.LlamaPromptStep(model, fused=step.fused)
+        autograd_step._backward_written_out = lambda embeds: False
+        return lambda m: autograd_step
+    return lambda m: step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="smollm2-135m", help="smollm2-135m, tiny, a hub id or a directory (a Llama)")
+    parser.add_argument("--data-dir", default=os.environ.get("XLPEFT_DATA_DIR", "../shared/data"))
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    parser.add_argument("--epochs", type=int, default=3, help="epochs timed (median reported)")
+    args = parser.parse_args()
+
+    backbone, ctx = load(args.model, args.precision)
+    if written_out.llama_prompt_step(backbone.model) is None:
+        raise SystemExit(f"{args.model} is not a plain Llama model: only transformers' step applies to it")
+    if args.precision == "bf16":
+        as_xlpeft_does_in_bf16(backbone, cached_training=True)
+    split = english_sample(args.data_dir)
+    verbalizer = Verbalizer.build(backbone.tokenizer, label_words(get_task("sib200"), backbone.family, backbone.tokenizer))
+    with ctx:
+        cache = TextCache(backbone, PromptLayout(backbone, "suffix", 10).tokenize(split.texts))
+    labels = torch.tensor(split.labels)
+    order = torch.randperm(len(split), generator=torch.Generator().manual_seed(0)).tolist()
+    batches = [order[i : i + 8] for i in range(0, len(order), 8)]
+    init = torch.rand(10, backbone.hidden_size, generator=torch.Generator().manual_seed(0)) - 0.5
+    steps = {v: step_for(v, backbone.model) for v in VARIANTS}
+    prompts = {v: torch.nn.Parameter(init.clone()) for v in VARIANTS}
+    optimizers = {v: torch.optim.AdamW([prompts[v]], lr=5e-3) for v in VARIANTS}
+    dispatch = text_cache.llama_prompt_step
+
+    def run(variant: str, batch: list[int]) -> float:
+        text_cache.llama_prompt_step = steps[variant]
+        start = time.perf_counter()
+        with ctx:
+            hidden = prompt_hidden(backbone, cache.batch(batch), prompts[variant])
+            loss = verbalizer.loss(backbone.lm_head(hidden), labels[batch])
+        optimizers[variant].zero_grad()
+        loss.backward()
+        optimizers[variant].step()
+        return time.perf_counter() - start
+
+    try:
+        for variant in VARIANTS:
+            run(variant, batches[0])  # warm-up
+        epochs = {v: [] for v in VARIANTS}
+        for _ in range(args.epochs):
+            spent = dict.fromkeys(VARIANTS, 0.0)
+            for batch in batches:
+                for variant in VARIANTS:
+                    spent[variant] += run(variant, batch)
+            for variant in VARIANTS:
+                epochs[variant].append(spent[variant])
+    finally:
+        text_cache.llama_prompt_step = dispatch
+
+    print(f"# ab_prompt_step  {date.today()}  model={args.model}  precision={args.precision}  "
+          f"{os.cpu_count()} cores, torch {torch.__version__}\n")
+    base = statistics.median(epochs["transformers"])
+    print(f"| cached step ({len(batches)} steps an epoch) | epoch s (median of {args.epochs}) "
+          "| speed-up vs transformers | epochs s |")
+    print("|---|---|---|---|")
+    for variant in VARIANTS:
+        median = statistics.median(epochs[variant])
+        times = ", ".join(f"{t:.2f}" for t in epochs[variant])
+        print(f"| {variant} | {median:.2f} | {base / median:.3f}x | {times} |")
+    drift = max((prompts[v] - prompts["transformers"]).abs().max().item() for v in VARIANTS)
+    print(f"\nlargest prompt difference from transformers' after training: {drift:.2e}")
+
+
+if __name__ == "__main__":
+    main()
