@@ -1,4 +1,4 @@
-"""A/B of the cached prompt step's implementations on one Llama model, interleaved step by step.
+"""A/B of the cached prompt step's implementations on one Llama-architecture model, interleaved step by step.
 
 Why interleaved: on a shared 2-core machine the speed drifts by several percent between runs (and
 between minutes of one run), more than the differences measured here. Every training step of the
@@ -50,7 +50,8 @@ def step_for(variant: str, model):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="smollm2-135m", help="smollm2-135m, tiny, a hub id or a directory (a Llama)")
+    parser.add_argument("--model", default="smollm2-135m",
+                        help="smollm2-135m, tiny, a hub id or a directory (Llama, Mistral or Qwen2)")
     parser.add_argument("--data-dir", default=os.environ.get("XLPEFT_DATA_DIR", "../shared/data"))
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--epochs", type=int, default=3, help="epochs timed (median reported)")
@@ -58,7 +59,8 @@ def main() -> None:
 
     backbone, ctx = load(args.model, args.precision)
     if written_out.llama_prompt_step(backbone.model) is None:
-        raise SystemExit(f"{args.model} is not a plain Llama model: only transformers' step applies to it")
+        raise SystemExit(f"{args.model} is not a Llama-architecture model (Llama, Mistral, Qwen2): "
+                         "only transformers' step applies to it")
     if args.precision == "bf16":
         as_xlpeft_does_in_bf16(backbone, cached_training=True)
     split = english_sample(args.data_dir)

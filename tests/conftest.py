@@ -20,8 +20,10 @@ from transformers import (
     BertConfig,
     BloomConfig,
     LlamaConfig,
+    MistralConfig,
     MT5Config,
     PreTrainedTokenizerFast,
+    Qwen2Config,
     XGLMConfig,
     XLMRobertaConfig,
 )
@@ -71,11 +73,14 @@ def tiny_config(family: str, vocab: int, pad_id: int, eos_id: int):
         return XGLMConfig(d_model=32, num_layers=2, attention_heads=4, ffn_dim=64, max_position_embeddings=256, **common)
     if family == "bloom":
         return BloomConfig(hidden_size=32, n_layer=2, n_head=4, **common)
+    llama_like = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, max_position_embeddings=256, **common)
     if family == "llama":
-        return LlamaConfig(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-            max_position_embeddings=256, **common,
-        )
+        return LlamaConfig(**llama_like)
+    if family == "qwen2":  # Llama's architecture with q/k/v biases
+        return Qwen2Config(**llama_like)
+    if family == "mistral":  # Llama's architecture with a sliding window (here covering the whole context)
+        return MistralConfig(sliding_window=256, **llama_like)
     raise ValueError(family)
 
 

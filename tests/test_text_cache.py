@@ -11,6 +11,7 @@ from xlpeft.composition.text_cache import TextCache, prompt_hidden
 from xlpeft.evaluation.predict import Plan, predict_cached, predict_uncached
 from xlpeft.experiments.run_dir import Run
 
+LLAMA_ARCHITECTURES = ("llama", "qwen2", "mistral")  # the families llama_prompt_step writes out
 TEXTS = [
     "The minister spoke about the election results in the capital city today, and the crowd listened.",
     "Football season starts.",
@@ -90,16 +91,17 @@ def test_bf16_weights_give_bit_identical_results_under_autocast(tiny_backbone):
 
 
 
-def test_written_out_step_is_taken_by_plain_llama_only(tiny_tokenizer):
-    """The written-out Llama step runs for plain Llama models; others, and Llama with projection biases or
-    extended layers, go through transformers (so the equivalence tests above exercise both paths)."""
+def test_written_out_step_is_taken_by_llama_architectures_only(tiny_tokenizer):
+    """The written-out step runs for Llama, Qwen2 and Mistral models; others, Mistral with a sliding window
+    shorter than its context, and Llama with extended layers go through transformers (so the equivalence
+    tests above exercise both paths)."""
     from xlpeft.composition.llama_prompt_step import llama_prompt_step
 
-    for family in FAMILIES:
+    for family in (*FAMILIES, *LLAMA_ARCHITECTURES):
         model = make_backbone(family, tiny_tokenizer).model
-        assert (llama_prompt_step(model) is not None) == (family == "llama")
-    model = make_backbone("llama", tiny_tokenizer).model
-    model.config.attention_bias = True
+        assert (llama_prompt_step(model) is not None) == (family in LLAMA_ARCHITECTURES)
+    model = make_backbone("mistral", tiny_tokenizer).model
+    model.config.sliding_window = 16
     assert llama_prompt_step(model) is None
     model = make_backbone("llama", tiny_tokenizer).model
     mlp = model.model.layers[1].mlp
@@ -107,11 +109,16 @@ def test_written_out_step_is_taken_by_plain_llama_only(tiny_tokenizer):
     assert llama_prompt_step(model) is None
 
 
-def _llama_cache(tiny_tokenizer):
-    """Tiny Llama (4 query heads over 2 KV heads), its cache of mixed-length texts and per-row prompts, with
-    one row's text clipped by its mask as multi-prompt evaluation does."""
-    backbone = make_backbone("llama", tiny_tokenizer)
+def _llama_cache(tiny_tokenizer, family: str = "llama"):
+    """Tiny Llama-architecture model (4 query heads over 2 KV heads; Qwen2's q/k/v biases made non-zero), its
+    cache of mixed-length texts and per-row prompts, with one row's text clipped by its mask as multi-prompt
+    evaluation does."""
+    backbone = make_backbone(family, tiny_tokenizer)
     backbone.freeze()
+    with torch.no_grad():
+        for module in backbone.model.modules():
+            if isinstance(module, torch.nn.Linear) and module.bias is not None:
+                module.bias.normal_(0, 0.5)
     ids = PromptLayout(backbone, "suffix", prompt_length=5).tokenize(TEXTS)
     batch = TextCache(backbone, ids, chunk_size=2).batch([4, 1, 3, 0, 2])
     batch.attention_mask[0, 6:] = 0
@@ -129,19 +136,21 @@ def _through_transformers(monkeypatch, backbone, batch, prompts):
         return prompt_hidden(backbone, batch, prompts)
 
 
-def test_written_out_llama_step_equals_transformers(tiny_tokenizer, monkeypatch):
-    backbone, batch, prompts = _llama_cache(tiny_tokenizer)
+@pytest.mark.parametrize("family", LLAMA_ARCHITECTURES)
+def test_written_out_llama_step_equals_transformers(tiny_tokenizer, monkeypatch, family):
+    backbone, batch, prompts = _llama_cache(tiny_tokenizer, family)
     ours, theirs = prompt_hidden(backbone, batch, prompts), _through_transformers(monkeypatch, backbone, batch, prompts)
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
     grads = [torch.autograd.grad(backbone.lm_head(h).logsumexp(-1).sum(), prompts)[0] for h in (ours, theirs)]
     torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=1e-6)
 
 
-def test_fused_bf16_projections_add_no_memory_and_keep_results(tiny_tokenizer, monkeypatch):
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_fused_bf16_projections_add_no_memory_and_keep_results(tiny_tokenizer, monkeypatch, family):
     from xlpeft.composition.llama_prompt_step import fuse_frozen_projections
     from xlpeft.runtime import store_frozen_linears_in_bf16
 
-    backbone, batch, prompts = _llama_cache(tiny_tokenizer)
+    backbone, batch, prompts = _llama_cache(tiny_tokenizer, family)
     assert not fuse_frozen_projections(backbone.model)  # fp32 weights: nothing to gain
     store_frozen_linears_in_bf16(backbone.model)
     backbone.model.set_attn_implementation("eager")  # as the trainer runs bf16 on CPU, and as this step computes

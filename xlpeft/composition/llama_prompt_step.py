@@ -17,44 +17,52 @@ L = 10), so work that is negligible for a full sequence is a large share of it. 
 
 The forward runs transformers' eager operations in their order (RMSNorm, rotary embedding and activation as
 the model's modules compute them), so bf16 forward results are bit-identical in practice and fp32 ones agree
-to rounding; tests/test_text_cache.py checks values and gradients against the full forward. Only plain Llama
-configurations take this path (no projection biases, no attention dropout while training); everything
-else runs through transformers (text_cache.prompt_hidden decides). The written-out backward is used when
+to rounding; tests/test_text_cache.py checks values and gradients against the full forward. Llama, Mistral
+and Qwen2 models take this path (see :func:`supported`); everything else runs through transformers
+(text_cache.prompt_hidden decides). The written-out backward is used when
 no parameter of the model is trained and the activation is SiLU; otherwise autograd differentiates the
 same forward.
 """
 
 from __future__ import annotations
 
+import importlib
 import weakref
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers.models.llama.modeling_llama import (
-    LlamaAttention,
-    LlamaDecoderLayer,
-    LlamaMLP,
-    LlamaRMSNorm,
-    rotate_half,
-)
+from transformers.models.llama.modeling_llama import rotate_half
 
 _PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
 _MLP = ("gate_proj", "up_proj", "down_proj")
+# model_type -> transformers module and class prefix of the Llama-architecture families written out here:
+# the same decoder layer (RMSNorm, rotary GQA attention, SiLU-gated MLP); Qwen2 adds q/k/v biases, Mistral a
+# sliding window (only a window that covers every position is the same computation)
+_FAMILIES = {"llama": ("llama", "Llama"), "mistral": ("mistral", "Mistral"), "qwen2": ("qwen2", "Qwen2")}
 _steps: "weakref.WeakKeyDictionary[nn.Module, LlamaPromptStep]" = weakref.WeakKeyDictionary()  # one per model
+_Joined = tuple[torch.Tensor, "torch.Tensor | None"]  # weight and bias of Linear layers stacked as one
 
 
 def supported(model: nn.Module) -> bool:
-    """A plain Llama (SmolLM2, Llama 2/3, TinyLlama): the structure this step writes out. Layers whose classes
-    were replaced or extended (adapter libraries do so) run through their own forward instead."""
+    """A Llama-architecture model (SmolLM2, Llama 2/3, TinyLlama, Mistral, Qwen2/2.5) with the structure this
+    step writes out: transformers' own layer classes (layers that were replaced or extended, as adapter
+    libraries do, run through their own forward instead), no attention dropout while training, no sliding
+    window shorter than the model's context."""
     config = model.config
-    dropout = model.training and config.attention_dropout > 0
-    if config.model_type != "llama" or config.attention_bias or getattr(config, "mlp_bias", False) or dropout:
+    if config.model_type not in _FAMILIES or (model.training and config.attention_dropout > 0):
         return False
-    return all(type(layer) is LlamaDecoderLayer and type(layer.self_attn) is LlamaAttention
-               and type(layer.mlp) is LlamaMLP and type(layer.input_layernorm) is LlamaRMSNorm
-               and type(layer.post_attention_layernorm) is LlamaRMSNorm for layer in model.base_model.layers)
+    window = getattr(config, "sliding_window", None)
+    if window is not None and window < config.max_position_embeddings:
+        return False
+    module, prefix = _FAMILIES[config.model_type]
+    classes = importlib.import_module(f"transformers.models.{module}.modeling_{module}")
+    layer_class, attention, mlp, norm = (getattr(classes, prefix + name)
+                                         for name in ("DecoderLayer", "Attention", "MLP", "RMSNorm"))
+    return all(type(layer) is layer_class and type(layer.self_attn) is attention and type(layer.mlp) is mlp
+               and type(layer.input_layernorm) is norm and type(layer.post_attention_layernorm) is norm
+               for layer in model.base_model.layers)
 
 
 def fuse_frozen_projections(model: nn.Module) -> bool:
@@ -73,25 +81,31 @@ def fuse_frozen_projections(model: nn.Module) -> bool:
     return True
 
 
-def _fuse(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """(q|k|v, gate|up) of one layer; the modules' weights become row slices (views) of the two tensors."""
-    groups = [[layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj],
-              [layer.mlp.gate_proj, layer.mlp.up_proj]]
-    fused = []
-    for linears in groups:
-        joined = torch.cat([linear.weight.detach() for linear in linears])
+def _fuse(layer: nn.Module) -> tuple[_Joined, _Joined]:
+    """(q|k|v, gate|up) of one layer; the modules' weights (and biases) become row slices (views) of them."""
+    return (_join([layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj]),
+            _join([layer.mlp.gate_proj, layer.mlp.up_proj]))
+
+
+def _join(linears: list[nn.Linear]) -> _Joined:
+    joined = []
+    for name in ("weight", "bias"):
+        if getattr(linears[0], name) is None:
+            joined.append(None)
+            continue
+        tensor = torch.cat([getattr(linear, name).detach() for linear in linears])
         start = 0
         for linear in linears:
-            rows = linear.weight.shape[0]
-            linear.weight = nn.Parameter(joined[start : start + rows], requires_grad=False)
+            rows = getattr(linear, name).shape[0]
+            setattr(linear, name, nn.Parameter(tensor[start : start + rows], requires_grad=False))
             start += rows
-        fused.append(joined)
-    return tuple(fused)
+        joined.append(tensor)
+    return joined[0], joined[1]
 
 
 def llama_prompt_step(model: nn.Module) -> "LlamaPromptStep | None":
     """The step for ``model`` (fused if :func:`fuse_frozen_projections` ran and its weights are unchanged),
-    or None when the model is not a plain Llama."""
+    or None when the model is not one this step writes out (:func:`supported`)."""
     if not supported(model):
         return None
     step = _steps.get(model)
@@ -120,7 +134,7 @@ class _Saved:
 class LlamaPromptStep:
     """Final hidden state at the last of L prompt positions, given the text's cached keys/values."""
 
-    def __init__(self, model: nn.Module, fused: list[tuple[torch.Tensor, torch.Tensor]] | None = None):
+    def __init__(self, model: nn.Module, fused: list[tuple[_Joined, _Joined]] | None = None):
         self.base = model.base_model
         self.fused = fused
         self.silu = model.config.hidden_act == "silu"
@@ -193,12 +207,12 @@ class LlamaPromptStep:
         if self.fused is None:
             return attn.q_proj(x), attn.k_proj(x), attn.v_proj(x)
         sizes = [attn.q_proj.weight.shape[0], attn.k_proj.weight.shape[0], attn.v_proj.weight.shape[0]]
-        return F.linear(x, self.fused[i][0]).split(sizes, dim=-1)
+        return F.linear(x, *self.fused[i][0]).split(sizes, dim=-1)
 
     def _gate_up(self, i, mlp, x):
         if self.fused is None:
             return mlp.gate_proj(x), mlp.up_proj(x)
-        return F.linear(x, self.fused[i][1]).chunk(2, dim=-1)
+        return F.linear(x, *self.fused[i][1]).chunk(2, dim=-1)
 
     # ----------------------------------------------------------------------------------------- backward
     def backward(self, saved: list[_Saved], grad: torch.Tensor, cos, sin) -> torch.Tensor:
@@ -218,7 +232,7 @@ class LlamaPromptStep:
         if self.fused is None:
             dx = _input_grad(d_gate, mlp.gate_proj.weight).add_(_input_grad(d_up, mlp.up_proj.weight))
         else:
-            dx = _input_grad(torch.cat([d_gate, d_up], dim=-1), self.fused[i][1])
+            dx = _input_grad(torch.cat([d_gate, d_up], dim=-1), self.fused[i][1][0])
         grad = grad + _rms_norm_backward(layer.post_attention_layernorm, dx, s.norm2)
         # attention: hidden + o_proj(softmax(rows keys^T * scaling + bias) values)
         d_out = _input_grad(grad, attn.o_proj.weight).view(batch, length, -1, attn.head_dim).transpose(1, 2)
@@ -240,7 +254,7 @@ class LlamaPromptStep:
             dx = _input_grad(d_q, attn.q_proj.weight).add_(_input_grad(d_k, attn.k_proj.weight))
             dx.add_(_input_grad(d_v, attn.v_proj.weight))
         else:
-            dx = _input_grad(torch.cat([d_q, d_k, d_v], dim=-1), self.fused[i][0])
+            dx = _input_grad(torch.cat([d_q, d_k, d_v], dim=-1), self.fused[i][0][0])
         return grad + _rms_norm_backward(layer.input_layernorm, dx, s.norm1)
 
 
