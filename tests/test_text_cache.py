@@ -4,8 +4,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAMILIES, make_backbone
+from transformers import AutoModelForCausalLM
+from conftest import FAMILIES, make_backbone, tiny_config
 
+from xlpeft.backbones import Backbone
 from xlpeft.composition.layout import PromptLayout, prediction_hidden
 from xlpeft.composition.text_cache import TextCache, prompt_hidden
 from xlpeft.evaluation.predict import Plan, predict_cached, predict_uncached
@@ -182,12 +184,23 @@ def _graph_names(tensor: torch.Tensor) -> set[str]:
 
 def test_written_out_backward_runs_for_a_frozen_model_only(tiny_tokenizer, monkeypatch):
     """A frozen Llama gets the written-out backward (one autograd node for all layers, compared with
-    transformers' gradients above); once a weight is trained, autograd differentiates the same forward and
-    the weight's gradient is transformers' own."""
+    transformers' gradients above); with another activation than SiLU, or once a weight is trained, autograd
+    differentiates the same forward (and a trained weight's gradient is transformers' own)."""
     backbone, batch, prompts = _llama_cache(tiny_tokenizer)
     assert "_FrozenLayersBackward" in _graph_names(prompt_hidden(backbone, batch, prompts))
     with torch.no_grad():
         assert prompt_hidden(backbone, batch, prompts).grad_fn is None
+
+    gelu = tiny_config("llama", len(tiny_tokenizer), tiny_tokenizer.pad_token_id, tiny_tokenizer.eos_token_id)
+    gelu.hidden_act = "gelu"  # the written-out backward differentiates SiLU only
+    other = Backbone("tiny-gelu", AutoModelForCausalLM.from_config(gelu).eval(), tiny_tokenizer)
+    other.freeze()
+    other_batch = TextCache(other, PromptLayout(other, "suffix", prompt_length=5).tokenize(TEXTS)).batch([0, 1])
+    hidden = prompt_hidden(other, other_batch, prompts[:2])
+    assert "_FrozenLayersBackward" not in _graph_names(hidden)
+    grads = [torch.autograd.grad(other.lm_head(h).logsumexp(-1).sum(), prompts)[0]
+             for h in (hidden, _through_transformers(monkeypatch, other, other_batch, prompts[:2]))]
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=1e-6)
 
     up = backbone.model.model.layers[0].mlp.up_proj.weight
     up.requires_grad_(True)

@@ -19,9 +19,8 @@ The forward runs transformers' eager operations in their order (RMSNorm, rotary 
 the model's modules compute them), so bf16 forward results are bit-identical in practice and fp32 ones agree
 to rounding; tests/test_text_cache.py checks values and gradients against the full forward. Llama, Mistral
 and Qwen2 models take this path (see :func:`supported`); everything else runs through transformers
-(text_cache.prompt_hidden decides). The written-out backward is used when
-no parameter of the model is trained and the activation is SiLU; otherwise autograd differentiates the
-same forward.
+(text_cache.prompt_hidden decides). The written-out backward is used when no parameter of the model is
+trained and the activation is SiLU; otherwise autograd differentiates the same forward.
 """
 
 from __future__ import annotations
