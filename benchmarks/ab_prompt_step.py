@@ -39,13 +39,13 @@ VARIANTS = ("transformers", "written-out, autograd", "written-out")
 def step_for(variant: str, model):
     """What text_cache.prompt_hidden should dispatch to for ``variant``."""
     if variant == "transformers":
-        return lambda m: None
+        return lambda m, width=None: None
     step = written_out.llama_prompt_step(model)
     if variant == "written-out, autograd":
         autograd_step = written_out.LlamaPromptStep(model, fused=step.fused)
         autograd_step._backward_written_out = lambda embeds: False
-        return lambda m: autograd_step
-    return lambda m: step
+        return lambda m, width=None: autograd_step
+    return lambda m, width=None: step
 
 
 def main() -> None:

@@ -95,16 +95,17 @@ def test_bf16_weights_give_bit_identical_results_under_autocast(tiny_backbone):
 
 def test_written_out_step_is_taken_by_llama_architectures_only(tiny_tokenizer):
     """The written-out step runs for Llama, Qwen2 and Mistral models; others, Mistral with a sliding window
-    shorter than its context, and Llama with extended layers go through transformers (so the equivalence
-    tests above exercise both paths)."""
+    shorter than the step's text and prompt, and Llama with extended layers go through transformers (so the
+    equivalence tests above exercise both paths)."""
     from xlpeft.composition.llama_prompt_step import llama_prompt_step
 
     for family in (*FAMILIES, *LLAMA_ARCHITECTURES):
         model = make_backbone(family, tiny_tokenizer).model
         assert (llama_prompt_step(model) is not None) == (family in LLAMA_ARCHITECTURES)
     model = make_backbone("mistral", tiny_tokenizer).model
-    model.config.sliding_window = 16
-    assert llama_prompt_step(model) is None
+    model.config.sliding_window = 16  # a window covering a step's text and prompt is no window at all
+    assert llama_prompt_step(model) is None and llama_prompt_step(model, width=17) is None
+    assert llama_prompt_step(model, width=16) is not None
     model = make_backbone("llama", tiny_tokenizer).model
     mlp = model.model.layers[1].mlp
     mlp.__class__ = type("MLPWithAdapter", (type(mlp),), {})  # as adapter libraries extend layers
@@ -134,7 +135,7 @@ def _through_transformers(monkeypatch, backbone, batch, prompts):
     from xlpeft.composition import text_cache
 
     with monkeypatch.context() as patched:
-        patched.setattr(text_cache, "llama_prompt_step", lambda model: None)
+        patched.setattr(text_cache, "llama_prompt_step", lambda model, width=None: None)
         return prompt_hidden(backbone, batch, prompts)
 
 

@@ -38,22 +38,22 @@ _PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
 _MLP = ("gate_proj", "up_proj", "down_proj")
 # model_type -> transformers module and class prefix of the Llama-architecture families written out here:
 # the same decoder layer (RMSNorm, rotary GQA attention, SiLU-gated MLP); Qwen2 adds q/k/v biases, Mistral a
-# sliding window (only a window that covers every position is the same computation)
+# sliding window (only a window that covers the step's text and prompt is the same computation)
 _FAMILIES = {"llama": ("llama", "Llama"), "mistral": ("mistral", "Mistral"), "qwen2": ("qwen2", "Qwen2")}
 _steps: "weakref.WeakKeyDictionary[nn.Module, LlamaPromptStep]" = weakref.WeakKeyDictionary()  # one per model
 _Joined = tuple[torch.Tensor, "torch.Tensor | None"]  # weight and bias of Linear layers stacked as one
 
 
-def supported(model: nn.Module) -> bool:
+def supported(model: nn.Module, width: int | None = None) -> bool:
     """A Llama-architecture model (SmolLM2, Llama 2/3, TinyLlama, Mistral, Qwen2/2.5) with the structure this
     step writes out: transformers' own layer classes (layers that were replaced or extended, as adapter
-    libraries do, run through their own forward instead), no attention dropout while training, no sliding
-    window shorter than the model's context."""
+    libraries do, run through their own forward instead), no attention dropout while training, and no
+    sliding window shorter than ``width`` (text + prompt positions of the step; default: the model's context)."""
     config = model.config
     if config.model_type not in _FAMILIES or (model.training and config.attention_dropout > 0):
         return False
     window = getattr(config, "sliding_window", None)
-    if window is not None and window < config.max_position_embeddings:
+    if window is not None and window < (width or config.max_position_embeddings):
         return False
     module, prefix = _FAMILIES[config.model_type]
     classes = importlib.import_module(f"transformers.models.{module}.modeling_{module}")
@@ -102,10 +102,10 @@ def _join(linears: list[nn.Linear]) -> _Joined:
     return joined[0], joined[1]
 
 
-def llama_prompt_step(model: nn.Module) -> "LlamaPromptStep | None":
+def llama_prompt_step(model: nn.Module, width: int | None = None) -> "LlamaPromptStep | None":
     """The step for ``model`` (fused if :func:`fuse_frozen_projections` ran and its weights are unchanged),
     or None when the model is not one this step writes out (:func:`supported`)."""
-    if not supported(model):
+    if not supported(model, width):
         return None
     step = _steps.get(model)
     if step is None or not step.current():

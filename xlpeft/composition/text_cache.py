@@ -68,7 +68,7 @@ def prompt_hidden(backbone: Backbone, cached: CachedBatch, prompts: torch.Tensor
     mask = torch.cat([cached.attention_mask, cached.attention_mask.new_ones(batch, length)], dim=1)
     positions = cached.lengths[:, None] + steps[None]
     embeds = embeds.to(cached.layers[0][0].dtype)
-    step = llama_prompt_step(backbone.model)
+    step = llama_prompt_step(backbone.model, width=mask.shape[1])
     if step is not None:
         return step(cached.layers, mask, positions, embeds)
     past = DynamicCache(ddp_cache_data=cached.layers)

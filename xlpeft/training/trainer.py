@@ -203,8 +203,8 @@ class Trainer:
 
     def _fast_frozen_bf16(self) -> None:
         """bf16 on a frozen model this trainer loaded: its Linear weights stored in bf16 (bit-identical under
-        autocast) and, for Llama, fused per layer (llama_prompt_step.py); on CPU the cached prompt step takes
-        eager attention (runtime.py says why)."""
+        autocast) and, for Llama, Mistral and Qwen2, fused per layer (llama_prompt_step.py); on CPU the cached
+        prompt step takes eager attention (runtime.py says why)."""
         if not self._own_backbone or self.precision != "bf16" or self.config.regime != "prompt":
             return
         store_frozen_linears_in_bf16(self.backbone.model)
