@@ -25,6 +25,7 @@ trained and the activation is SiLU; otherwise autograd differentiates the same f
 
 from __future__ import annotations
 
+import functools
 import importlib
 import weakref
 from dataclasses import dataclass
@@ -55,13 +56,19 @@ def supported(model: nn.Module, width: int | None = None) -> bool:
     window = getattr(config, "sliding_window", None)
     if window is not None and window < (width or config.max_position_embeddings):
         return False
-    module, prefix = _FAMILIES[config.model_type]
-    classes = importlib.import_module(f"transformers.models.{module}.modeling_{module}")
-    layer_class, attention, mlp, norm = (getattr(classes, prefix + name)
-                                         for name in ("DecoderLayer", "Attention", "MLP", "RMSNorm"))
+    layer_class, attention, mlp, norm = _layer_classes(config.model_type)
     return all(type(layer) is layer_class and type(layer.self_attn) is attention and type(layer.mlp) is mlp
                and type(layer.input_layernorm) is norm and type(layer.post_attention_layernorm) is norm
                for layer in model.base_model.layers)
+
+
+@functools.cache
+def _layer_classes(model_type: str) -> tuple[type, ...]:
+    """transformers' decoder layer, attention, MLP and RMSNorm classes of a family in _FAMILIES (looked up
+    once: supported() runs at every step)."""
+    module, prefix = _FAMILIES[model_type]
+    classes = importlib.import_module(f"transformers.models.{module}.modeling_{module}")
+    return tuple(getattr(classes, prefix + name) for name in ("DecoderLayer", "Attention", "MLP", "RMSNorm"))
 
 
 def fuse_frozen_projections(model: nn.Module) -> bool:
