@@ -236,3 +236,34 @@ def test_written_out_backward_in_bf16_is_as_close_to_fp32_as_autograd(tiny_token
     error = lambda g: ((g - exact).norm() / exact.norm()).item()  # noqa: E731
     assert error(theirs) > 0  # bf16 really rounded
     assert error(ours) < max(2 * error(theirs), 1e-2)
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="PyTorch built without oneDNN")
+@pytest.mark.parametrize("family", ["xglm", "bloom", "llama", "qwen2"])
+def test_cached_step_with_products_on_onednn_equals_full_forward(tiny_tokenizer, monkeypatch, family):
+    """fp32 training on CPU routes the frozen products to oneDNN (runtime.py): the cached step (written out
+    for Llama and Qwen2, forward and backward) still equals the full forward, which is routed too."""
+    from xlpeft import runtime
+
+    calls = []
+    linear = runtime.onednn_linear
+    monkeypatch.setattr(runtime, "cpu_matmul_backend", lambda: "onednn")
+    monkeypatch.setattr(runtime, "_ONEDNN_MIN_MACS", 0)  # the tiny model's products would stay on MKL
+    monkeypatch.setattr(runtime, "onednn_linear", lambda *args: calls.append(args) or linear(*args))
+    backbone = make_backbone(family, tiny_tokenizer)
+    backbone.freeze()
+    layout = PromptLayout(backbone, "suffix", prompt_length=6)
+    ids = layout.tokenize(TEXTS)
+    cache = TextCache(backbone, ids, chunk_size=2)
+    prompt = (torch.rand(6, 32) - 0.5).requires_grad_()
+    full_mkl = backbone.lm_head(prediction_hidden(backbone, layout.build(ids, prompt)))
+    assert runtime.route_frozen_linears_to_onednn(backbone.model) > 0
+    full = backbone.lm_head(prediction_hidden(backbone, layout.build(ids, prompt)))
+    cached = backbone.lm_head(prompt_hidden(backbone, cache.batch(list(range(len(TEXTS)))), prompt))
+    torch.testing.assert_close(full, full_mkl, rtol=0, atol=1e-5)
+    torch.testing.assert_close(cached, full, rtol=0, atol=1e-5)
+    grad_full = torch.autograd.grad(full.logsumexp(-1).sum(), prompt)[0]
+    calls.clear()
+    grad_cached = torch.autograd.grad(cached.logsumexp(-1).sum(), prompt)[0]
+    torch.testing.assert_close(grad_cached, grad_full, rtol=0, atol=1e-6)
+    assert len(calls) >= backbone.model.config.num_hidden_layers * 4  # the backward's products were oneDNN's

@@ -7,6 +7,7 @@ import torch
 from conftest import make_backbone
 
 from xlpeft.experiments import run_dir as rd
+from xlpeft.runtime import cpu_matmul_backend
 from xlpeft.training.config import TrainConfig
 from xlpeft.training.trainer import Trainer
 
@@ -46,6 +47,7 @@ def test_training_lowers_loss_and_writes_the_run(tmp_path, tiny_tokenizer, sib_d
     run = rd.load_run(tmp_path)
     assert run.peft_prompt.shape == (3, 32)
     assert run.config["text_cache_used"] and run.config["parameters"]["trainable"] == 96
+    assert run.config["cpu_matmul"] == cpu_matmul_backend()  # which library computed the fp32 products
     sample = json.loads((tmp_path / rd.SAMPLE).read_text())
     assert len(sample["train_index_ids"]) == 56 and len(sample["validation_index_ids"]) == 14
     assert not (tmp_path / rd.CHECKPOINT).exists()

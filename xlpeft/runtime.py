@@ -6,7 +6,11 @@ bf16 autocast is the default on GPUs and an opt-in on CPUs (see docs/benchmarks.
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
+import platform
 import random
+import types
 
 import numpy as np
 import torch
@@ -68,3 +72,96 @@ def eager_attention(model) -> None:
     was as fast as SDPA in fp32 (docs/benchmarks.md).
     """
     model.set_attn_implementation("eager")
+
+
+# ------------------------------------------------------------------------- fp32 products on CPU: oneDNN
+_ONEDNN_MIN_MACS = 1 << 21  # below ~2 M multiply-adds oneDNN's ~15 us call cost outweighs its speed (measured)
+
+
+@functools.cache
+def cpu_matmul_backend() -> str:
+    """``"onednn"`` or ``"mkl"``: which library computes xlpeft's frozen fp32 Linear products on CPU.
+
+    Why not always MKL (PyTorch's fp32 default): on non-Intel x86 CPUs MKL runs its generic kernels. On this
+    project's AMD EPYC (AVX-512) oneDNN, which PyTorch ships and uses for bf16, ran the products of a
+    SmolLM2 layer 1.6-2.8x faster in fp32 (docs/benchmarks.md). On Intel CPUs MKL stays (not measured here).
+    ``XLPEFT_CPU_MATMUL=onednn|mkl`` overrides the choice. The choice is fixed per machine (not timed at run
+    time) so that the same run gives the same numbers; the two libraries agree to about 5e-7 relative.
+    """
+    override = os.environ.get("XLPEFT_CPU_MATMUL", "").strip().lower()
+    if override:
+        if override not in ("onednn", "mkl"):
+            raise ValueError(f"XLPEFT_CPU_MATMUL={override!r}: use 'onednn' or 'mkl' (or leave it unset)")
+        return override if torch.backends.mkldnn.is_available() else "mkl"
+    if not torch.backends.mkldnn.is_available() or platform.machine().lower() not in ("x86_64", "amd64"):
+        return "mkl"
+    return "mkl" if _cpu_vendor() == "GenuineIntel" else "onednn"
+
+
+def _cpu_vendor() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            return next((line.split(":", 1)[1].strip() for line in info if line.startswith("vendor_id")), "")
+    except OSError:
+        return ""
+
+
+def route_frozen_linears_to_onednn(model: torch.nn.Module) -> int:
+    """Compute ``model``'s frozen fp32 Linear layers on CPU with oneDNN where :func:`cpu_matmul_backend` says so.
+
+    Each frozen Linear gets a forward that calls oneDNN for products of at least ~2 M multiply-adds (and
+    the layer's own forward otherwise, or under autocast); gradients flow to the input, as through any
+    frozen layer. Weights are untouched, so the model can still be saved. Returns the number of layers
+    routed (0 when the backend is MKL).
+    """
+    if cpu_matmul_backend() != "onednn":
+        return 0
+    routed = 0
+    for module in model.modules():
+        if (isinstance(module, torch.nn.Linear) and module.weight.dtype == torch.float32
+                and module.weight.device.type == "cpu" and not any(p.requires_grad for p in module.parameters())):
+            module.forward = types.MethodType(_onednn_forward, module)
+            routed += 1
+    return routed
+
+
+def routed_to_onednn(module: torch.nn.Module) -> bool:
+    """Whether :func:`route_frozen_linears_to_onednn` routed this Linear layer."""
+    forward = module.__dict__.get("forward")
+    return getattr(forward, "__func__", None) is _onednn_forward
+
+
+def _onednn_forward(self: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    if (x.dtype != torch.float32 or torch.is_autocast_enabled("cpu") or self.weight.requires_grad
+            or x.numel() * self.out_features < _ONEDNN_MIN_MACS):
+        return torch.nn.Linear.forward(self, x)
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _FrozenOneDnnLinear.apply(x, self.weight, self.bias)
+    return onednn_linear(x, self.weight, self.bias)
+
+
+def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """x @ weight.T + bias by oneDNN (fp32 CPU tensors; no autograd). ``weight`` may be a transposed view: a
+    frozen layer's input gradient is ``onednn_linear(grad, weight.t())``, which oneDNN runs faster still."""
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+
+def linear_input_grad(grad: torch.Tensor, weight: torch.Tensor, onednn: bool) -> torch.Tensor:
+    """Gradient w.r.t. a frozen Linear layer's input: grad @ weight (by oneDNN when ``onednn`` and large)."""
+    if onednn and grad.dtype == torch.float32 and grad.numel() * weight.shape[1] >= _ONEDNN_MIN_MACS:
+        return onednn_linear(grad, weight.t())
+    return torch.matmul(grad, weight)
+
+
+class _FrozenOneDnnLinear(torch.autograd.Function):
+    """A frozen Linear layer by oneDNN: gradient w.r.t. the input only."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.weight = weight
+        return onednn_linear(x, weight, bias)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        return linear_input_grad(grad, ctx.weight, onednn=True), None, None

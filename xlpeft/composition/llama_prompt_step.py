@@ -35,6 +35,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.models.llama.modeling_llama import rotate_half
 
+from xlpeft.runtime import linear_input_grad, routed_to_onednn
+
 _PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
 _MLP = ("gate_proj", "up_proj", "down_proj")
 # model_type -> transformers module and class prefix of the Llama-architecture families written out here:
@@ -145,6 +147,12 @@ class LlamaPromptStep:
         self.fused = fused
         self.silu = model.config.hidden_act == "silu"
         self._weights = self._read_weights()
+        self.onednn = self._routed()
+
+    def _routed(self) -> bool:
+        """Whether the layers' fp32 products run on oneDNN (runtime.route_frozen_linears_to_onednn): the
+        backward's input gradients then do too."""
+        return routed_to_onednn(self.base.layers[0].mlp.down_proj)
 
     def _read_weights(self) -> list[torch.Tensor]:
         layers = self.base.layers
@@ -153,8 +161,8 @@ class LlamaPromptStep:
 
     def current(self) -> bool:
         """Whether the model still holds the weights this step was built on (store_frozen_linears_in_bf16
-        replaces them)."""
-        return all(a is b for a, b in zip(self._read_weights(), self._weights))
+        replaces them) and routes its products as when this step was built."""
+        return all(a is b for a, b in zip(self._read_weights(), self._weights)) and self._routed() == self.onednn
 
     def __call__(self, layers: list[tuple[torch.Tensor, torch.Tensor]], attention_mask: torch.Tensor,
                  positions: torch.Tensor, embeds: torch.Tensor) -> torch.Tensor:
@@ -232,16 +240,16 @@ class LlamaPromptStep:
         batch, length, _ = grad.shape  # length is 1 in the last layer
         prompt_length = s.norm1[0].shape[1]
         # MLP: hidden + down(silu(gate) * up)
-        d_mid = _input_grad(grad, mlp.down_proj.weight)
+        d_mid = self._input_grad(grad, mlp.down_proj.weight)
         d_gate = torch.ops.aten.silu_backward(d_mid * s.up, s.gate)
         d_up = d_mid * s.act
         if self.fused is None:
-            dx = _input_grad(d_gate, mlp.gate_proj.weight).add_(_input_grad(d_up, mlp.up_proj.weight))
+            dx = self._input_grad(d_gate, mlp.gate_proj.weight).add_(self._input_grad(d_up, mlp.up_proj.weight))
         else:
-            dx = _input_grad(torch.cat([d_gate, d_up], dim=-1), self.fused[i][1][0])
+            dx = self._input_grad(torch.cat([d_gate, d_up], dim=-1), self.fused[i][1][0])
         grad = grad + _rms_norm_backward(layer.post_attention_layernorm, dx, s.norm2)
         # attention: hidden + o_proj(softmax(rows keys^T * scaling + bias) values)
-        d_out = _input_grad(grad, attn.o_proj.weight).view(batch, length, -1, attn.head_dim).transpose(1, 2)
+        d_out = self._input_grad(grad, attn.o_proj.weight).view(batch, length, -1, attn.head_dim).transpose(1, 2)
         d_out = d_out.reshape(s.rows.shape)
         d_probs = torch.matmul(d_out, s.values.transpose(2, 3))
         d_scores = torch._softmax_backward_data(d_probs.float(), s.probs32, -1, torch.float32) * attn.scaling
@@ -257,11 +265,16 @@ class LlamaPromptStep:
             d_q = F.pad(d_q, (0, 0, prompt_length - length, 0))
             grad = F.pad(grad, (0, 0, prompt_length - length, 0))
         if self.fused is None:
-            dx = _input_grad(d_q, attn.q_proj.weight).add_(_input_grad(d_k, attn.k_proj.weight))
-            dx.add_(_input_grad(d_v, attn.v_proj.weight))
+            dx = self._input_grad(d_q, attn.q_proj.weight).add_(self._input_grad(d_k, attn.k_proj.weight))
+            dx.add_(self._input_grad(d_v, attn.v_proj.weight))
         else:
-            dx = _input_grad(torch.cat([d_q, d_k, d_v], dim=-1), self.fused[i][0][0])
+            dx = self._input_grad(torch.cat([d_q, d_k, d_v], dim=-1), self.fused[i][0][0])
         return grad + _rms_norm_backward(layer.input_layernorm, dx, s.norm1)
+
+
+    def _input_grad(self, grad: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """Gradient w.r.t. a frozen Linear layer's input: grad @ W."""
+        return linear_input_grad(grad, weight, self.onednn)
 
 
 class _FrozenLayers(torch.autograd.Function):
@@ -311,11 +324,6 @@ def _rotate_backward(grad, cos, sin):
     """Transpose of :func:`_rotate`: rotate_half's transpose is minus itself."""
     cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
     return grad * cos - rotate_half(grad * sin)
-
-
-def _input_grad(grad: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Gradient w.r.t. a Linear layer's input (its weight is frozen): grad @ W."""
-    return torch.matmul(grad, weight)
 
 
 def _grouped(bias: torch.Tensor, groups: int) -> torch.Tensor:

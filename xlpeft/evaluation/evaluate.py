@@ -41,7 +41,13 @@ from xlpeft.evaluation.predict import (
     uses_cache,
 )
 from xlpeft.experiments.run_dir import Run, atomic_write
-from xlpeft.runtime import autocast, resolve_device, resolve_precision, store_frozen_linears_in_bf16
+from xlpeft.runtime import (
+    autocast,
+    resolve_device,
+    resolve_precision,
+    route_frozen_linears_to_onednn,
+    store_frozen_linears_in_bf16,
+)
 from xlpeft.tasks import Examples, Task, TextTask, get_task
 
 log = logging.getLogger("xlpeft")
@@ -86,6 +92,9 @@ def evaluate(runs: list[Run], languages: list[str], data_dir: str | None, out_cs
             backbone.freeze()
             store_frozen_linears_in_bf16(backbone.model)
             fuse_frozen_projections(backbone.model)
+        elif device == "cpu":  # fp32: frozen Linear products on oneDNN where MKL is the slower library
+            backbone.freeze()
+            route_frozen_linears_to_onednn(backbone.model)
         bar = tqdm(todo, desc=f"evaluate {len(group)} run(s) on {Path(key).name}", disable=not progress, unit="lang")
         for language in bar:
             bar.set_postfix(lang=language)

@@ -45,9 +45,11 @@ from xlpeft.prompts import SoftPrompt, initial_prompt
 from xlpeft.prompts.peft_format import save_peft_prompt
 from xlpeft.runtime import (
     autocast,
+    cpu_matmul_backend,
     eager_attention,
     resolve_device,
     resolve_precision,
+    route_frozen_linears_to_onednn,
     seed_everything,
     store_frozen_linears_in_bf16,
 )
@@ -201,11 +203,16 @@ class Trainer:
             groups.append({"params": params, "lr": c.lr})
         return groups
 
-    def _fast_frozen_bf16(self) -> None:
-        """bf16 on a frozen model this trainer loaded: its Linear weights stored in bf16 (bit-identical under
-        autocast) and, for Llama, Mistral and Qwen2, fused per layer (llama_prompt_step.py); on CPU the cached
-        prompt step takes eager attention (runtime.py says why)."""
-        if not self._own_backbone or self.precision != "bf16" or self.config.regime != "prompt":
+    def _fast_frozen(self) -> None:
+        """Faster products on a frozen model this trainer loaded. bf16: its Linear weights stored in bf16
+        (bit-identical under autocast) and, for Llama, Mistral and Qwen2, fused per layer
+        (llama_prompt_step.py); on CPU the cached prompt step takes eager attention. fp32 on CPU: frozen
+        Linear products on oneDNN where MKL is the slower library (runtime.py says why)."""
+        if not self._own_backbone or self.config.regime != "prompt":
+            return
+        if self.precision == "fp32" and self.device == "cpu":
+            route_frozen_linears_to_onednn(self.backbone.model)
+        if self.precision != "bf16":
             return
         store_frozen_linears_in_bf16(self.backbone.model)
         fuse_frozen_projections(self.backbone.model)
@@ -297,7 +304,7 @@ class Trainer:
         sample = self._sample()
         prompt = self._make_prompt()
         groups = self._set_trainable(prompt)
-        self._fast_frozen_bf16()
+        self._fast_frozen()
         counts = self._parameter_counts(prompt)
         self._write_setup(sample, counts)
         train, val = self._inputs(sample.train), self._inputs(sample.validation)
@@ -422,6 +429,7 @@ class Trainer:
             **self.classifier.describe(),
             "device": self.device,
             "precision": self.precision,
+            "cpu_matmul": cpu_matmul_backend() if self.device == "cpu" and self.precision == "fp32" else None,
             "text_cache_used": self.cached,
             "feature_cache_used": self._head_alone,
             "parameters": counts,
