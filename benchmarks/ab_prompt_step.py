@@ -10,7 +10,7 @@ initialisation), so drift falls on all variants alike. Variants:
 - ``written-out``: llama_prompt_step's forward and its written-out backward (xlpeft's default).
 
 The setting is bench_speed.py's (frozen suffix SPT, English SIB-200, k = 32, L = 10, batch 8, AdamW), in
-fp32 or under xlpeft's bf16 settings. Usage::
+fp32 or bf16, the model prepared as xlpeft prepares it (bench_speed.as_xlpeft_does). Usage::
 
     python benchmarks/ab_prompt_step.py --data-dir ../shared/data --precision fp32
 """
@@ -24,7 +24,7 @@ import time
 from datetime import date
 
 import torch
-from bench_speed import as_xlpeft_does_in_bf16, english_sample, load
+from bench_speed import as_xlpeft_does, english_sample, load
 
 from xlpeft.composition import llama_prompt_step as written_out
 from xlpeft.composition import text_cache
@@ -61,8 +61,7 @@ def main() -> None:
     if written_out.llama_prompt_step(backbone.model) is None:
         raise SystemExit(f"{args.model} is not a Llama-architecture model (Llama, Mistral, Qwen2): "
                          "only transformers' step applies to it")
-    if args.precision == "bf16":
-        as_xlpeft_does_in_bf16(backbone, cached_training=True)
+    as_xlpeft_does(backbone, args.precision, cached_training=True)
     split = english_sample(args.data_dir)
     verbalizer = Verbalizer.build(backbone.tokenizer, label_words(get_task("sib200"), backbone.family, backbone.tokenizer))
     with ctx:

@@ -11,6 +11,8 @@ its own and allocator settings apply from process start):
      all positions) run at every step;
    - ``peft``: PEFT ``PromptTuningConfig`` (prefix placement), its usual loop: dynamic padding, full
      model forward, loss at the last text position;
+   - ``peft-onednn`` (fp32 on CPUs where xlpeft computes fp32 products with oneDNN, runtime.py): the same,
+     its frozen products routed as xlpeft routes its own, so that the ratio to it is caching's share alone;
 2. evaluation over a set of languages: 1 prompt vs N = 8 and N = 24 prompts over one text cache, and
    1 prompt on the uncached path;
 3. peak resident memory of each (above the process's memory once the model is loaded).
@@ -95,7 +97,11 @@ def train_epoch(variant: str, backbone, ctx, split, epochs: int, batch_size: int
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     prompt = torch.nn.Parameter(torch.rand(length, backbone.hidden_size) - 0.5)
     one_off, base = 0.0, rss()
-    if variant == "peft":
+    if variant.startswith("peft"):
+        if variant == "peft-onednn":
+            from xlpeft.runtime import route_frozen_linears_to_onednn
+
+            route_frozen_linears_to_onednn(backbone.model)
         step, params = _peft_step(backbone, split, verbalizer, labels, length)
     else:
         ids = layout.tokenize(split.texts)
@@ -210,13 +216,17 @@ def evaluation(n_prompts: int, backbone, ctx, data_dir: str, languages: list[str
     return {"eval_s": seconds, "text_tokens": tokens, "peak_mem_mb": (peak_rss() - base) / 2**20}
 
 
-def as_xlpeft_does_in_bf16(backbone, cached_training: bool) -> None:
-    """What xlpeft's trainer and evaluator do under bf16 on a frozen model (xlpeft/runtime.py): frozen Linear
-    weights stored in bf16 (for Llama, q|k|v and gate|up fused), and eager attention for the cached training
-    step on CPU."""
+def as_xlpeft_does(backbone, precision: str, cached_training: bool) -> None:
+    """What xlpeft's trainer and evaluator do to a frozen model (xlpeft/runtime.py). bf16: frozen Linear weights
+    stored in bf16 (for Llama, q|k|v and gate|up fused), and eager attention for the cached training step on
+    CPU. fp32 on CPU: frozen Linear products on oneDNN where it is the faster library."""
     from xlpeft.composition.llama_prompt_step import fuse_frozen_projections
-    from xlpeft.runtime import eager_attention, store_frozen_linears_in_bf16
+    from xlpeft.runtime import eager_attention, route_frozen_linears_to_onednn, store_frozen_linears_in_bf16
 
+    if precision == "fp32":
+        if not torch.cuda.is_available():
+            route_frozen_linears_to_onednn(backbone.model)
+        return
     store_frozen_linears_in_bf16(backbone.model)
     fuse_frozen_projections(backbone.model)
     if cached_training and not torch.cuda.is_available():
@@ -227,8 +237,8 @@ def as_xlpeft_does_in_bf16(backbone, cached_training: bool) -> None:
 def child(args) -> None:
     backbone, ctx = load(args.model, args.precision)
     kind, _, variant = args.child.partition(":")
-    if args.precision == "bf16" and (kind == "eval" or variant.startswith("xlpeft")):
-        as_xlpeft_does_in_bf16(backbone, cached_training=variant == "xlpeft-cached")
+    if kind == "eval" or variant.startswith("xlpeft"):
+        as_xlpeft_does(backbone, args.precision, cached_training=variant == "xlpeft-cached")
     if kind == "train":
         result = train_epoch(variant, backbone, ctx, english_sample(args.data_dir), args.epochs)
     else:
@@ -264,7 +274,10 @@ def main() -> None:
     skip = set(args.skip.split(","))
     print(f"# bench_speed  {date.today()}  model={args.model}  precision={args.precision}  "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}")
-    print(f"command: python benchmarks/bench_speed.py {' '.join(sys.argv[1:])}\n")
+    print(f"command: python benchmarks/bench_speed.py {' '.join(sys.argv[1:])}")
+    from xlpeft.runtime import cpu_matmul_backend
+
+    print(f"xlpeft's fp32 products on CPU: {cpu_matmul_backend()} (PEFT and the reference recipe: PyTorch's default, MKL)\n")
     if "train" not in skip:
         report_training(args, skip)
     if "eval" not in skip:
@@ -272,7 +285,8 @@ def main() -> None:
 
 
 def report_training(args, skip) -> None:
-    rows = {v: measure(args, f"train:{v}") for v in TRAIN_VARIANTS}
+    variants = TRAIN_VARIANTS + (("peft-onednn",) if _onednn_row(args) else ())
+    rows = {v: measure(args, f"train:{v}") for v in variants}
     cached = rows["xlpeft-cached"]["epoch_s"]
     print(f"| training epoch (k=32, L=10, batch 8) | epoch s (median of {args.epochs}) | one-off s | vs xlpeft-cached "
           "| peak MB | epochs s |")
@@ -291,6 +305,12 @@ def report_training(args, skip) -> None:
             print(f"| {variant}, default glibc malloc | {r['epoch_s']:.2f} | {r['one_off_s']:.2f} | "
                   f"{r['epoch_s'] / cached:.2f}x | {r['peak_mem_mb']:.0f} | {_times(r)} |")
     print()
+
+
+def _onednn_row(args) -> bool:
+    from xlpeft.runtime import cpu_matmul_backend
+
+    return args.precision == "fp32" and not torch.cuda.is_available() and cpu_matmul_backend() == "onednn"
 
 
 def _times(row: dict) -> str:

@@ -47,6 +47,7 @@ def onednn_calls(monkeypatch):
     linear = runtime.onednn_linear
     monkeypatch.setattr(runtime, "cpu_matmul_backend", lambda: "onednn")
     monkeypatch.setattr(runtime, "_ONEDNN_MIN_MACS", 0)
+    monkeypatch.setattr(runtime, "_ONEDNN_MIN_WEIGHTS", 0)
     monkeypatch.setattr(runtime, "onednn_linear", lambda *args: calls.append(args) or linear(*args))
     return calls
 
@@ -107,3 +108,15 @@ def test_cpu_matmul_backend_choice(monkeypatch):
         choice("AuthenticAMD", env="blas")
     monkeypatch.setattr(runtime, "cpu_matmul_backend", lambda: "mkl")
     assert runtime.route_frozen_linears_to_onednn(torch.nn.Linear(4, 4).requires_grad_(False)) == 0
+
+
+def test_narrow_layers_stay_on_mkl(monkeypatch):
+    """oneDNN sets up a kernel per input shape (~2.6 ms): for layers below 256 x 256 that costs more than it
+    saves, so tiny models are left alone."""
+    from xlpeft import runtime
+    from xlpeft.runtime import route_frozen_linears_to_onednn, routed_to_onednn
+
+    monkeypatch.setattr(runtime, "cpu_matmul_backend", lambda: "onednn")
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Linear(256, 256)).requires_grad_(False)
+    assert route_frozen_linears_to_onednn(model) == 1
+    assert not routed_to_onednn(model[0]) and routed_to_onednn(model[1])

@@ -248,7 +248,8 @@ def test_cached_step_with_products_on_onednn_equals_full_forward(tiny_tokenizer,
     calls = []
     linear = runtime.onednn_linear
     monkeypatch.setattr(runtime, "cpu_matmul_backend", lambda: "onednn")
-    monkeypatch.setattr(runtime, "_ONEDNN_MIN_MACS", 0)  # the tiny model's products would stay on MKL
+    monkeypatch.setattr(runtime, "_ONEDNN_MIN_MACS", 0)
+    monkeypatch.setattr(runtime, "_ONEDNN_MIN_WEIGHTS", 0)  # the tiny model's products would stay on MKL
     monkeypatch.setattr(runtime, "onednn_linear", lambda *args: calls.append(args) or linear(*args))
     backbone = make_backbone(family, tiny_tokenizer)
     backbone.freeze()

@@ -76,6 +76,9 @@ def eager_attention(model) -> None:
 
 # ------------------------------------------------------------------------- fp32 products on CPU: oneDNN
 _ONEDNN_MIN_MACS = 1 << 21  # below ~2 M multiply-adds oneDNN's ~15 us call cost outweighs its speed (measured)
+# oneDNN sets up (JIT-compiles) a kernel per new input shape, ~2.6 ms, kept in its primitive cache; for layers
+# narrower than 256 x 256 (tiny test models) that costs more than it saves when text lengths vary
+_ONEDNN_MIN_WEIGHTS = 1 << 16
 
 
 @functools.cache
@@ -84,9 +87,10 @@ def cpu_matmul_backend() -> str:
 
     Why not always MKL (PyTorch's fp32 default): on non-Intel x86 CPUs MKL runs its generic kernels. On this
     project's AMD EPYC (AVX-512) oneDNN, which PyTorch ships and uses for bf16, ran the products of a
-    SmolLM2 layer 1.6-2.8x faster in fp32 (docs/benchmarks.md). On Intel CPUs MKL stays (not measured here).
-    ``XLPEFT_CPU_MATMUL=onednn|mkl`` overrides the choice. The choice is fixed per machine (not timed at run
-    time) so that the same run gives the same numbers; the two libraries agree to about 5e-7 relative.
+    SmolLM2 layer 1.4-3.1x faster in fp32 (benchmarks/bench_cpu_matmul.py, docs/benchmarks.md). On Intel
+    CPUs MKL stays (not measured here). ``XLPEFT_CPU_MATMUL=onednn|mkl`` overrides the choice. The choice is
+    fixed per machine (not timed at run time) so that the same run gives the same numbers; the two
+    libraries agree to about 5e-7 relative.
     """
     override = os.environ.get("XLPEFT_CPU_MATMUL", "").strip().lower()
     if override:
@@ -109,8 +113,8 @@ def _cpu_vendor() -> str:
 def route_frozen_linears_to_onednn(model: torch.nn.Module) -> int:
     """Compute ``model``'s frozen fp32 Linear layers on CPU with oneDNN where :func:`cpu_matmul_backend` says so.
 
-    Each frozen Linear gets a forward that calls oneDNN for products of at least ~2 M multiply-adds (and
-    the layer's own forward otherwise, or under autocast); gradients flow to the input, as through any
+    Each frozen Linear of at least 256 x 256 weights gets a forward that calls oneDNN for products of at least
+    ~2 M multiply-adds (and the layer's own forward otherwise, or under autocast); gradients flow to the input, as through any
     frozen layer. Weights are untouched, so the model can still be saved. Returns the number of layers
     routed (0 when the backend is MKL).
     """
@@ -119,7 +123,8 @@ def route_frozen_linears_to_onednn(model: torch.nn.Module) -> int:
     routed = 0
     for module in model.modules():
         if (isinstance(module, torch.nn.Linear) and module.weight.dtype == torch.float32
-                and module.weight.device.type == "cpu" and not any(p.requires_grad for p in module.parameters())):
+                and module.weight.device.type == "cpu" and module.weight.numel() >= _ONEDNN_MIN_WEIGHTS
+                and not any(p.requires_grad for p in module.parameters())):
             module.forward = types.MethodType(_onednn_forward, module)
             routed += 1
     return routed
@@ -132,7 +137,11 @@ def routed_to_onednn(module: torch.nn.Module) -> bool:
 
 
 def _onednn_forward(self: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
-    if (x.dtype != torch.float32 or torch.is_autocast_enabled("cpu") or self.weight.requires_grad
+    """A routed layer's forward: oneDNN while the layer is as it was routed (frozen fp32 on CPU, no autocast)
+    and the product is large enough; the layer's own forward otherwise."""
+    params = [p for p in (self.weight, self.bias) if p is not None]
+    if (x.dtype != torch.float32 or x.device.type != "cpu" or torch.is_autocast_enabled("cpu")
+            or any(p.requires_grad or p.dtype != torch.float32 for p in params)
             or x.numel() * self.out_features < _ONEDNN_MIN_MACS):
         return torch.nn.Linear.forward(self, x)
     if torch.is_grad_enabled() and x.requires_grad:
@@ -148,7 +157,8 @@ def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
 
 def linear_input_grad(grad: torch.Tensor, weight: torch.Tensor, onednn: bool) -> torch.Tensor:
     """Gradient w.r.t. a frozen Linear layer's input: grad @ weight (by oneDNN when ``onednn`` and large)."""
-    if onednn and grad.dtype == torch.float32 and grad.numel() * weight.shape[1] >= _ONEDNN_MIN_MACS:
+    if (onednn and grad.dtype == weight.dtype == torch.float32
+            and grad.numel() * weight.shape[1] >= _ONEDNN_MIN_MACS):
         return onednn_linear(grad, weight.t())
     return torch.matmul(grad, weight)
 
