@@ -73,8 +73,10 @@ def _runtime_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ...; auto = cuda when available")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                         help="bf16 autocast; auto = bf16 on GPU, fp32 on CPU. On CPUs with AVX512-BF16 bf16 trains a "
-                             "frozen suffix prompt about 2.5x faster, and accuracies move by about a point, so "
-                             "there it is opt-in (docs/benchmarks.md)")
+                             "frozen suffix prompt about 1.6x faster, and accuracies move by about a point, so "
+                             "there it is opt-in (docs/benchmarks.md). fp32 products of the frozen model run on "
+                             "oneDNN on non-Intel x86 CPUs (2x MKL's speed there); XLPEFT_CPU_MATMUL=mkl|onednn "
+                             "overrides")
     parser.add_argument("--no-text-cache", dest="text_cache", action="store_false",
                         help="run the whole sequence every step instead of caching the text's states "
                              "(the cache is on by default where it applies: frozen model, suffix prompt; "
