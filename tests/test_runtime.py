@@ -120,3 +120,29 @@ def test_narrow_layers_stay_on_mkl(monkeypatch):
     model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Linear(256, 256)).requires_grad_(False)
     assert route_frozen_linears_to_onednn(model) == 1
     assert not routed_to_onednn(model[0]) and routed_to_onednn(model[1])
+
+
+def test_onednn_rows_are_bucketed_to_few_shapes():
+    """oneDNN keeps a kernel and buffers per input shape: rows are padded to a few sizes, at most 12.5 % more."""
+    from xlpeft.runtime import bucket_rows
+
+    sizes = [bucket_rows(rows) for rows in range(1, 2049)]
+    assert all(size >= rows for rows, size in enumerate(sizes, start=1))
+    assert all(size <= rows * 1.125 for rows, size in enumerate(sizes, start=1) if rows > 64)
+    assert sizes == sorted(sizes) and len(set(sizes)) <= 72
+    assert bucket_rows(80) == 80 and bucket_rows(8) == 8  # a cached step's products (batch 8 x L = 10) and LM head
+
+
+@needs_onednn
+def test_onednn_linear_equals_a_product_for_any_row_count():
+    from xlpeft.runtime import onednn_linear
+
+    torch.manual_seed(0)
+    weight, bias = torch.randn(24, 40), torch.randn(24)
+    for shape in [(1, 40), (3, 7, 40), (67, 40), (2, 5, 13, 40)]:
+        x = torch.randn(*shape)
+        out = onednn_linear(x, weight, bias)
+        torch.testing.assert_close(out, torch.nn.functional.linear(x, weight, bias), rtol=1e-5, atol=1e-5)
+        assert out.shape == (*shape[:-1], 24) and out.is_contiguous()
+        grad = torch.randn(*shape[:-1], 24)
+        torch.testing.assert_close(onednn_linear(grad, weight.t()), grad @ weight, rtol=1e-5, atol=1e-5)
