@@ -76,8 +76,7 @@ def eager_attention(model) -> None:
 
 # ------------------------------------------------------------------------- fp32 products on CPU: oneDNN
 _ONEDNN_MIN_MACS = 1 << 21  # below ~2 M multiply-adds oneDNN's ~15 us call cost outweighs its speed (measured)
-# oneDNN sets up (JIT-compiles) a kernel per new input shape, ~2.6 ms, kept in its primitive cache; for layers
-# narrower than 256 x 256 (tiny test models) that costs more than it saves when text lengths vary
+# layers narrower than 256 x 256 (tiny test models) stay on MKL: oneDNN's call cost (~15 us vs ~4) is not repaid
 _ONEDNN_MIN_WEIGHTS = 1 << 16
 
 
