@@ -271,7 +271,6 @@ class LlamaPromptStep:
             dx = self._input_grad(torch.cat([d_q, d_k, d_v], dim=-1), self.fused[i][0][0])
         return grad + _rms_norm_backward(layer.input_layernorm, dx, s.norm1)
 
-
     def _input_grad(self, grad: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """Gradient w.r.t. a frozen Linear layer's input: grad @ W."""
         return linear_input_grad(grad, weight, self.onednn)
