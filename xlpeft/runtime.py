@@ -101,6 +101,12 @@ def cpu_matmul_backend() -> str:
     return "mkl" if _cpu_vendor() == "GenuineIntel" else "onednn"
 
 
+def fp32_cpu_matmul(device: str, precision: str) -> str | None:
+    """The library of a run's frozen fp32 products (:func:`cpu_matmul_backend`), or None when the run is not
+    fp32 on CPU; the one condition under which xlpeft routes products and records the library."""
+    return cpu_matmul_backend() if device == "cpu" and precision == "fp32" else None
+
+
 def _cpu_vendor() -> str:
     try:
         with open("/proc/cpuinfo") as info:
@@ -112,10 +118,10 @@ def _cpu_vendor() -> str:
 def route_frozen_linears_to_onednn(model: torch.nn.Module) -> int:
     """Compute ``model``'s frozen fp32 Linear layers on CPU with oneDNN where :func:`cpu_matmul_backend` says so.
 
-    Each frozen Linear of at least 256 x 256 weights gets a forward that calls oneDNN for products of at least
-    ~2 M multiply-adds (and the layer's own forward otherwise, or under autocast); gradients flow to the input, as through any
-    frozen layer. Weights are untouched, so the model can still be saved. Returns the number of layers
-    routed (0 when the backend is MKL).
+    Each frozen Linear of at least 256 x 256 weights gets a forward that calls oneDNN for products of at
+    least ~2 M multiply-adds (and the layer's own forward otherwise, or under autocast); gradients flow to
+    the input, as through any frozen layer. Weights are untouched, so the model can still be saved. Returns
+    the number of layers routed (0 when the backend is MKL).
     """
     if cpu_matmul_backend() != "onednn":
         return 0

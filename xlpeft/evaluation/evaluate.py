@@ -43,6 +43,7 @@ from xlpeft.evaluation.predict import (
 from xlpeft.experiments.run_dir import Run, atomic_write
 from xlpeft.runtime import (
     autocast,
+    fp32_cpu_matmul,
     resolve_device,
     resolve_precision,
     route_frozen_linears_to_onednn,
@@ -92,7 +93,7 @@ def evaluate(runs: list[Run], languages: list[str], data_dir: str | None, out_cs
             backbone.freeze()
             store_frozen_linears_in_bf16(backbone.model)
             fuse_frozen_projections(backbone.model)
-        elif device == "cpu":  # fp32: frozen Linear products on oneDNN where MKL is the slower library
+        elif fp32_cpu_matmul(device, precision):  # frozen Linear products on oneDNN where MKL is the slower library
             backbone.freeze()
             route_frozen_linears_to_onednn(backbone.model)
         bar = tqdm(todo, desc=f"evaluate {len(group)} run(s) on {Path(key).name}", disable=not progress, unit="lang")

@@ -58,7 +58,7 @@ from xlpeft.prompts import SoftPrompt, initial_prompt
 from xlpeft.prompts.peft_format import save_peft_prompt
 from xlpeft.runtime import (
     autocast,
-    cpu_matmul_backend,
+    fp32_cpu_matmul,
     resolve_device,
     resolve_precision,
     route_frozen_linears_to_onednn,
@@ -128,7 +128,7 @@ class LanguageModuleTrainer:
         """The module being trained, initialised from the seed; returns (prompt or None, its parameters)."""
         c = self.config
         backbone.freeze()
-        if self._backbone is None and self.precision == "fp32" and self.device == "cpu":
+        if self._backbone is None and fp32_cpu_matmul(self.device, self.precision):
             route_frozen_linears_to_onednn(backbone.model)  # before the module's own layers: those are trained
         generator = torch.Generator().manual_seed(c.seed)
         if c.kind == "slp":
@@ -287,7 +287,7 @@ class LanguageModuleTrainer:
             "objective": objective, "tokens_seen": state["tokens_seen"],
             "best_step": state["best"]["step"], "val_loss_best": state["best"]["val_loss"],
             "val_loss_initial": state["val_loss_initial"], "precision": self.precision, "device": self.device,
-            "cpu_matmul": cpu_matmul_backend() if self.device == "cpu" and self.precision == "fp32" else None,
+            "cpu_matmul": fp32_cpu_matmul(self.device, self.precision),
             "xlpeft_version": __version__, "torch_version": torch.__version__, **module,
         }
         rd.write_json(self.work / MODULE_JSON, meta)

@@ -45,8 +45,8 @@ from xlpeft.prompts import SoftPrompt, initial_prompt
 from xlpeft.prompts.peft_format import save_peft_prompt
 from xlpeft.runtime import (
     autocast,
-    cpu_matmul_backend,
     eager_attention,
+    fp32_cpu_matmul,
     resolve_device,
     resolve_precision,
     route_frozen_linears_to_onednn,
@@ -210,7 +210,7 @@ class Trainer:
         Linear products on oneDNN where MKL is the slower library (runtime.py says why)."""
         if not self._own_backbone or self.config.regime != "prompt":
             return
-        if self.precision == "fp32" and self.device == "cpu":
+        if fp32_cpu_matmul(self.device, self.precision):
             route_frozen_linears_to_onednn(self.backbone.model)
         if self.precision != "bf16":
             return
@@ -429,7 +429,7 @@ class Trainer:
             **self.classifier.describe(),
             "device": self.device,
             "precision": self.precision,
-            "cpu_matmul": cpu_matmul_backend() if self.device == "cpu" and self.precision == "fp32" else None,
+            "cpu_matmul": fp32_cpu_matmul(self.device, self.precision),
             "text_cache_used": self.cached,
             "feature_cache_used": self._head_alone,
             "parameters": counts,
