@@ -374,7 +374,7 @@ def _hub_error(status: int, gated: bool) -> OSError:
     response = httpx.Response(status, request=httpx.Request("GET", "https://huggingface.co/google/gemma-3-270m"))
     cause = (GatedRepoError if gated else HfHubHTTPError)(f"{status} Client Error", response=response)
     try:
-        raise OSError("You are trying to access a gated repo.\nMake sure to have access to it") from cause
+        raise OSError(f"cannot download from google/gemma-3-270m ({status})") from cause
     except OSError as exc:
         return exc
 
