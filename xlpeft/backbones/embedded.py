@@ -182,7 +182,9 @@ def _notice_terms(spec: EmbeddedModel) -> None:
 
 def _hub_refused(exc: BaseException) -> bool:
     """Whether the hub said no (gated repo, 401, 403) rather than failed: retrying offline would hide the fix."""
-    while exc is not None:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
         if isinstance(exc, GatedRepoError):
             return True
         if isinstance(exc, HfHubHTTPError) and getattr(exc.response, "status_code", None) in (401, 403):
