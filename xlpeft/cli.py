@@ -96,7 +96,7 @@ def _train_parser(sub) -> None:
                                    "Text-to-text tasks (masakhaner, xquad) train on the target string by teacher "
                                    "forcing and are evaluated by greedy generation.",
                        epilog=EPILOG)
-    p.add_argument("--model", default=d.model, help="offline model (smollm2-135m, multilingual-e5-small), hub id "
+    p.add_argument("--model", default=d.model, help="offline model (smollm2-135m, gemma-3-270m, multilingual-e5-small), hub id "
                    "(facebook/xglm-564M, bigscience/bloom-560m, bigscience/mt0-base, FacebookAI/xlm-roberta-base, "
                    "...) or a local model directory")
     p.add_argument("--task", choices=TASK_CHOICES, default=d.task,
@@ -143,7 +143,8 @@ def _train_parser(sub) -> None:
     p.add_argument("--max-length", type=int, default=d.max_length, help="tokens per sequence; only the text is truncated")
     p.add_argument("--label-words", default=d.label_words, help="override verbalizer words, e.g. 'sports= play,"
                    "geography= earth' (each must be one token, except on encoder-decoders, which score strings); "
-                   "default: the paper's words for XGLM/BLOOM, space-prefixed for byte-level BPE tokenizers")
+                   "default: the paper's words for XGLM/BLOOM, space-prefixed where the tokenizer does not mark word "
+                   "starts itself (byte-level BPE, Gemma)")
     p.add_argument("--text-prefix", default=d.text_prefix, help="prepended to every text (training and evaluation), "
                    "e.g. 'query: ' as multilingual-e5 expects")
     p.add_argument("--seed", type=int, default=d.seed, help="seeds sampling, prompt init, head init, data order and "

@@ -2,7 +2,7 @@
 
 Three kinds of backbone, picked from the model's config (never from its name):
 
-- ``causal``: decoder-only LMs (XGLM, BLOOM, Llama, SmolLM2 ...), classified with the LM head;
+- ``causal``: decoder-only LMs (XGLM, BLOOM, Llama, SmolLM2, Gemma 3 ...), classified with the LM head;
 - ``encoder``: BERT-style encoders (XLM-R, mBERT, multilingual-e5 ...), classified with the masked-LM
   head when the checkpoint has one, else with a small trainable head on a pooled representation;
 - ``seq2seq``: encoder-decoders (mT5, mT0 ...), the prompt before the encoder input, labels scored
@@ -89,7 +89,7 @@ class Backbone:
 
     @cached_property
     def embed_scale(self) -> float:
-        """The factor the embedding module multiplies token embeddings by (XGLM: sqrt(d_model)).
+        """The factor the embedding module multiplies token embeddings by (XGLM, Gemma 3: sqrt(d_model)).
 
         A prompt spliced in *after* the embedding module must be multiplied by it explicitly to keep the
         published behaviour (the reference code's prompt lived inside the embedding module).
@@ -152,7 +152,8 @@ class Backbone:
 
 
 def load_backbone(name: str, dtype: torch.dtype = torch.float32, device: str = "cpu") -> Backbone:
-    """Load ``name``: an offline model (``smollm2-135m``, ``multilingual-e5-small``), a directory, or a hub id."""
+    """Load ``name``: an offline model (``smollm2-135m``, ``gemma-3-270m``, ``multilingual-e5-small``), a
+    directory, or a hub id."""
     if name in EMBEDDED_MODELS:
         model, tokenizer = load_embedded(name, torch_dtype=dtype)
     elif name == E5_NAME:

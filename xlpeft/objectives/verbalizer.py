@@ -21,17 +21,24 @@ if TYPE_CHECKING:
 
 def label_words(task: ClassificationTask, family: str, tokenizer, spec: str = "") -> dict[str, str]:
     """label -> word, in the task's label order: the task's words for the model family (methods.md A's
-    published SIB-200 words), overridden by ``--label-words`` ``spec``.
-
-    XGLM's SentencePiece tokenizer adds the word-start marker itself; byte-level BPE tokenizers (BLOOM,
-    GPT-2, Llama 3, SmolLM2 ...) have single tokens for the space-prefixed word, as it follows other text.
+    published SIB-200 words) as they follow other text, overridden by ``--label-words`` ``spec`` (as typed).
     """
-    return {**task.label_words(family, _is_sentencepiece(tokenizer)), **parse_label_words(spec, task.labels)}
+    defaults = {label: following_text(tokenizer, word) for label, word in task.label_words(family).items()}
+    return {**defaults, **parse_label_words(spec, task.labels)}
 
 
-def _is_sentencepiece(tokenizer) -> bool:
+def following_text(tokenizer, word: str) -> str:
+    """``word`` written so that it tokenizes as it does after other text, where the label word is predicted.
+
+    After text, a word follows a space, and its token is the word-start one ("▁earth", "Ġearth").
+    Tokenizers that mark a word start themselves (SentencePiece with a dummy prefix, as XGLM's) get the
+    bare word; all others get a leading space: byte-level BPE (BLOOM, GPT-2, Llama 3, SmolLM2) and
+    SentencePiece without a dummy prefix (Gemma), where the bare word is the mid-word form and may be
+    several tokens (Gemma: "geography" is "ge" "ography", " geography" is the one token "▁geography").
+    """
     probe = tokenizer.convert_ids_to_tokens(tokenizer("earth", add_special_tokens=False)["input_ids"])
-    return bool(probe) and probe[0].startswith("\u2581")
+    marks_word_start = bool(probe) and probe[0].startswith("\u2581")
+    return word if marks_word_start else " " + word
 
 
 def parse_label_words(spec: str, labels: tuple[str, ...]) -> dict[str, str]:

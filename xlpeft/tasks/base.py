@@ -145,11 +145,9 @@ class ClassificationTask(Task):
     metric_columns = ("accuracy", "macro_f1", "n")
     label_words_by_family: dict[str, tuple[str, ...]] = {}  # family -> words; "default" for the rest
 
-    def label_words(self, family: str, sentencepiece: bool) -> dict[str, str]:
-        """Default verbalizer words. SentencePiece tokenizers add the word-start marker themselves; byte-level
-        BPE tokenizers (BLOOM, GPT-2, Llama 3, SmolLM2) have single tokens for the space-prefixed word."""
-        words = self.label_words_by_family.get(family, self.label_words_by_family["default"])
-        return dict(zip(self.labels, words if sentencepiece else tuple(" " + w for w in words)))
+    def label_words(self, family: str) -> dict[str, str]:
+        """Default verbalizer words, bare: the verbalizer writes them the way they follow other text."""
+        return dict(zip(self.labels, self.label_words_by_family.get(family, self.label_words_by_family["default"])))
 
     def sample(self, train: Examples, validation: Examples, shots: int | None, seed: int) -> FewShotSample:
         """Balanced undersampling (methods.md A): every class cut to the size of the smallest one, then k per
