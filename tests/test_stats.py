@@ -63,29 +63,6 @@ def test_spearman_is_rank_based():
     assert result["spearman_rho"] == pytest.approx(1.0) and result["pearson_r"] < 1.0
 
 
-def test_paired_comparison_all_differences_positive():
-    index = ["eng_Latn", "deu_Latn", "yor_Latn", "zho_Hans", "swh_Latn"]
-    b = pd.Series([0.5, 0.4, 0.3, 0.2, 0.1], index=index)
-    a = (b + pd.Series([0.01, 0.02, 0.03, 0.04, 0.05], index=index)).iloc[::-1]  # order does not matter
-    result = S.paired_comparison(a, b)
-    # Wilcoxon: no negative rank, so the statistic is 0 and the exact two-sided p is 2 / 2**5
-    assert result["wilcoxon_stat"] == 0.0 and result["wilcoxon_p"] == pytest.approx(2 / 2**5)
-    assert result["mean_diff"] == pytest.approx(0.03)
-    # paired t: mean 0.03, sd of (0.01..0.05) = 0.0158114, t = 0.03 / (0.0158114 / sqrt 5)
-    assert result["t"] == pytest.approx(0.03 / (np.std([0.01, 0.02, 0.03, 0.04, 0.05], ddof=1) / math.sqrt(5)))
-    assert (result["wins"], result["ties"], result["losses"], result["n"]) == (5, 0, 0, 5)
-
-
-def test_paired_comparison_counts_ties_and_unpaired():
-    a = pd.Series([0.5, 0.5, 0.2, 0.9], index=["x", "y", "z", "only_a"])
-    b = pd.Series([0.5, 0.4, 0.3], index=["x", "y", "z"])
-    result = S.paired_comparison(a, b)
-    assert (result["wins"], result["ties"], result["losses"]) == (1, 1, 1)
-    assert result["n"] == 3 and result["n_dropped"] == 1
-    same = S.paired_comparison(b, b)
-    assert same["mean_diff"] == 0.0 and math.isnan(same["wilcoxon_p"]) and same["ties"] == 3
-
-
 def test_gain_is_the_difference_of_seed_means_per_language():
     results = pd.DataFrame({
         "regime": ["frozen", "frozen", "joint", "joint", "frozen", "joint"],
