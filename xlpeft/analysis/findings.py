@@ -224,7 +224,7 @@ def _kw(boot: Bootstrap) -> dict:
 
 
 def _values(configs: pd.DataFrame, axes: list[str], axis: str) -> set:
-    return set(configs[axis]) if axis in axes else set()
+    return set(configs[axis_column(axis)]) if axis in axes else set()
 
 
 def _pairs(configs: pd.DataFrame, axes: list[str], axis: str, a_value, b_value) -> list[tuple[str, str, str]]:
@@ -233,10 +233,11 @@ def _pairs(configs: pd.DataFrame, axes: list[str], axis: str, a_value, b_value) 
     if axis not in axes:
         return []
     others = [other for other in axes if other != axis]
+    column = configs[axis_column(axis)]
     pairs = []
-    for _, a in configs[configs[axis] == a_value].iterrows():
-        for _, b in configs[configs[axis] == b_value].iterrows():
-            if all(same(a[other], b[other]) for other in others):
+    for _, a in configs[column == a_value].iterrows():
+        for _, b in configs[column == b_value].iterrows():
+            if all(same(a[axis_column(other)], b[axis_column(other)]) for other in others):
                 pairs.append((a["configuration"], b["configuration"], _context(a, others)))
     return pairs
 
@@ -247,12 +248,13 @@ def _length_contexts(configs: pd.DataFrame, axes: list[str]) -> list[tuple[str, 
         return []
     others = [axis for axis in axes if axis != "prompt_length"]
     prompted = configs[configs["prompt_length"].astype(float) > 0]
-    groups = prompted.groupby(others, sort=False, dropna=False) if others else [((), prompted)]
+    groups = (prompted.groupby([axis_column(axis) for axis in others], sort=False, dropna=False) if others
+              else [((), prompted)])
     return [(_context(group.iloc[0], others), group) for _, group in groups if group["prompt_length"].nunique() >= 2]
 
 
 def _context(row: pd.Series, others: list[str]) -> str:
-    return (" at " + ", ".join(f"{axis}={show(row[axis], axis)}" for axis in others)) if others else ""
+    return (" at " + ", ".join(f"{axis}={show(row[axis_column(axis)], axis)}" for axis in others)) if others else ""
 
 
 def show(value, axis: str = "") -> str:
@@ -264,6 +266,12 @@ def show(value, axis: str = "") -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return Path(value).name if isinstance(value, str) and value.startswith("/") else str(value)
+
+
+def axis_column(axis: str) -> str:
+    """The column of a configurations table that holds a grid axis: the axis's name, except for method B's
+    ``configuration`` axis, whose name is taken by the configurations' labels."""
+    return "configuration_axis" if axis == "configuration" else axis
 
 
 def same(a, b) -> bool:

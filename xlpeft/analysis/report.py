@@ -53,7 +53,7 @@ import pandas as pd
 from xlpeft.analysis import plots
 from xlpeft.analysis.distances import ALL_KINDS, MISSING_REASONS, coordinates, distances
 from xlpeft.analysis.findings import (CLAIMS, CONTRADICTED, INCONCLUSIVE, SUPPORTED, UNDERPOWERED, Bootstrap,
-                                      Finding, findings, paired_gains, same, show)
+                                      Finding, axis_column, findings, paired_gains, same, show)
 from xlpeft.analysis.stats import (MIN_SEEDS, correlation, correlation_ci, holm, language_bootstrap, mean_ci,
                                    seed_test, summarize)
 from xlpeft.data.languages import registry
@@ -102,7 +102,8 @@ class Report:
 
 def configurations(results: pd.DataFrame, axes: list[str], run_order: list[str]) -> pd.DataFrame:
     """One row per configuration, in the grid's order (that of its first run): ``configuration`` (a
-    label such as ``regime=prompt, prompt_length=4``), one column per axis other than seed, ``source``,
+    label such as ``regime=prompt, prompt_length=4``), one column per axis other than seed (named by
+    :func:`~xlpeft.analysis.findings.axis_column`), ``source``,
     ``model``, ``run_ids`` and ``seeds`` (how many runs). With no such axis there is one configuration,
     labelled by model and regime."""
     varying = [axis for axis in axes if axis != "seed"]
@@ -114,7 +115,8 @@ def configurations(results: pd.DataFrame, axes: list[str], run_order: list[str])
         values = {axis: run[f"cfg_{axis}"] for axis in varying}
         label = (", ".join(f"{axis}={show(value, axis)}" for axis, value in values.items())
                  or f"{show(run['cfg_model'])} {run['cfg_regime']}")
-        row = rows.setdefault(label, {"configuration": label, **values, "source": run["cfg_source"],
+        row = rows.setdefault(label, {"configuration": label, **{axis_column(axis): value for axis, value in values.items()},
+                                      "source": run["cfg_source"],
                                       "model": run["cfg_model"], "run_ids": []})
         row["run_ids"].append(run_id)
     table = pd.DataFrame(list(rows.values()))
@@ -212,7 +214,7 @@ def gain_pairs(configs: pd.DataFrame, axes: list[str]) -> list[tuple[str, str, s
     in the grid's order."""
     pairs = []
     for (_, a), (_, b) in combinations(configs.iterrows(), 2):
-        differ = [axis for axis in axes if not same(a[axis], b[axis])]
+        differ = [axis for axis in axes if not same(a[axis_column(axis)], b[axis_column(axis)])]
         if len(differ) == 1:
             pairs.append((a["configuration"], b["configuration"], differ[0]))
     return pairs
@@ -297,7 +299,7 @@ def summary_latex(table: pd.DataFrame, axes: list[str], metric: str) -> str:
     lines = ["% needs \\usepackage{booktabs}", f"\\begin{{tabular}}{{{'l' * len(lead)}rrrll}}", "\\toprule",
              " & ".join(header) + " \\\\", "\\midrule"]
     for _, row in table.iterrows():
-        cells = [_tex(show(row[column])) for column in lead]
+        cells = [_tex(show(row[axis_column(column)] if axes else row[column])) for column in lead]
         cells += [_pct(row["mean"]), _tex(_interval(row)), str(row["seeds"]), _tex(row["best"]), _tex(row["worst"])]
         lines.append(" & ".join(cells) + " \\\\")
     return "\n".join([*lines, "\\bottomrule", "\\end{tabular}", ""])
@@ -353,7 +355,8 @@ def write_report(results_dir: str | Path, out: str | Path | None = None, metric:
         written.append(out / name)
         atomic_write(out / name, lambda tmp: frame.to_csv(tmp, index=False))
 
-    summary_table = report.configs[list(dict.fromkeys(["configuration", *report.axes, "source", "model"]))].merge(
+    columns = ["configuration", *map(axis_column, report.axes), "source", "model"]
+    summary_table = report.configs[list(dict.fromkeys(columns))].merge(
         report.summary, on="configuration")
     csv("summary.csv", summary_table)
     csv("per_language.csv", report.per_language)
@@ -384,7 +387,7 @@ def _figures(report: Report, summary_table: pd.DataFrame, distance: str,
                                        ("heatmap", "prompt_length", "by_distance", "world_map", "scatter")}
     plots.heatmap_plot(means, metric, figures["heatmap"])
     if "prompt_length" in report.axes:
-        others = [axis for axis in report.axes if axis != "prompt_length"]
+        others = [axis_column(axis) for axis in report.axes if axis != "prompt_length"]
         plots.prompt_length_plot(summary_table, others, metric, figures["prompt_length"])
     else:
         figures["prompt_length"] = None

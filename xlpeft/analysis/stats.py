@@ -116,13 +116,14 @@ def seed_test(per_seed, null: float = 0.0, confidence: float = 0.95) -> SeedTest
 
     Seeds are what is independent: each is a separately trained module. With fewer than
     :data:`MIN_SEEDS` the interval is still given (with two seeds t has one degree of freedom and the
-    interval is wide) but ``p`` is NaN: the report says "underpowered" rather than print it. NaN values
+    interval is wide) but ``p`` is NaN: the report says "underpowered" rather than print it. ``p`` is NaN
+    too when every seed gives the same value (t is undefined; the interval has zero width). NaN values
     (a seed missing in one configuration) are left out of ``seeds``.
     """
     x = np.asarray(per_seed, dtype=float).ravel()
     x = x[~np.isnan(x)]
     mean, low, high, n = mean_ci(x, confidence)
-    p = float(stats.ttest_1samp(x, null).pvalue) if n >= MIN_SEEDS else np.nan
+    p = float(stats.ttest_1samp(x, null).pvalue) if n >= MIN_SEEDS and np.ptp(x) > 0 else np.nan
     return SeedTest(mean, low, high, p, n)
 
 
