@@ -162,3 +162,38 @@ def test_cli_errors_are_one_line_with_the_fix(tmp_path, capsys, grid):
     assert main(["report", str(grid[0]), "--distance", "lexical"]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "syntactic, geographic" in error
+
+
+def test_truncation_per_language_and_its_warnings(tmp_path):
+    """A store that records truncation (``n``, ``n_truncated`` on every row): Chinese loses 20 of 200 inputs
+    with 16 prompt vectors and 4 with 4, Yoruba 2 of 200 everywhere; the others none."""
+    out = _grid_dir(tmp_path / "grid", {"prompt_length": [4, 16], "seed": [0, 1]})
+    store = pd.read_parquet(out / "results.parquet")
+    cut = {("zho_Hans", 16): 20, ("zho_Hans", 4): 4, ("yor_Latn", 16): 2, ("yor_Latn", 4): 2}
+    store["n"] = 200
+    store["n_truncated"] = [cut.get((language, length), 0)
+                            for language, length in zip(store["language"], store["cfg_prompt_length"])]
+    store.to_parquet(out / "results.parquet", index=False)
+    written = R.write_report(out, tmp_path / "r")
+    report = R.analyse(out)
+    share = report.truncation
+    assert share.loc["zho_Hans", "prompt_length=16"] == pytest.approx(0.10)  # 2 runs x 20 of 2 x 200
+    assert share.loc["zho_Hans", "prompt_length=4"] == pytest.approx(0.02)
+    assert share.loc["yor_Latn"].tolist() == pytest.approx([0.01, 0.01]) and share.loc["eng_Latn"].sum() == 0
+    assert report.inputs["eng_Latn"] == 200
+    warnings = R.truncation_warnings(share, R.gain_pairs(report.configs, report.axes))
+    assert len(warnings) == 2
+    assert warnings[0].startswith("`zho_Hans` loses more than 5% of its inputs: 10.0 % in prompt_length=16")
+    assert "cut different shares in 1 language(s), by up to 8.0 pp (`zho_Hans`: 2.0 % vs 10.0 %)" in warnings[1]
+    markdown = (tmp_path / "r" / "report.md").read_text()
+    assert "### Truncation" in markdown and "| zho_Hans | 200 | 2.0 | 10.0 |" in markdown
+    assert "**Warnings**:" in markdown and "truncation.csv" in {path.name for path in written}
+
+
+def test_old_stores_say_truncation_was_not_recorded(grid):
+    out, report, _ = grid
+    assert report.truncation is None
+    markdown = (out / "report" / "report.md").read_text()
+    assert "Truncation was not recorded" in markdown
+    assert "## Findings: the papers' claims" in markdown and "**underpowered**" in markdown
+    assert "Wilcoxon" not in markdown
