@@ -153,3 +153,11 @@ def test_holm_by_hand_and_against_statsmodels():
 def test_seed_test_without_seed_variation_has_no_p_value():
     result = S.seed_test([0.5, 0.5, 0.5])
     assert (result.low, result.high) == (0.5, 0.5) and math.isnan(result.p)
+
+
+def test_holm_matches_statsmodels_on_random_families():
+    rng = np.random.default_rng(7)
+    for size in (1, 2, 6, 52):
+        p = rng.uniform(0, 0.2, size) ** 2
+        p[: size // 3] = p[0]  # ties
+        assert S.holm(p) == pytest.approx(multipletests(p, method="holm")[1])
