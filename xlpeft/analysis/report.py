@@ -568,14 +568,16 @@ def _truncation_section(doc: _Document, report: Report) -> None:
         doc.text("Truncation was not recorded in these results (evaluated before xlpeft counted the inputs cut to "
                  "the text budget): evaluate again to know how much of each language's text the models saw.")
         return
-    uniform = bool(share.apply(lambda row: row.nunique(dropna=False) == 1, axis=1).all())
-    columns = ["all configurations"] if uniform else list(share.columns)
+    groups: dict[tuple, list[str]] = {}  # configurations that cut the same shares everywhere share a column
+    for config in share.columns:
+        groups.setdefault(tuple(share[config].round(12).fillna(-1)), []).append(config)
+    columns = ["all configurations"] if len(groups) == 1 else ["; ".join(configs) for configs in groups.values()]
     doc.text("Share of each language's inputs cut to the text budget (`max_length`), in percent, over a "
-             "configuration's runs" + (" (the same in every configuration)." if uniform else "."))
+             "configuration's runs; configurations that cut the same shares in every language share a column.")
     doc.table(["Language", "Inputs", *columns],
               [[language, "–" if pd.isna(report.inputs[language]) else str(int(report.inputs[language])),
-                *(_pct(value) for value in (row.iloc[:1] if uniform else row))]
-               for language, row in share.iterrows()])
+                *(_pct(share.loc[language, configs[0]]) for configs in groups.values())]
+               for language in share.index])
     warnings = truncation_warnings(share, gain_pairs(report.configs, report.axes))
     doc.text("**Warnings**:" if warnings else f"No language loses more than {TRUNCATION_LIMIT:.0%} of its inputs, "
                                              "and compared configurations cut the same share.")
