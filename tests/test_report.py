@@ -16,6 +16,7 @@ import re
 
 import pandas as pd
 import pytest
+from scipy.stats import linregress
 
 from xlpeft.analysis import report as R
 from xlpeft.cli import main
@@ -197,3 +198,20 @@ def test_old_stores_say_truncation_was_not_recorded(grid):
     assert "Truncation was not recorded" in markdown
     assert "## Findings: the papers' claims" in markdown and "**underpowered**" in markdown
     assert "Wilcoxon" not in markdown
+
+
+def test_the_quickstart_shaped_grid_gets_its_claims_worked_out_by_hand(grid):
+    _, report, _ = grid
+    findings = {(f.claim.split(":")[0], f.comparison): f for f in report.findings}
+    assert len(findings) == 4  # regime at L = 4 and 16, prompt length for each regime
+    distant = findings[("freezing the model helps distant languages", "regime prompt - joint at prompt_length=4")]
+    # prompt - joint per target: 0.10 + 0.5 * OFFSET; ast_Latn has no syntactic distance, eng_Latn is the source
+    targets = ["fra_Latn", "deu_Latn", "swh_Latn", "yor_Latn", "zho_Hans"]
+    syntactic = report.distances["eng_Latn"]["syntactic"]
+    expected = 10 * 0.5 * linregress([syntactic[t] for t in targets], [OFFSET[t] for t in targets]).slope
+    assert distant.estimate == pytest.approx(expected) and distant.languages == 5 and distant.seeds == 2
+    assert distant.verdict == "underpowered" and math.isnan(distant.p)
+    shorter = findings[("shorter prompts transfer better", "prompt_length 4, 16 at regime=prompt")]
+    # mean over the 6 targets gains 0.001 * 12 * (1 + mean OFFSET) from L = 4 to 16: two doublings
+    assert shorter.estimate == pytest.approx(100 * 0.001 * 12 * (1 + (0.10 - 0.30) / 6) / 2)
+    assert shorter.languages == 6 and shorter.direction == -1
