@@ -731,10 +731,10 @@ def _interval(row) -> str:
 def _correlation_cell(stats, suffix: str = "") -> str:
     """``r 0.41 [0.10, 0.70] (p 0.020), rho ...; n 6`` from a correlations row (or a gains row's ``_<kind>``
     columns): the interval is the bootstrap over languages, p Holm-adjusted across the distances."""
-    return "; ".join(f"{symbol} {_number(stats[f'{name}_{value}{suffix}'])} "
-                     f"{_bounds(stats[f'{name}_low{suffix}'], stats[f'{name}_high{suffix}'], 2)} "
-                     f"(p {_p(stats[f'{name}_p_holm{suffix}'])})"
-                     for symbol, name, value in (("r", "pearson", "r"), ("rho", "spearman", "rho"))) + f"; n {stats[f'n{suffix}']}"
+    cells = [f"{symbol} {_number(stats[f'{name}_{symbol}{suffix}'])} "
+             f"{_bounds(stats[f'{name}_low{suffix}'], stats[f'{name}_high{suffix}'], 2)} "
+             f"(p {_p(stats[f'{name}_p_holm{suffix}'])})" for symbol, name in (("r", "pearson"), ("rho", "spearman"))]
+    return "; ".join([*cells, f"n {stats[f'n{suffix}']}"])
 
 
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
