@@ -116,6 +116,13 @@ def test_slp_ta_wins_in_most_languages():
     finding = _only(data, configs, axes)
     assert finding.comparison == "configuration slp+ta vs ta" and finding.null == 50.0
     assert finding.estimate == pytest.approx(87.5) and finding.verdict == F.SUPPORTED
+    # the language interval is Clopper-Pearson for 14 of 16: scipy's exact interval, [61.7, 98.4] %
+    assert (finding.language_low, finding.language_high) == pytest.approx((61.65, 98.45), abs=0.01)
+    # 4 targets of 4 won: an exact interval from 39.8 %, so however clear the seeds, not "most languages" yet
+    few = data[data["language"].isin([SOURCE, *TARGETS[:4]])]
+    finding = _only(few, configs, axes)
+    assert finding.estimate == 100.0 and finding.language_low == pytest.approx(39.76, abs=0.01)
+    assert finding.verdict == F.INCONCLUSIVE
 
 
 def test_claims_apply_only_where_the_grid_has_their_configurations():

@@ -16,8 +16,8 @@ the source language is left out. Every finding is computed on gains paired on se
 
 Each finding has two intervals. The **seed interval** is Student's t over one value per seed (the
 statistic computed on that seed's languages): training noise, the unit of replication. The **language
-interval** is a bootstrap over languages of the statistic computed on the seed means: would other
-languages say the same? The verdict (:func:`verdict`) asks both to agree, and needs at least
+interval** is a bootstrap over languages of the statistic computed on the seed means (for a share of
+languages, the exact binomial interval): would other languages say the same? The verdict (:func:`verdict`) asks both to agree, and needs at least
 :data:`~xlpeft.analysis.stats.MIN_SEEDS` seeds.
 """
 
@@ -185,10 +185,15 @@ def _reparam_sign_changes(data, a, b, value, context, targets, boot) -> Finding:
 
 
 def _slp_ta_wins(data, a, b, other, context, targets, boot) -> Finding:
-    """Share of target languages (%) where slp+ta scores above the other configuration, paired on seed."""
+    """Share of target languages (%) where slp+ta scores above the other configuration, paired on seed. The
+    language interval is Clopper and Pearson's exact binomial interval for the share of languages won on
+    the seed means (scipy's ``binomtest``) rather than a bootstrap: with few languages all won, a bootstrap
+    can only draw 100 %, while 4 languages of 4 leave the share anywhere above 40 %."""
     gains, _ = paired_gains(data, a, b, targets)
     per_seed = 100 * (gains > 0).mean(axis=-1)
-    interval = language_bootstrap(lambda g: 100 * (g.mean(axis=-2) > 0).mean(axis=-1), gains, **_kw(boot))
+    won = gains.mean(axis=0) > 0
+    exact = stats.binomtest(int(won.sum()), len(won)).proportion_ci(boot.confidence) if len(won) else None
+    interval = (100 * exact.low, 100 * exact.high) if exact else (np.nan, np.nan)
     return _finding(SLP_TA, f"configuration slp+ta vs {other}{context}",
                     "% of languages where slp+ta scores higher", per_seed, interval, 50.0, +1, len(targets), boot)
 

@@ -552,7 +552,7 @@ def _findings_section(doc: _Document, report: Report) -> None:
     doc.text(f"Verdicts. **{UNDERPOWERED}**: fewer than {MIN_SEEDS} seeds, so training noise cannot be "
              f"estimated; no p-value is given and nothing is concluded. **{SUPPORTED}**: both intervals, over seeds "
              "(Student's t over the statistic computed per seed) and over languages (bootstrap of the statistic "
-             "on the seed means), lie wholly on the claimed side (above 0 for a growing gain, below 0 for a "
+             "on the seed means; for a share of languages, the exact binomial interval), lie wholly on the claimed side (above 0 for a growing gain, below 0 for a "
              "slope against prompt length, above 50 % for \"most languages\"). "
              f"**{CONTRADICTED}**: both lie wholly on the other side. **{INCONCLUSIVE}**: otherwise. "
              "Reparameterization is supported when, with per-language t-tests over seeds Holm-adjusted across "
