@@ -5,21 +5,31 @@ the output, by default in ``DIR/report/``::
 
     report.md, report.html      the report; the HTML embeds its figures, so it is one file to send around
     summary.tex                 the summary table as a booktabs tabular, for a paper
-    summary.csv, per_language.csv, correlations.csv, gains.csv      the tables, unrounded
+    summary.csv, per_language.csv, correlations.csv, gains.csv, findings.csv      the tables, unrounded
+    truncation.csv              the share of inputs cut per language and configuration (when recorded)
     by_distance.png, scatter.png, heatmap.png, prompt_length.png (when L is an axis), world_map.png
 
 **Configurations.** A configuration is one combination of the grid's axes other than ``seed``; its runs
 (one per seed) are repetitions. Axis values are the runs' resolved settings (``cfg_<axis>``), so a
 ``full`` run, which trains no prompt, reads ``prompt_length=0`` whatever the grid listed.
 
-**What the statistics treat as draws.** A configuration's summary treats seeds as the independent draws:
-each run is averaged over languages first, then Student's t over those per-seed means gives the interval
-(averaging languages x seeds together would count languages as draws and shrink the interval).
-Correlations and paired tests run across languages, each language's value being its mean over seeds: a
-gain's p-value asks whether a beats b consistently across languages, not whether it exceeds seed noise.
+**What the statistics treat as draws.** Seeds are the unit of replication: languages scored by the same
+trained prompt share its training noise, so they are not independent replicates. A configuration's summary
+averages each run over languages, then takes Student's t over those per-seed means. A gain a - b is paired
+on seed and language, averaged over languages per seed, and tested over seeds (no p-value with fewer than
+3 seeds: "underpowered"); a bootstrap over languages says whether it depends on which languages were
+evaluated. Correlations with distance run across languages (each language's mean over seeds), with
+bootstrap intervals over languages and Holm's correction across the six distances. The papers' claims
+are restated as findings with verdicts (:mod:`xlpeft.analysis.findings`). Bootstraps are seeded
+(:data:`BOOTSTRAP`), so a report is reproducible.
 
 **Gains** compare every two configurations that differ in exactly one axis, as a - b where a holds the
 value that comes first in the grid (``regime: [prompt, joint]`` gives prompt - joint).
+
+**Truncation.** When the store records how many inputs were cut to the text budget (``n_truncated`` and
+``n`` on each row), the report gives the share per language and configuration and warns where a
+language loses more than 5 % or two compared configurations cut differently (a longer prompt leaves less
+room for the text).
 
 **Languages** are those every run was evaluated on, so that every configuration is measured on the same
 set; any other is named in the report. URIEL distances are from each configuration's source language
@@ -33,7 +43,7 @@ import base64
 import html
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from itertools import combinations
 from pathlib import Path
@@ -42,16 +52,22 @@ import pandas as pd
 
 from xlpeft.analysis import plots
 from xlpeft.analysis.distances import ALL_KINDS, MISSING_REASONS, coordinates, distances
-from xlpeft.analysis.stats import correlation, gain, mean_ci, paired_comparison, summarize
+from xlpeft.analysis.findings import (CLAIMS, CONTRADICTED, INCONCLUSIVE, SUPPORTED, UNDERPOWERED, Bootstrap,
+                                      Finding, axis_column, findings, paired_gains, same, show)
+from xlpeft.analysis.stats import (MIN_SEEDS, correlation, correlation_ci, holm, language_bootstrap, mean_ci,
+                                   seed_test, summarize)
 from xlpeft.data.languages import registry
 from xlpeft.errors import XlpeftError
 from xlpeft.experiments.run_dir import atomic_write
 from xlpeft.experiments.runner import load_results
 
 CONFIDENCE = 0.95
+BOOTSTRAP = Bootstrap(n_resamples=2000, seed=0, confidence=CONFIDENCE)  # recorded in the report's header
 TOP = 3  # best and worst languages named per configuration
-CORRELATION_STATS = ("pearson_r", "pearson_p", "spearman_rho", "spearman_p", "n")
-GAIN_COLUMNS = ["a", "b", "axis", "mean_gain", "wilcoxon_stat", "wilcoxon_p", "t", "t_p", "n", "n_dropped",
+TRUNCATION_LIMIT = 0.05  # a language losing more than this share of its inputs is named in a warning
+CORRELATION_STATS = ("pearson_r", "pearson_low", "pearson_high", "pearson_p", "pearson_p_holm",
+                     "spearman_rho", "spearman_low", "spearman_high", "spearman_p", "spearman_p_holm", "n")
+GAIN_COLUMNS = ["a", "b", "axis", "mean_gain", "ci_low", "ci_high", "p", "lang_low", "lang_high", "seeds", "n",
                 "wins", "ties", "losses",
                 *(f"{stat}_{kind}" for kind in ALL_KINDS for stat in CORRELATION_STATS)]
 METRIC_NAMES = {"accuracy": "accuracy", "macro_f1": "macro-F1"}
@@ -76,13 +92,18 @@ class Report:
     per_language: pd.DataFrame
     correlations: pd.DataFrame
     gains: pd.DataFrame
+    kind: str  # the distance the claims are tested with
+    findings: list[Finding]
+    truncation: pd.DataFrame | None  # languages x configurations: share of inputs cut; None if not recorded
+    inputs: pd.Series | None  # per language: a run's number of inputs
 
 
 # --- tables ------------------------------------------------------------------------------------------
 
 def configurations(results: pd.DataFrame, axes: list[str], run_order: list[str]) -> pd.DataFrame:
     """One row per configuration, in the grid's order (that of its first run): ``configuration`` (a
-    label such as ``regime=prompt, prompt_length=4``), one column per axis other than seed, ``source``,
+    label such as ``regime=prompt, prompt_length=4``), one column per axis other than seed (named by
+    :func:`~xlpeft.analysis.findings.axis_column`), ``source``,
     ``model``, ``run_ids`` and ``seeds`` (how many runs). With no such axis there is one configuration,
     labelled by model and regime."""
     varying = [axis for axis in axes if axis != "seed"]
@@ -92,9 +113,10 @@ def configurations(results: pd.DataFrame, axes: list[str], run_order: list[str])
     for run_id in sorted(runs.index, key=lambda run_id: (rank.get(run_id, len(rank)), run_id)):
         run = runs.loc[run_id]
         values = {axis: run[f"cfg_{axis}"] for axis in varying}
-        label = (", ".join(f"{axis}={_show(value, axis)}" for axis, value in values.items())
-                 or f"{_show(run['cfg_model'])} {run['cfg_regime']}")
-        row = rows.setdefault(label, {"configuration": label, **values, "source": run["cfg_source"],
+        label = (", ".join(f"{axis}={show(value, axis)}" for axis, value in values.items())
+                 or f"{show(run['cfg_model'])} {run['cfg_regime']}")
+        row = rows.setdefault(label, {"configuration": label, **{axis_column(axis): value for axis, value in values.items()},
+                                      "source": run["cfg_source"],
                                       "model": run["cfg_model"], "run_ids": []})
         row["run_ids"].append(run_id)
     table = pd.DataFrame(list(rows.values()))
@@ -162,14 +184,25 @@ def per_language(data: pd.DataFrame, configs: pd.DataFrame, languages: list[str]
     return table.reset_index()
 
 
-def correlations(means: pd.DataFrame, configs: pd.DataFrame, dist: dict[str, pd.DataFrame]) -> pd.DataFrame:
+def correlations(means: pd.DataFrame, configs: pd.DataFrame, dist: dict[str, pd.DataFrame],
+                 boot: Bootstrap = BOOTSTRAP) -> pd.DataFrame:
     """Per configuration and distance kind: Pearson and Spearman between the per-language mean and the
-    distance from the configuration's source, over the *target* languages that have the distance (the
-    source itself, at distance 0 and usually the best score, would inflate any correlation)."""
+    distance from the configuration's source, with bootstrap intervals over languages and p-values
+    Holm-adjusted across the six kinds (``*_p_holm``), over the *target* languages that have the distance
+    (the source itself, at distance 0 and usually the best score, would inflate any correlation)."""
     rows = [{"configuration": config, "source": source, "kind": kind,
-             **correlation(_targets(means[config], source), _targets(dist[source][kind], source))}
+             **distance_correlation(means[config], dist[source][kind], source, boot)}
             for config, source in zip(configs["configuration"], configs["source"]) for kind in ALL_KINDS]
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    for stat in ("pearson", "spearman"):
+        table[f"{stat}_p_holm"] = table.groupby("configuration", sort=False)[f"{stat}_p"].transform(holm)
+    return table
+
+
+def distance_correlation(values: pd.Series, distance: pd.Series, source: str, boot: Bootstrap) -> dict:
+    """:func:`correlation` and :func:`correlation_ci` of ``values`` with ``distance`` over the targets."""
+    x, y = _targets(values, source), _targets(distance, source)
+    return {**correlation(x, y), **correlation_ci(x, y, boot.n_resamples, boot.seed, boot.confidence)}
 
 
 def _targets(values: pd.Series, source: str) -> pd.Series:
@@ -181,30 +214,79 @@ def gain_pairs(configs: pd.DataFrame, axes: list[str]) -> list[tuple[str, str, s
     in the grid's order."""
     pairs = []
     for (_, a), (_, b) in combinations(configs.iterrows(), 2):
-        differ = [axis for axis in axes if not _same(a[axis], b[axis])]
+        differ = [axis for axis in axes if not same(a[axis_column(axis)], b[axis_column(axis)])]
         if len(differ) == 1:
             pairs.append((a["configuration"], b["configuration"], differ[0]))
     return pairs
 
 
-def gains(data: pd.DataFrame, means: pd.DataFrame, configs: pd.DataFrame, axes: list[str],
-          dist: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Per pair of :func:`gain_pairs`: the per-language gain a - b summarised (``mean_gain``, Wilcoxon and
-    paired t over languages, wins/ties/losses of a) and its correlation with each distance kind
-    (``<stat>_<kind>``; NaN when a and b have different sources, as no single distance applies)."""
+def gains(data: pd.DataFrame, configs: pd.DataFrame, axes: list[str], languages: list[str],
+          dist: dict[str, pd.DataFrame], boot: Bootstrap = BOOTSTRAP) -> pd.DataFrame:
+    """Per pair of :func:`gain_pairs`, the gain a - b paired on seed and language: ``mean_gain`` over seeds
+    and languages; its Student-t interval over seeds of the per-seed mean (``ci_low``, ``ci_high``) and the
+    t-test over seeds ``p`` (NaN with fewer than :data:`MIN_SEEDS` seeds); a bootstrap interval over
+    languages (``lang_low``, ``lang_high``); ``seeds`` paired and ``n`` languages; ``wins``/``ties``/
+    ``losses`` of a over languages (seed means; descriptive, not a test); and the correlation of the
+    per-language gain with each distance kind (``<stat>_<kind>``, Holm across kinds; NaN when a and b have
+    different sources, as no single distance applies)."""
     source = dict(zip(configs["configuration"], configs["source"]))
     rows = []
     for a, b, axis in gain_pairs(configs, axes):
-        per_language_gain = gain(data, "configuration", a, b, "value")
-        test = paired_comparison(means[a], means[b])
-        row = {"a": a, "b": b, "axis": axis, "mean_gain": test.pop("mean_diff"), **test}
+        matrix, seeds = paired_gains(data, a, b, languages)
+        test = seed_test(matrix.mean(axis=-1), 0.0, boot.confidence)
+        lang_low, lang_high = language_bootstrap(lambda g: g.mean(axis=(-1, -2)), matrix, n_resamples=boot.n_resamples,
+                                                 seed=boot.seed, confidence=boot.confidence)
+        per_language = pd.Series(matrix.mean(axis=0), index=languages)
+        row = {"a": a, "b": b, "axis": axis, "mean_gain": test.mean, "ci_low": test.low, "ci_high": test.high,
+               "p": test.p, "lang_low": lang_low, "lang_high": lang_high, "seeds": test.seeds, "n": len(languages),
+               "wins": int((per_language > 0).sum()), "ties": int((per_language == 0).sum()),
+               "losses": int((per_language < 0).sum())}
         for kind in ALL_KINDS:
-            r = (correlation(_targets(per_language_gain, source[a]), _targets(dist[source[a]][kind], source[a]))
-                 if source[a] == source[b]
-                 else correlation([], []))
-            row.update({f"{stat}_{kind}": r[stat] for stat in CORRELATION_STATS})
+            r = (distance_correlation(per_language, dist[source[a]][kind], source[a], boot) if source[a] == source[b]
+                 else {**correlation([], []), **correlation_ci([], [])})
+            row.update({f"{stat}_{kind}": r[stat] for stat in CORRELATION_STATS if not stat.endswith("_holm")})
+        for stat in ("pearson", "spearman"):
+            adjusted = holm([row[f"{stat}_p_{kind}"] for kind in ALL_KINDS])
+            row.update({f"{stat}_p_holm_{kind}": p for kind, p in zip(ALL_KINDS, adjusted)})
         rows.append(row)
     return pd.DataFrame(rows, columns=GAIN_COLUMNS)
+
+
+def truncation(results: pd.DataFrame, configs: pd.DataFrame, metric: str,
+               languages: list[str]) -> tuple[pd.DataFrame | None, pd.Series | None]:
+    """Languages x configurations: the share of a language's inputs cut to the text budget, summed over a
+    configuration's runs (``n_truncated / n``); and per language a run's number of inputs. ``(None, None)``
+    when the store does not record it (stores written before evaluation counted truncated inputs)."""
+    if not {"n", "n_truncated"} <= set(results.columns) or results["n_truncated"].isna().all():
+        return None, None
+    config_of = {run_id: config for config, ids in zip(configs["configuration"], configs["run_ids"]) for run_id in ids}
+    rows = results[(results["metric"] == metric) & results["language"].isin(languages)]
+    rows = rows.assign(configuration=rows["run_id"].map(config_of))
+    counts = rows.groupby(["language", "configuration"])[["n_truncated", "n"]].agg(lambda s: s.sum(skipna=False))
+    share = (counts["n_truncated"] / counts["n"]).unstack("configuration")
+    inputs = rows.groupby("language")["n"].max()
+    return share.reindex(index=languages, columns=list(configs["configuration"])), inputs.reindex(languages)
+
+
+def truncation_warnings(share: pd.DataFrame, pairs: list[tuple[str, str, str]]) -> list[str]:
+    """One line per language losing more than :data:`TRUNCATION_LIMIT` of its inputs in some configuration,
+    and one per compared pair (:func:`gain_pairs`) whose configurations cut a different share in some
+    language: a gain between them then mixes the effect of the axis with that of the text lost."""
+    lines = []
+    for language, row in share.iterrows():
+        over = row[row > TRUNCATION_LIMIT]
+        if len(over):
+            lines.append(f"`{language}` loses more than {TRUNCATION_LIMIT:.0%} of its inputs: "
+                         + ", ".join(f"{_pct(value)} % in {config}" for config, value in over.items()))
+    for a, b, _ in pairs:
+        difference = (share[a] - share[b]).abs()
+        differing = difference[difference > 0]
+        if len(differing):
+            worst = differing.idxmax()
+            lines.append(f"{a} and {b} cut different shares in {len(differing)} language(s), by up to "
+                         f"{_pct(differing.max())} pp (`{worst}`: {_pct(share.loc[worst, a])} % vs "
+                         f"{_pct(share.loc[worst, b])} %)")
+    return lines
 
 
 def summary_latex(table: pd.DataFrame, axes: list[str], metric: str) -> str:
@@ -217,7 +299,7 @@ def summary_latex(table: pd.DataFrame, axes: list[str], metric: str) -> str:
     lines = ["% needs \\usepackage{booktabs}", f"\\begin{{tabular}}{{{'l' * len(lead)}rrrll}}", "\\toprule",
              " & ".join(header) + " \\\\", "\\midrule"]
     for _, row in table.iterrows():
-        cells = [_tex(_show(row[column])) for column in lead]
+        cells = [_tex(show(row[axis_column(column)] if axes else row[column])) for column in lead]
         cells += [_pct(row["mean"]), _tex(_interval(row)), str(row["seeds"]), _tex(row["best"]), _tex(row["worst"])]
         lines.append(" & ".join(cells) + " \\\\")
     return "\n".join([*lines, "\\bottomrule", "\\end{tabular}", ""])
@@ -225,8 +307,11 @@ def summary_latex(table: pd.DataFrame, axes: list[str], metric: str) -> str:
 
 # --- the whole report --------------------------------------------------------------------------------
 
-def analyse(results_dir: str | Path, metric: str = "accuracy") -> Report:
-    """Read a grid output directory and compute every table of the report (URIEL distances included)."""
+def analyse(results_dir: str | Path, metric: str = "accuracy", distance: str = "syntactic") -> Report:
+    """Read a grid output directory and compute every table of the report (URIEL distances included);
+    ``distance`` is the kind the claim about distant languages is tested with."""
+    if distance not in ALL_KINDS:
+        raise XlpeftError(f"unknown distance kind {distance!r}: choose from {', '.join(ALL_KINDS)}")
     if metric not in METRICS:
         raise XlpeftError(f"unknown metric {metric!r}: choose from {', '.join(METRICS)}")
     results_dir = Path(results_dir)
@@ -247,11 +332,14 @@ def analyse(results_dir: str | Path, metric: str = "accuracy") -> Report:
     dist = {source: group.set_index("target").drop(columns="source")
             for source, group in table.groupby("source", sort=False)}
     means = language_means(data, configs, languages)
+    share, inputs = truncation(results, configs, metric, languages)
     return Report(
         name=grid["name"], split=str(results["split"].iloc[0]), metric=metric, axes=axes, configs=configs,
         data=data, languages=languages, left_out=left_out, distances=dist, means=means,
         summary=summary(data, configs), per_language=per_language(data, configs, languages, dist),
-        correlations=correlations(means, configs, dist), gains=gains(data, means, configs, axes, dist),
+        correlations=correlations(means, configs, dist), gains=gains(data, configs, axes, languages, dist),
+        kind=distance, findings=findings(data, configs, axes, dist, distance, BOOTSTRAP), truncation=share,
+        inputs=inputs,
     )
 
 
@@ -259,9 +347,7 @@ def write_report(results_dir: str | Path, out: str | Path | None = None, metric:
                  distance: str = "syntactic") -> list[Path]:
     """Write the report files (see the module docstring) into ``out`` (default ``results_dir/report``);
     ``distance`` orders by_distance.png. Returns the paths written."""
-    if distance not in ALL_KINDS:
-        raise XlpeftError(f"unknown distance kind {distance!r}: choose from {', '.join(ALL_KINDS)}")
-    report = analyse(results_dir, metric)
+    report = analyse(results_dir, metric, distance)
     out = Path(out) if out is not None else Path(results_dir) / "report"
     written: list[Path] = []
 
@@ -269,12 +355,16 @@ def write_report(results_dir: str | Path, out: str | Path | None = None, metric:
         written.append(out / name)
         atomic_write(out / name, lambda tmp: frame.to_csv(tmp, index=False))
 
-    summary_table = report.configs[list(dict.fromkeys(["configuration", *report.axes, "source", "model"]))].merge(
+    columns = ["configuration", *map(axis_column, report.axes), "source", "model"]
+    summary_table = report.configs[list(dict.fromkeys(columns))].merge(
         report.summary, on="configuration")
     csv("summary.csv", summary_table)
     csv("per_language.csv", report.per_language)
     csv("correlations.csv", report.correlations)
     csv("gains.csv", report.gains)
+    csv("findings.csv", pd.DataFrame([asdict(finding) for finding in report.findings], columns=list(Finding.__annotations__)))
+    if report.truncation is not None:
+        csv("truncation.csv", report.truncation.rename_axis("language").reset_index())
     written.append(out / "summary.tex")
     atomic_write(out / "summary.tex", lambda tmp: tmp.write_text(summary_latex(summary_table, report.axes, metric)))
     figures, unplaced = _figures(report, summary_table, distance, out)
@@ -297,7 +387,7 @@ def _figures(report: Report, summary_table: pd.DataFrame, distance: str,
                                        ("heatmap", "prompt_length", "by_distance", "world_map", "scatter")}
     plots.heatmap_plot(means, metric, figures["heatmap"])
     if "prompt_length" in report.axes:
-        others = [axis for axis in report.axes if axis != "prompt_length"]
+        others = [axis_column(axis) for axis in report.axes if axis != "prompt_length"]
         plots.prompt_length_plot(summary_table, others, metric, figures["prompt_length"])
     else:
         figures["prompt_length"] = None
@@ -342,6 +432,9 @@ def _document(report: Report, summary_table: pd.DataFrame, figures: dict[str, Pa
         + (f"; left out because only some runs were evaluated on them: {_codes(report.left_out)}"
            if report.left_out else ""),
         f"**Metric**: {metric}",
+        f"**Statistics**: tests over seeds (Student's t; fewer than {MIN_SEEDS} seeds: underpowered, no p-value); "
+        f"bootstrap over languages with {BOOTSTRAP.n_resamples} resamples, generator seed {BOOTSTRAP.seed}; "
+        f"{round(100 * BOOTSTRAP.confidence)} % intervals",
         f"**Report date**: {datetime.now():%Y-%m-%d %H:%M}",
     ])
 
@@ -355,11 +448,15 @@ def _document(report: Report, summary_table: pd.DataFrame, figures: dict[str, Pa
     doc.text("Distances are URIEL's, from the source language: 0 is identical, 1 opposite. A negative r or rho "
              "means the metric falls as languages get more distant from the source. A language without a distance "
              "of some kind is left out of that kind's correlations (never imputed), and n counts the languages "
-             "used; the source language itself is left out (zero-shot transfer is about the targets).")
-    doc.text("A gain is a - b per language, in percentage points, between two configurations that differ in one "
-             "axis only. The Wilcoxon signed-rank and paired t-tests pair languages (each its mean over seeds): "
-             "they ask whether a beats b across languages, not whether the gap exceeds seed noise. "
-             "Wins/ties/losses count the languages where a is above, equal to, below b.")
+             "used; the source language itself is left out (zero-shot transfer is about the targets). Brackets "
+             "hold a bootstrap interval over languages; p-values are Holm-adjusted across the six distances.")
+    doc.text("Seeds are the unit of replication: languages scored by the same trained prompt share its training "
+             "noise and are not independent replicates. A gain a - b (percentage points, between two configurations "
+             "that differ in one axis only) pairs seed s of a with seed s of b on the same language; its interval "
+             "and p-value are Student's t over the per-seed mean gains, and a second interval resamples languages "
+             f"(would other languages agree?). With fewer than {MIN_SEEDS} seeds no p-value is given: "
+             "\"underpowered\". Wins/ties/losses count the languages where a is above, equal to, below b "
+             "(means over seeds): a description, not a test.")
 
     doc.heading("Summary per configuration")
     doc.table(["Configuration", f"{metric} (%)", "95 % CI", "Seeds", "Languages", f"Best {TOP}", f"Worst {TOP}"],
@@ -367,6 +464,7 @@ def _document(report: Report, summary_table: pd.DataFrame, figures: dict[str, Pa
                 _codes(row["best"].split(", ")), _codes(row["worst"].split(", "))]
                for _, row in summary_table.iterrows()])
     doc.text("For a paper: `summary.tex` (booktabs); unrounded values: `summary.csv`.")
+    _findings_section(doc, report)
     doc.image(figures["heatmap"], f"{metric} per configuration and language; languages ordered by their mean "
                                   "over configurations, best first.")
     if figures["prompt_length"] is None:
@@ -388,6 +486,7 @@ def _document(report: Report, summary_table: pd.DataFrame, figures: dict[str, Pa
     doc.text("Mean over seeds ± 95 % half-width; URIEL distances from the source (– where URIEL lacks them). "
              "Unrounded: `per_language.csv` (the `ci95` columns hold the half-widths).")
     doc.table(*_per_language_cells(report))
+    _truncation_section(doc, report)
 
     doc.heading("Correlation with linguistic distance")
     doc.image(figures["scatter"], f"{metric} against each URIEL distance from the source, one colour per "
@@ -405,23 +504,85 @@ def _document(report: Report, summary_table: pd.DataFrame, figures: dict[str, Pa
     if report.gains.empty:
         doc.text("No two configurations differ in exactly one axis, so there are no gains to compare.")
     else:
-        doc.table(["a", "b", "Axis", "Mean gain (pp)", "Wilcoxon p", "t-test p", "Wins/ties/losses", "n"],
-                  [[row["a"], row["b"], row["axis"], _points(row["mean_gain"]), _p(row["wilcoxon_p"]), _p(row["t_p"]),
+        doc.table(["a", "b", "Axis", "Mean gain (pp)", "95 % CI over seeds", "p over seeds", "95 % CI over languages",
+                   "Seeds", "Wins/ties/losses", "Languages"],
+                  [[row["a"], row["b"], row["axis"], _points(row["mean_gain"]), _bounds(row["ci_low"], row["ci_high"]),
+                    _seed_p(row["p"], row["seeds"]), _bounds(row["lang_low"], row["lang_high"]), str(row["seeds"]),
                     f"{row['wins']}/{row['ties']}/{row['losses']}", str(row["n"])]
                    for _, row in report.gains.iterrows()])
-        doc.text("Correlation of the per-language gain with each distance (does the gain grow with distance from "
-                 "the source?):")
+        doc.text("Correlation of the per-language gain (mean over seeds) with each distance (does the gain grow with "
+                 "distance from the source?), bootstrap intervals over languages, p Holm-adjusted across distances; "
+                 "a description over languages: the claims above test it against seed noise too.")
         doc.table(["a - b", *ALL_KINDS],
                   [[f"{row['a']} - {row['b']}",
                     *(_correlation_cell(row, f"_{kind}") for kind in ALL_KINDS)] for _, row in report.gains.iterrows()])
 
     doc.heading("Files")
     doc.bullets(["`report.md`, `report.html`: this report (the HTML embeds its figures)",
-                 "`summary.csv`, `per_language.csv`, `correlations.csv`, `gains.csv`: the tables, unrounded "
-                 "(metric values as fractions, not percent)",
+                 "`summary.csv`, `per_language.csv`, `correlations.csv`, `gains.csv`, `findings.csv`"
+                 + (", `truncation.csv`" if report.truncation is not None else "")
+                 + ": the tables, unrounded (metric values as fractions, not percent)",
                  "`summary.tex`: the summary as a LaTeX tabular",
                  "figures: " + ", ".join(f"`{path.name}`" for path in figures.values() if path is not None)])
     return doc
+
+
+def _findings_section(doc: _Document, report: Report) -> None:
+    """The claims table, its verdict rules and the claims this grid cannot test."""
+    doc.heading("Findings: the papers' claims")
+    tested = {finding.claim for finding in report.findings}
+    absent = [f"{claim.text} ({claim.paper}): needs {claim.needs}" for claim in CLAIMS if claim.text not in tested]
+    if report.findings:
+        doc.text(f"Each claim is tested on every pair of configurations that differ only in the axis it is about, "
+                 f"over the target languages (the source left out), paired on seed and language. The distance "
+                 f"claim uses {report.kind} distance (`--distance`).")
+        doc.table(["Claim", "Comparison", "Statistic", "Estimate", "95 % CI over seeds", "p over seeds",
+                   "95 % CI over languages", "Seeds", "Languages", "Verdict"],
+                  [[f"{finding.claim} ({finding.paper})", finding.comparison, finding.statistic,
+                    _number(finding.estimate, 2), _bounds(finding.seed_low, finding.seed_high, 1),
+                    _seed_p(finding.p, finding.seeds), _bounds(finding.language_low, finding.language_high, 1),
+                    str(finding.seeds), str(finding.languages),
+                    f"**{finding.verdict}**" + (f": {finding.detail}" if finding.detail else "")]
+                   for finding in report.findings])
+    else:
+        doc.text("No claim of the papers applies to this grid.")
+    if absent:
+        doc.text("Not applicable (the grid lacks the configurations):")
+        doc.bullets(absent)
+    doc.text(f"Verdicts. **{UNDERPOWERED}**: fewer than {MIN_SEEDS} seeds, so training noise cannot be "
+             f"estimated; no p-value is given and nothing is concluded. **{SUPPORTED}**: both intervals, over seeds "
+             "(Student's t over the statistic computed per seed) and over languages (bootstrap of the statistic "
+             "on the seed means; for a share of languages, the exact binomial interval), lie wholly on the claimed side (above 0 for a growing gain, below 0 for a "
+             "slope against prompt length, above 50 % for \"most languages\"). "
+             f"**{CONTRADICTED}**: both lie wholly on the other side. **{INCONCLUSIVE}**: otherwise. "
+             "Reparameterization is supported when, with per-language t-tests over seeds Holm-adjusted across "
+             "languages, some language is helped and another hurt; contradicted when only one direction is "
+             "significant and the mean gain's intervals agree with it (a uniform effect).")
+
+
+def _truncation_section(doc: _Document, report: Report) -> None:
+    """The share of inputs cut per language and configuration, and the warnings it calls for."""
+    doc.heading("Truncation", 3)
+    share = report.truncation
+    if share is None:
+        doc.text("Truncation was not recorded in these results (evaluated before xlpeft counted the inputs cut to "
+                 "the text budget): evaluate again to know how much of each language's text the models saw.")
+        return
+    groups: dict[tuple, list[str]] = {}  # configurations that cut the same shares everywhere share a column
+    for config in share.columns:
+        groups.setdefault(tuple(share[config].round(12).fillna(-1)), []).append(config)
+    columns = ["all configurations"] if len(groups) == 1 else ["; ".join(configs) for configs in groups.values()]
+    doc.text("Share of each language's inputs cut to the text budget (`max_length`), in percent, over a "
+             "configuration's runs; configurations that cut the same shares in every language share a column.")
+    doc.table(["Language", "Inputs", *columns],
+              [[language, "–" if pd.isna(report.inputs[language]) else str(int(report.inputs[language])),
+                *(_pct(share.loc[language, configs[0]]) for configs in groups.values())]
+               for language in share.index])
+    warnings = truncation_warnings(share, gain_pairs(report.configs, report.axes))
+    doc.text("**Warnings**:" if warnings else f"No language loses more than {TRUNCATION_LIMIT:.0%} of its inputs, "
+                                             "and compared configurations cut the same share.")
+    if warnings:
+        doc.bullets(warnings)
 
 
 def _per_language_cells(report: Report) -> tuple[list[str], list[list[str]]]:
@@ -530,21 +691,6 @@ def _inline(text: str) -> str:
     return re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", escaped)
 
 
-def _show(value, axis: str = "") -> str:
-    """A setting as labels show it: a local model directory by its name rather than its absolute path, a
-    whole number without '.0' (Parquet stores an integer column with a missing value as floats), and a
-    missing value by its meaning (``shots`` None is the whole training split)."""
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return "all" if axis == "shots" else "none"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return Path(value).name if isinstance(value, str) and value.startswith("/") else str(value)
-
-
-def _same(a, b) -> bool:
-    return bool((pd.isna(a) and pd.isna(b)) or a == b)
-
-
 def _codes(codes) -> str:
     return ", ".join(f"`{code}`" for code in codes)
 
@@ -565,15 +711,30 @@ def _p(value: float) -> str:
     return "–" if pd.isna(value) else "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
+def _bounds(low: float, high: float, digits: int | None = None) -> str:
+    """``[low, high]``: fractions in points (``digits`` None) or numbers already in their unit."""
+    if pd.isna(low) or pd.isna(high):
+        return "–"
+    if digits is None:
+        return f"[{100 * low:+.1f}, {100 * high:+.1f}]"
+    return f"[{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def _seed_p(p: float, seeds: int) -> str:
+    return f"underpowered ({seeds} seed{'s' if seeds != 1 else ''})" if seeds < MIN_SEEDS else _p(p)
+
+
 def _interval(row) -> str:
     return "–" if pd.isna(row["ci_low"]) else f"[{_pct(row['ci_low'])}, {_pct(row['ci_high'])}]"
 
 
 def _correlation_cell(stats, suffix: str = "") -> str:
-    """``r 0.41 (p 0.020), rho 0.38 (p 0.030), n 6`` from a correlations row (or a gains row's ``_<kind>`` columns)."""
-    return (f"r {_number(stats[f'pearson_r{suffix}'])} (p {_p(stats[f'pearson_p{suffix}'])}), "
-            f"rho {_number(stats[f'spearman_rho{suffix}'])} (p {_p(stats[f'spearman_p{suffix}'])}), "
-            f"n {stats[f'n{suffix}']}")
+    """``r 0.41 [0.10, 0.70] (p 0.020), rho ...; n 6`` from a correlations row (or a gains row's ``_<kind>``
+    columns): the interval is the bootstrap over languages, p Holm-adjusted across the distances."""
+    cells = [f"{symbol} {_number(stats[f'{name}_{symbol}{suffix}'])} "
+             f"{_bounds(stats[f'{name}_low{suffix}'], stats[f'{name}_high{suffix}'], 2)} "
+             f"(p {_p(stats[f'{name}_p_holm{suffix}'])})" for symbol, name in (("r", "pearson"), ("rho", "spearman"))]
+    return "; ".join([*cells, f"n {stats[f'n{suffix}']}"])
 
 
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",

@@ -1,18 +1,31 @@
-"""Statistics on results tables: intervals over seeds, correlations, paired tests between configurations.
+"""Statistics on results tables: intervals over seeds, tests over seeds, correlations, bootstraps over
+languages, Holm's correction.
 
 A results table has one row per (run, language) with an ``accuracy`` column (``xlpeft evaluate``'s
 CSV); the configuration columns (``regime``, ``prompt_length``, ``seed``...) say which run is which.
 Small samples are the rule here (3 to 5 seeds), so intervals use Student's t, one seed gives NaN
 bounds rather than a zero-width interval, and every function reports how many values it used.
+
+Two sources of variation are kept apart. **Seeds** are the unit of replication: a claim that one
+configuration beats another is tested on one value per seed (:func:`seed_test`), because languages
+scored by the same trained prompt share its training noise and are not independent replicates.
+**Languages** are resampled whole (:func:`language_bootstrap`) to ask whether a statistic computed
+over languages (a correlation with distance, a share of languages) depends on which languages were
+evaluated.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from xlpeft.errors import XlpeftError
+
+MIN_SEEDS = 3  # fewer seeds than this: a test over seeds is underpowered and no p-value is given
 
 
 def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float, int]:
@@ -64,34 +77,6 @@ def correlation(x, y) -> dict[str, float | int]:
     return out
 
 
-def paired_comparison(a: pd.Series, b: pd.Series) -> dict[str, float | int]:
-    """Compare two configurations over the same languages: ``a`` and ``b`` are paired by index.
-
-    Returns the mean difference ``a - b``; the Wilcoxon signed-rank statistic and two-sided p (scipy's
-    defaults: zero differences are dropped, exact p for small samples), which assumes nothing about
-    the differences' distribution; the paired t-test's t and p; ``n`` pairs used and ``n_dropped``
-    (NaN or unmatched); and ``wins``/``ties``/``losses`` of ``a`` against ``b``. Fewer than 2 pairs
-    give NaN tests.
-    """
-    xs, ys = _paired(a, b)
-    keep = ~(np.isnan(xs) | np.isnan(ys))
-    diff = xs[keep] - ys[keep]
-    n = len(diff)
-    out: dict[str, float | int] = {
-        "mean_diff": float(diff.mean()) if n else np.nan,
-        "wilcoxon_stat": np.nan, "wilcoxon_p": np.nan, "t": np.nan, "t_p": np.nan,
-        "n": n, "n_dropped": int(len(xs) - n),
-        "wins": int((diff > 0).sum()), "ties": int((diff == 0).sum()), "losses": int((diff < 0).sum()),
-    }
-    if n >= 2:
-        if (diff != 0).any():  # scipy cannot rank an all-zero sample
-            wilcoxon = stats.wilcoxon(diff)
-            out.update(wilcoxon_stat=float(wilcoxon.statistic), wilcoxon_p=float(wilcoxon.pvalue))
-        ttest = stats.ttest_rel(xs[keep], ys[keep])
-        out.update(t=float(ttest.statistic), t_p=float(ttest.pvalue))
-    return out
-
-
 def gain(results: pd.DataFrame, config_col: str, a, b, value: str = "accuracy",
          language_col: str = "language") -> pd.Series:
     """Per language, mean ``value`` over the rows with ``config_col == a`` minus that with ``== b``.
@@ -106,6 +91,117 @@ def gain(results: pd.DataFrame, config_col: str, a, b, value: str = "accuracy",
         present = sorted(map(str, means.index.get_level_values(0).unique()))
         raise XlpeftError(f"{config_col} must contain both {a!r} and {b!r}; it has {', '.join(present)}: pick two of those")
     return (means.loc[a] - means.loc[b]).rename(f"{value}_gain")
+
+
+@dataclass(frozen=True)
+class SeedTest:
+    """A one-sample test over per-seed values: their ``mean``, its Student-t interval ``[low, high]``
+    (:func:`mean_ci`), the two-sided t-test ``p`` against ``null`` (NaN when underpowered) and ``seeds``."""
+
+    mean: float
+    low: float
+    high: float
+    p: float
+    seeds: int
+
+    @property
+    def underpowered(self) -> bool:
+        return self.seeds < MIN_SEEDS
+
+
+def seed_test(per_seed, null: float = 0.0, confidence: float = 0.95) -> SeedTest:
+    """Test per-seed values (one per seed, e.g. a configuration's gain over another averaged over languages,
+    paired on seed) against ``null`` with Student's t over seeds (scipy's ``ttest_1samp``).
+
+    Seeds are what is independent: each is a separately trained module. With fewer than
+    :data:`MIN_SEEDS` the interval is still given (with two seeds t has one degree of freedom and the
+    interval is wide) but ``p`` is NaN: the report says "underpowered" rather than print it. ``p`` is NaN
+    too when every seed gives the same value (t is undefined; the interval has zero width). NaN values
+    (a seed missing in one configuration) are left out of ``seeds``.
+    """
+    x = np.asarray(per_seed, dtype=float).ravel()
+    x = x[~np.isnan(x)]
+    mean, low, high, n = mean_ci(x, confidence)
+    p = float(stats.ttest_1samp(x, null).pvalue) if n >= MIN_SEEDS and np.ptp(x) > 0 else np.nan
+    return SeedTest(mean, low, high, p, n)
+
+
+def language_bootstrap(statistic: Callable[..., np.ndarray], *columns: np.ndarray, n_resamples: int = 2000,
+                       seed: int = 0, confidence: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of ``statistic`` over languages resampled with replacement.
+
+    Each array in ``columns`` has languages on its last axis (a seeds x languages matrix of gains, a vector
+    of distances); every resample draws the same languages from all of them, so a language's seeds and
+    its distance stay together. ``statistic`` receives the resampled arrays with a leading resample axis
+    (``(n_resamples, ..., languages)``) and returns one value per resample. Written here rather than with
+    ``scipy.stats.bootstrap`` because that resamples each row of a matrix independently (it cannot keep a
+    language's seeds together) and fails when a resample leaves the statistic undefined; here such
+    resamples (NaN: e.g. one language drawn every time, so no correlation) are dropped, and the interval is
+    NaN if more than half are. Deterministic: the generator is seeded with ``seed`` at every call.
+    """
+    count = columns[0].shape[-1]
+    if count < 2:
+        return np.nan, np.nan
+    draws = np.random.default_rng(seed).integers(0, count, size=(n_resamples, count))
+    resampled = [np.moveaxis(np.take(column, draws, axis=-1), -2, 0) for column in columns]
+    values = np.asarray(statistic(*resampled), dtype=float)
+    if np.isnan(values).sum() > n_resamples / 2:
+        return np.nan, np.nan
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.nanpercentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values, e.g. one test per distance kind: it controls the
+    chance of any false rejection in the family without assuming the tests independent (the six URIEL
+    distances are correlated). The k-th smallest of m p-values becomes ``max over j <= k of (m - j + 1) p_(j)``,
+    capped at 1. NaN p-values stay NaN and are not counted in the family.
+
+    Written here rather than called from statsmodels (``multipletests(method="holm")``, which the tests
+    compare it with) because that function runs a full garbage collection at every call: about a second in
+    the report's process, which adjusts one family per configuration and per pair of configurations.
+    """
+    p = np.asarray(pvalues, dtype=float)
+    adjusted = np.full(p.shape, np.nan)
+    known = np.flatnonzero(~np.isnan(p))
+    order = known[np.argsort(p[known], kind="stable")]
+    steps = np.maximum.accumulate((len(order) - np.arange(len(order))) * p[order])
+    adjusted[order] = np.minimum(steps, 1.0)
+    return adjusted
+
+
+def pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pearson's r along the last axis (vectorised for bootstraps); NaN where either side is constant."""
+    xc, yc = x - x.mean(axis=-1, keepdims=True), y - y.mean(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (xc * yc).sum(axis=-1) / np.sqrt((xc**2).sum(axis=-1) * (yc**2).sum(axis=-1))
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman's rho along the last axis: Pearson's r of the ranks (ties get their mean rank)."""
+    return pearson(stats.rankdata(x, axis=-1), stats.rankdata(y, axis=-1))
+
+
+def slope(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Least-squares slope of ``y`` on ``x`` along the last axis; NaN where ``x`` is constant."""
+    xc = x - x.mean(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (xc * y).sum(axis=-1) / (xc**2).sum(axis=-1)
+
+
+def correlation_ci(x, y, n_resamples: int = 2000, seed: int = 0,
+                   confidence: float = 0.95) -> dict[str, float]:
+    """Bootstrap intervals over languages (:func:`language_bootstrap`) for Pearson's r and Spearman's rho
+    between ``x`` and ``y``, paired as in :func:`correlation` (NaN pairs dropped; NaN with fewer than 3)."""
+    xs, ys = _paired(x, y)
+    keep = ~(np.isnan(xs) | np.isnan(ys))
+    out = {"pearson_low": np.nan, "pearson_high": np.nan, "spearman_low": np.nan, "spearman_high": np.nan}
+    if keep.sum() >= 3:
+        for name, statistic in (("pearson", pearson), ("spearman", spearman)):
+            out[f"{name}_low"], out[f"{name}_high"] = language_bootstrap(
+                statistic, xs[keep], ys[keep], n_resamples=n_resamples, seed=seed, confidence=confidence)
+    return out
 
 
 def _paired(x, y) -> tuple[np.ndarray, np.ndarray]:
