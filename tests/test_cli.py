@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 import torch
 
+import by_hand
 from xlpeft.cli import main
 
 
@@ -24,16 +25,6 @@ def trained_run(tmp_path_factory, tiny_model_dir, sib_dir):
 def _train(tmp_path, model, sib_dir, *extra):
     return main(["train", "--model", str(model), "--data-dir", str(sib_dir), "--shots", "4", "--epochs", "1",
                  "--out", str(tmp_path / "run"), "--quiet", *extra])
-
-
-def _macro_f1(gold: list[int], pred: list[int], n_labels: int) -> float:
-    """Mean over all labels of F1 = 2 TP / (2 TP + FP + FN) (0 for a label neither predicted nor present)."""
-    f1 = []
-    for label in range(n_labels):
-        tp = sum(g == p == label for g, p in zip(gold, pred))
-        wrong = sum((g == label) != (p == label) for g, p in zip(gold, pred))
-        f1.append(2 * tp / (2 * tp + wrong) if tp else 0.0)
-    return sum(f1) / n_labels
 
 
 @torch.no_grad()
@@ -62,8 +53,8 @@ def assert_scores_recomputed(table: pd.DataFrame, run_dir, sib_dir) -> None:
         top2 = scores.topk(2, dim=-1).values
         ties = int((top2[:, 0] - top2[:, 1] < 1e-4).sum())
         assert row.n == len(gold)
-        assert abs(row.accuracy - sum(g == p for g, p in zip(gold, pred)) / len(gold)) <= ties / len(gold) + 1e-6
-        assert abs(row.macro_f1 - _macro_f1(gold, pred, len(LABELS))) <= 4 * ties / len(gold) + 1e-6
+        assert abs(row.accuracy - by_hand.accuracy(gold, pred)) <= ties / len(gold) + 1e-6
+        assert abs(row.macro_f1 - by_hand.macro_f1(gold, pred, len(LABELS))) <= 4 * ties / len(gold) + 1e-6
 
 
 def test_train_writes_the_documented_run_directory(trained_run):
