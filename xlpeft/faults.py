@@ -29,8 +29,6 @@ EVALUATE_LANGUAGE_WRITTEN = "evaluate-language-written"  # evaluation/evaluate.p
 LANGUAGE_MODULE_STEP = "language-module-step"  # training/language_module.py: after an optimizer step
 LANGUAGE_MODULE_CHECKPOINT = "language-module-checkpoint"  # training/language_module.py: after a checkpoint
 BEFORE_RENAME = "before-rename"  # experiments/run_dir.py atomic_write: temp file written, not yet renamed
-POINTS = (TEXT_CACHE_CHUNK, TRAIN_BATCH, TRAIN_EPOCH_END, EVALUATE_CHUNK, EVALUATE_LANGUAGE_WRITTEN,
-          LANGUAGE_MODULE_STEP, LANGUAGE_MODULE_CHECKPOINT, BEFORE_RENAME)
 
 CRASH_AT, CRASH_MARK = "XLPEFT_CRASH_AT", "XLPEFT_CRASH_MARK"
 _reached: Counter = Counter()
