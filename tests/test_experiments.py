@@ -1,12 +1,11 @@
-"""Grids: expansion and run identity, a local run into the results store, resume after SIGKILL, submitit."""
+"""Grids: expansion and run identity, a local run into the results store, submitit (resume after SIGKILL:
+test_crash_safety.py)."""
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -98,22 +97,6 @@ def test_local_run_fills_the_store_and_a_rerun_does_nothing(tmp_path, tiny_model
     logs = {p: p.stat().st_mtime_ns for p in (tmp_path / "out" / "runs").glob("*/train_log.jsonl")}
     assert _cli("run", config, "--out", tmp_path / "out", "--data-dir", sib_dir, "--quiet").wait() == 0
     assert {p: p.stat().st_mtime_ns for p in logs} == logs  # nothing retrained
-
-
-def test_sigkill_at_any_moment_then_rerun_loses_and_duplicates_nothing(tmp_path, tiny_model_dir, sib_dir, reference):
-    config = _write(tmp_path, _spec(tiny_model_dir))
-    out = tmp_path / "out"
-    for delay in (2.5, 4.0, 5.5, 7.0):  # kill during loading, training and evaluation
-        proc = _cli("run", config, "--out", out, "--data-dir", sib_dir, "--quiet")
-        time.sleep(delay)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    assert _cli("run", config, "--out", out, "--data-dir", sib_dir, "--quiet").wait() == 0
-    store = runner.load_results(out)
-    assert not store.duplicated(["run_id", "language", "metric"]).any()
-    pd.testing.assert_series_equal(_values(store), _values(reference))
-    assert not list(out.rglob("*.tmp"))  # no partial file left behind as a result
 
 
 def test_dry_run_lists_states(tmp_path, tiny_model_dir, sib_dir, capsys):

@@ -110,3 +110,116 @@ def test_peft_run_predicts_like_pefts_model(tmp_path, special_tokenizer):
         seq = torch.tensor([[tok.cls_token_id, *text, tok.mask_token_id, tok.sep_token_id]])
         logits = peft_model(input_ids=seq, attention_mask=torch.ones_like(seq)).logits[0, L + len(text) + 1]
         assert preds[row] == int(clf.scores(logits[None])[0].argmax())
+
+
+# SIB-200's published label words (methods.md A) in label order; a byte-level BPE reads them after a space
+SIB_WORDS = ("science", "travel", "politics", "sports", "health", "entertainment", "earth")
+SHORT = 60  # tokens: far inside the text budget of a PEFT run (max_length 128), so nothing is truncated
+
+
+def _short_sib200(sib_dir, root, tokenizer, n=40):
+    """A SIB-200 folder whose English test split is its first ``n`` sentences of at most SHORT tokens."""
+    import shutil
+
+    import pandas as pd
+
+    english = root / "sib200" / "eng_Latn"
+    shutil.copytree(sib_dir / "eng_Latn", english)
+    test = pd.read_csv(english / "test.tsv", sep="\t", dtype=str)
+    lengths = test["text"].map(lambda t: len(tokenizer(t, add_special_tokens=False)["input_ids"]))
+    test = test[lengths <= SHORT].head(n)
+    assert len(test) == n
+    test.to_csv(english / "test.tsv", sep="\t", index=False)
+    return root / "sib200", list(test["text"]), [sib200_labels().index(c) for c in test["category"]]
+
+
+def sib200_labels():
+    from xlpeft.data.sib200 import LABELS
+
+    return list(LABELS)
+
+
+def _peft_dir(model, kind, prompt, base, path):
+    """PEFT's own prompt-tuning adapter for ``model``, saved with its base model's directory."""
+    config = PromptTuningConfig(task_type=TASK_TYPES[kind], num_virtual_tokens=L, token_dim=32,
+                                num_transformer_submodules=1)
+    peft_model = get_peft_model(model, config).eval()
+    with torch.no_grad():
+        peft_model.prompt_encoder["default"].embedding.weight.copy_(prompt)
+    peft_model.peft_config["default"].base_model_name_or_path = str(base)
+    peft_model.save_pretrained(path)
+    return peft_model
+
+
+@torch.no_grad()
+def _peft_causal_scores(peft_model, tokenizer, texts):
+    """[N, 7]: PEFT's logits of the label words (" science" ...) at each text's last token."""
+    words = [tokenizer(" " + w, add_special_tokens=False)["input_ids"] for w in SIB_WORDS]
+    assert all(len(ids) == 1 for ids in words)
+    rows = []
+    for text in texts:
+        ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]])
+        logits = peft_model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, -1]
+        rows.append(logits[[w[0] for w in words]])
+    return torch.stack(rows)
+
+
+@torch.no_grad()
+def _peft_seq2seq_scores(peft_model, tokenizer, texts):
+    """[N, 7]: PEFT's summed log-probabilities of each label word (then EOS) given the text (then EOS)."""
+    eos = tokenizer.eos_token_id
+    targets = [torch.tensor([tokenizer(w, add_special_tokens=False)["input_ids"] + [eos]]) for w in SIB_WORDS]
+    rows = []
+    for text in texts:
+        ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"] + [eos]])
+        row = []
+        for target in targets:
+            logits = peft_model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=target).logits[0]
+            row.append(logits.log_softmax(-1)[torch.arange(target.shape[1]), target[0]].sum())
+        rows.append(torch.stack(row))
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("kind", ["causal", "seq2seq"])
+def test_peft_directory_through_xlpeft_evaluate_gives_pefts_predictions(tmp_path, tiny_tokenizer, special_tokenizer,
+                                                                        sib_dir, kind, monkeypatch):
+    """PEFT trains a prompt, ``xlpeft evaluate`` reads its directory: PEFT's predictions, accuracy and macro-F1."""
+    import pandas as pd
+
+    import by_hand
+    from xlpeft.cli import main
+    from xlpeft.evaluation.predict import classifier_for_run
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    make, tokenizer, scores = {
+        "causal": (lambda: make_backbone("llama", tiny_tokenizer), tiny_tokenizer, _peft_causal_scores),
+        # seed 1: a random tiny mT5 whose label scores follow the text (seed 0's pick "science" for every text)
+        "seq2seq": (lambda: make_seq2seq(special_tokenizer, seed=1), special_tokenizer, _peft_seq2seq_scores),
+    }[kind]
+    base = tmp_path / "base"
+    make().model.save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    data, texts, gold = _short_sib200(sib_dir, tmp_path / "data", tokenizer)
+    prompt = torch.randn(L, 32, generator=torch.Generator().manual_seed(0))
+    peft_model = _peft_dir(make().model, kind, prompt, base, tmp_path / "adapter")
+    theirs = scores(peft_model, tokenizer, texts)
+    top2 = theirs.topk(2, dim=-1).values
+    assert (top2[:, 0] - top2[:, 1]).min() > 1e-3  # no near-tie that kernel rounding could flip
+    preds = theirs.argmax(-1).tolist()
+    assert len(set(preds)) >= 3  # the prompt and the text decide, not one label for everything
+
+    out = tmp_path / "res.csv"
+    assert main(["evaluate", str(tmp_path / "adapter"), "--languages", "eng_Latn", "--data-dir", str(data),
+                 "--out", str(out), "--no-plot", "--quiet"]) == 0
+    row = pd.read_csv(out).iloc[0]
+    assert row["n"] == len(texts)
+    assert row["accuracy"] == pytest.approx(by_hand.accuracy(gold, preds), abs=1e-6)
+    assert row["macro_f1"] == pytest.approx(by_hand.macro_f1(gold, preds, 7), abs=1e-6)
+
+    # and the scores behind them: xlpeft's classifier for the directory against PEFT's numbers
+    backbone = make()
+    run = load_run(tmp_path / "adapter")
+    classifier = classifier_for_run(backbone, run.config)
+    with torch.no_grad():
+        ours = classifier.scores(classifier.outputs(classifier.tokenize(texts), run.prompt_for(backbone)))
+    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)

@@ -107,16 +107,52 @@ def test_head_reads_the_first_piece_at_its_absolute_position(special_tokenizer, 
     assert not torch.allclose(got[1], hidden[0, positions[0][1] - 1], atol=1e-3)
 
 
+def _first_piece_labels(tokenizer, words: list[str], tags: list[int], kept: int) -> tuple[list[int], list[int]]:
+    """The joined sentence's first ``kept`` token ids, and a label per token: a word's tag on the token where
+    the word begins (from the tokenizer's character offsets), -100 on every other token."""
+    encoded = tokenizer(" ".join(words), add_special_tokens=False, return_offsets_mapping=True)
+    ends = [len(" ".join(words[: w + 1])) for w in range(len(words))]  # each word's end character
+    labels, seen = [], set()
+    for _, end in encoded["offset_mapping"][:kept]:
+        word = next(w for w, e in enumerate(ends) if end <= e)  # the word holding the token's last character
+        labels.append(-100 if word in seen else tags[word])
+        seen.add(word)
+    return encoded["input_ids"][:kept], labels
+
+
+def _token_classification_loss(tagger, sentences, tags, prompt, kept_tokens) -> torch.Tensor:
+    """transformers' token-classification loss, by hand: [CLS] prompt text [SEP] through the encoder, the
+    head on every position, cross-entropy against labels that are -100 except at each word's first piece."""
+    backbone, tok = tagger.backbone, tagger.backbone.tokenizer
+    embed = backbone.model.get_input_embeddings()
+    rows, label_rows = [], []
+    for words, word_tags, kept in zip(sentences, tags, kept_tokens):
+        ids, labels = _first_piece_labels(tok, words, word_tags, kept)
+        rows.append(torch.cat([embed(torch.tensor([tok.cls_token_id])), prompt, embed(torch.tensor(ids)),
+                               embed(torch.tensor([tok.sep_token_id]))]))
+        label_rows.append([-100] * (1 + len(prompt)) + labels + [-100])
+    width = max(len(r) for r in rows)
+    pad = embed(torch.tensor([backbone.pad_id]))
+    embeds = torch.stack([torch.cat([r, pad.expand(width - len(r), -1)]) for r in rows])
+    mask = torch.stack([torch.arange(width) < len(r) for r in rows]).long()
+    labels = torch.tensor([r + [-100] * (width - len(r)) for r in label_rows])
+    hidden = backbone.model(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+    logits = tagger.head(hidden)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+
+
 def test_loss_is_cross_entropy_over_kept_words_and_reaches_prompt_and_head(special_tokenizer):
     tagger = _tagger(special_tokenizer, max_length=12, prompt_length=2)  # budget 8: the first sentence is cut
     tagged = tagger.tokenize_words(SENTENCES)
     assert len(tagged[0].word_starts) < len(SENTENCES[0])
     prompt = torch.nn.Parameter(torch.randn(2, 32) * 0.5)
     loss = tagger.loss(tagged, prompt, TAGS)
-    logits = tagger.head(tagger.word_hidden(tagged, prompt))
-    gold = torch.tensor([tag for t, tags in zip(tagged, TAGS) for tag in tags[: len(t.word_starts)]])
-    assert logits.shape[0] == gold.shape[0] == sum(len(t.word_starts) for t in tagged)
-    torch.testing.assert_close(loss, F.cross_entropy(logits, gold))
+    kept = [len(t.token_ids) for t in tagged]
+    assert [t.token_ids for t in tagged] == [_first_piece_labels(special_tokenizer, w, g, k)[0]
+                                             for w, g, k in zip(SENTENCES, TAGS, kept)]
+    with torch.no_grad():
+        expected = _token_classification_loss(tagger, SENTENCES, TAGS, prompt, kept)
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
     loss.backward()
     assert prompt.grad is not None and prompt.grad.abs().sum() > 0
     assert tagger.head.weight.grad.abs().sum() > 0 and tagger.head.bias.grad.abs().sum() > 0

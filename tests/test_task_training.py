@@ -5,6 +5,7 @@ import math
 import pandas as pd
 import pytest
 
+import by_hand
 from conftest import make_backbone, make_seq2seq
 from xlpeft.composition.generation import Generated
 from xlpeft.data.tasks.xquad import Answer, QaExample
@@ -47,6 +48,34 @@ def train(path, backbone, data_root, task, **overrides):
     return Trainer(config, path, data_dir=data_root, backbone=backbone).run(progress=False)
 
 
+def record_predictions(monkeypatch) -> list:
+    """Every prediction the evaluator makes, as it makes it: per language, {run: labels} or (inputs, outputs)."""
+    made = []
+
+    def spy(predict):
+        def recorded(*args, **kwargs):
+            made.append(predict(*args, **kwargs))
+            return made[-1]
+        return recorded
+
+    monkeypatch.setattr(ev, "_predict", spy(ev._predict))
+    monkeypatch.setattr(ev, "predict_text", spy(ev.predict_text))
+    return made
+
+
+def recomputed(task, target: str, predicted) -> dict:
+    """The main metric recomputed from the evaluator's predictions: by hand (tests/by_hand.py) for labels and
+    generated entities; for XQuAD, whose answers are gathered over context windows, by the task's scorer."""
+    examples = task.load(target, "test")
+    if task.name == "masakhaner":
+        return {"f1": by_hand.entity_f1(list(examples.targets), [o.text for o in predicted[1]])}
+    if task.name == "xquad":
+        return {"f1": task.score(examples, *predicted)["f1"]}
+    [labels] = predicted.values()
+    return {"accuracy": by_hand.accuracy(examples.labels, labels),
+            "macro_f1": by_hand.macro_f1(examples.labels, labels, len(task.labels))}
+
+
 def evaluate(tmp_path, backbone, runs, languages, data_root, monkeypatch, **options):
     monkeypatch.setattr(ev, "load_backbone", lambda key, device: backbone)
     return ev.evaluate([rd.load_run(tmp_path / r) for r in runs], languages, data_root, tmp_path / "out.csv",
@@ -62,9 +91,12 @@ def test_each_task_trains_and_is_scored_with_its_metric(tmp_path, llama, data_ro
     assert math.isfinite(metrics["val_loss"])
     config = rd.load_run(tmp_path / "run").config
     assert config["task"] == task and config["train"]["source"] == source
+    made = record_predictions(monkeypatch)
     table = evaluate(tmp_path, llama, ["run"], [target], data_root, monkeypatch)
     row = table.iloc[0]
-    assert row["task"] == task and row["language"] == target and 0 <= row[metric] <= 1
+    assert row["task"] == task and row["language"] == target
+    [predicted] = made
+    assert row[metric] == pytest.approx(recomputed(get_task(task, data_root), target, predicted)[metric], abs=1e-6)
     assert row["n"] == len(get_task(task, data_root).load(target, "test"))
 
 
@@ -99,8 +131,12 @@ def test_ner_on_an_encoder_tags_words_and_is_scored_by_span_f1(tmp_path, special
     assert set(sum(tags, [])) <= set(task.tags)
     expected = entity_scores([s.tags for s in examples.items], tags)["f1"]
     assert task.score(examples, examples, tags)["f1"] == expected
+    made = record_predictions(monkeypatch)
     table = evaluate(tmp_path, xlmr, ["run"], ["yor"], data_root, monkeypatch)
-    assert table.iloc[0]["n"] == len(task.load("yor", "test")) and 0 <= table.iloc[0]["f1"] <= 1
+    [(_, all_tags)] = made
+    gold = [s.tags for s in task.load("yor", "test").items]
+    assert table.iloc[0]["n"] == len(gold)
+    assert table.iloc[0]["f1"] == pytest.approx(entity_scores(gold, all_tags)["f1"], abs=1e-6)
 
 
 def test_text_tasks_refuse_encoders_and_linear_heads(tmp_path, special_tokenizer, llama, data_root):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from transformers import DynamicCache
 
+from xlpeft import faults
 from xlpeft.backbones import Backbone
 from xlpeft.composition.layout import run_base
 from xlpeft.composition.llama_prompt_step import llama_prompt_step
@@ -96,6 +97,7 @@ class TextCache:
             for slot, tensor in enumerate(t for kv in encoded.layers for t in kv):
                 for row, idx in enumerate(chunk):
                     flat[slot].append((idx, tensor[row, :, : int(self.lengths[idx])].transpose(0, 1)))
+            faults.crash_point(faults.TEXT_CACHE_CHUNK)
         self.store = [self._pack(entries) for entries in flat]
 
     @staticmethod

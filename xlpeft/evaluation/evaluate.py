@@ -22,6 +22,7 @@ import pandas as pd
 import psutil
 from tqdm.auto import tqdm
 
+from xlpeft import faults
 from xlpeft.backbones import Backbone, load_backbone
 from xlpeft.composition.configurations import Configuration
 from xlpeft.composition.layout import PromptLayout
@@ -108,6 +109,7 @@ def evaluate(runs: list[Run], languages: list[str], data_dir: str | None, out_cs
             rows = [_row(run, task, language, metrics, module) for run, (metrics, module) in zip(group, scored)]
             done = pd.concat([done[~_is_rows(done, group, language)], pd.DataFrame(rows)], ignore_index=True)
             _write(out_csv, done)
+            faults.crash_point(faults.EVALUATE_LANGUAGE_WRITTEN)
     return done
 
 

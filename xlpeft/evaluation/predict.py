@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
+from xlpeft import faults
 from xlpeft.backbones import Backbone
 from xlpeft.composition.classifier import Classifier, VerbalizerClassifier, build_classifier
 from xlpeft.composition.configurations import Configuration
@@ -99,6 +100,7 @@ def predict_cached(backbone: Backbone, runs: list[Run], token_ids: list[list[int
                 for j, run in enumerate(part):
                     for row, idx in enumerate(chunk):
                         preds[run.name][idx] = int(scores[row, j].argmax())
+        faults.crash_point(faults.EVALUATE_CHUNK)
     return preds
 
 

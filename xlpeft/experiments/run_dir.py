@@ -20,6 +20,7 @@ as a run: prefix placement as PEFT does it, the base model's LM head, default la
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -33,6 +34,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from xlpeft import faults
 from xlpeft.errors import XlpeftError
 from xlpeft.prompts.peft_format import (
     ADAPTER_CONFIG,
@@ -51,15 +53,29 @@ TASK_ADAPTER = "task_adapter"
 def atomic_write(path: Path, write) -> None:
     """Call ``write(tmp_path)`` then rename over ``path``: readers see the old file or the new, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; results are meant to be shared like any other
     try:
         write(Path(tmp))
+        faults.crash_point(faults.BEFORE_RENAME, path.name)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _remove_leftovers(path: Path) -> None:
+    """Delete the temporary files of earlier writes of ``path`` that were killed before their rename.
+
+    A SIGKILL skips ``finally``, so such a file stays: junk that a language module's directory would
+    publish with it, and that a joint run's checkpoint (the whole model) makes large. The rerun redoes
+    the killed write, and so removes it here. One process writes a given file at a time (a second would
+    overwrite the first's rows anyway), so no live write's temporary file is removed.
+    """
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
 
 
 def atomic_dir(path: Path, write) -> None:

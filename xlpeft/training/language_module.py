@@ -28,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from xlpeft import __version__
+from xlpeft import __version__, faults
 from xlpeft.adapters import (
     AdapterConfig,
     adapter_names,
@@ -201,11 +201,13 @@ class LanguageModuleTrainer:
             state["step"] += 1
             state["tokens_seen"] += int(batch["attention_mask"].sum())
             bar.update(1)
+            faults.crash_point(faults.LANGUAGE_MODULE_STEP)
             if state["step"] % c.eval_every == 0 or state["step"] == c.steps:
                 self._evaluate(state, backbone, prompt, val_batches, losses, time.perf_counter() - start)
                 bar.set_postfix(loss=f"{np.mean(losses):.3f}", val_loss=f"{state['last_val_loss']:.3f}")
                 losses, start = [], time.perf_counter()
                 self._checkpoint(state, backbone, prompt, optimizer, scheduler)
+                faults.crash_point(faults.LANGUAGE_MODULE_CHECKPOINT)
         bar.close()
         return self._finish(state, backbone, prompt, text, type(objective).__name__)
 

@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from xlpeft import __version__
+from xlpeft import __version__, faults
 from xlpeft.adapters import AdapterConfig, adapter_names, adapter_parameters, adapter_state_dict, load_adapter_state_dict
 from xlpeft.adapters.adapterhub import save_adapterhub
 from xlpeft.backbones import Backbone, load_backbone
@@ -326,6 +326,7 @@ class Trainer:
             rd.append_jsonl(self.out / rd.LOG, record)
             state["epoch"] = epoch + 1
             self._checkpoint(state, prompt, optimizer, scheduler)
+            faults.crash_point(faults.TRAIN_EPOCH_END)
             bar.set_postfix(loss=f"{record['train_loss']:.3f}", val_loss=f"{record['val_loss']:.3f}",
                             **({} if self.text else {"val_acc": f"{record['val_accuracy']:.3f}"}))
         return self._finish(state)
@@ -345,6 +346,7 @@ class Trainer:
             optimizer.step()
             scheduler.step()
             total += loss.item() * len(idx)
+            faults.crash_point(faults.TRAIN_BATCH)
         seconds = time.perf_counter() - start_time
         metrics = self._validate_epoch(val, prompt)
         return {"epoch": epoch + 1, "train_loss": total / len(order), "train_seconds": round(seconds, 3), **metrics}
