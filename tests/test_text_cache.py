@@ -24,9 +24,11 @@ TEXTS = [
 ]
 
 
+@pytest.mark.parametrize("tiny_backbone", [*FAMILIES, "gemma3"], indirect=True)  # XGLM, Gemma3: scaled embeddings
 @pytest.mark.parametrize("side", ["right", "left"])
 def test_cached_logits_and_gradients_equal_full_forward(tiny_backbone, side):
     backbone = tiny_backbone
+    assert backbone.family != "gemma3_text" or backbone.embed_scale == pytest.approx(32**0.5)
     backbone.freeze()
     layout = PromptLayout(backbone, "suffix", prompt_length=6)
     ids = layout.tokenize(TEXTS)

@@ -57,9 +57,9 @@ def encode_texts(backbone: Backbone, token_ids: list[list[int]]) -> CachedBatch:
 def prompt_hidden(backbone: Backbone, cached: CachedBatch, prompts: torch.Tensor) -> torch.Tensor:
     """Final hidden state at the last prompt position, running only the L prompt positions.
 
-    ``prompts``: unscaled [L, d] (same prompt for every row) or [B, L, d] (one per row). Llama, Mistral and
-    Qwen2 models run llama_prompt_step's written-out step and backward (same numbers, faster), others
-    transformers' forward.
+    ``prompts``: unscaled [L, d] (same prompt for every row) or [B, L, d] (one per row). Llama, Mistral,
+    Qwen2 and Gemma3 models run llama_prompt_step's written-out step and backward (same numbers, faster),
+    others transformers' forward.
     """
     batch = cached.attention_mask.shape[0]
     scaled = prompts * backbone.embed_scale
