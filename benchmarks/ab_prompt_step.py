@@ -1,4 +1,5 @@
-"""A/B of the cached prompt step's implementations on one Llama-architecture model, interleaved step by step.
+"""A/B of the cached prompt step's implementations on one Llama-architecture or Gemma3 model, interleaved step
+by step.
 
 Why interleaved: on a shared 2-core machine the speed drifts by several percent between runs (and
 between minutes of one run), more than the differences measured here. Every training step of the
@@ -13,6 +14,7 @@ The setting is bench_speed.py's (frozen suffix SPT, English SIB-200, k = 32, L =
 fp32 or bf16, the model prepared as xlpeft prepares it (bench_speed.as_xlpeft_does). Usage::
 
     python benchmarks/ab_prompt_step.py --data-dir ../shared/data --precision fp32
+    python benchmarks/ab_prompt_step.py --model path/to/gemma-3-270m --steps 6 --epochs 2  # a quick look
 """
 
 from __future__ import annotations
@@ -36,11 +38,11 @@ from xlpeft.tasks import get_task
 VARIANTS = ("transformers", "written-out, autograd", "written-out")
 
 
-def step_for(variant: str, model):
-    """What text_cache.prompt_hidden should dispatch to for ``variant``."""
+def step_for(variant: str, model, width: int):
+    """What text_cache.prompt_hidden should dispatch to for ``variant`` (steps up to ``width`` positions)."""
     if variant == "transformers":
         return lambda m, width=None: None
-    step = written_out.llama_prompt_step(model)
+    step = written_out.llama_prompt_step(model, width)
     if variant == "written-out, autograd":
         autograd_step = written_out.LlamaPromptStep(model, fused=step.fused)
         autograd_step._backward_written_out = lambda embeds: False
@@ -51,26 +53,31 @@ def step_for(variant: str, model):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m",
-                        help="smollm2-135m, tiny, a hub id or a directory (Llama, Mistral or Qwen2)")
+                        help="smollm2-135m, tiny, a hub id or a directory (Llama, Mistral, Qwen2 or Gemma3)")
     parser.add_argument("--data-dir", default=os.environ.get("XLPEFT_DATA_DIR", "../shared/data"))
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--epochs", type=int, default=3, help="epochs timed (median reported)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="batches of 8 per epoch (default: the whole sample; fewer texts are then encoded)")
     args = parser.parse_args()
 
     backbone, ctx = load(args.model, args.precision)
-    if written_out.llama_prompt_step(backbone.model) is None:
-        raise SystemExit(f"{args.model} is not a Llama-architecture model (Llama, Mistral, Qwen2): "
-                         "only transformers' step applies to it")
     as_xlpeft_does(backbone, args.precision, cached_training=True)
     split = english_sample(args.data_dir)
     verbalizer = Verbalizer.build(backbone.tokenizer, label_words(get_task("sib200"), backbone.family, backbone.tokenizer))
-    with ctx:
-        cache = TextCache(backbone, PromptLayout(backbone, "suffix", 10).tokenize(split.texts))
-    labels = torch.tensor(split.labels)
     order = torch.randperm(len(split), generator=torch.Generator().manual_seed(0)).tolist()
-    batches = [order[i : i + 8] for i in range(0, len(order), 8)]
+    order = order[: 8 * args.steps] if args.steps else order
+    ids = PromptLayout(backbone, "suffix", 10).tokenize([split.texts[i] for i in order])
+    width = max(map(len, ids)) + 10
+    if written_out.llama_prompt_step(backbone.model, width) is None:
+        raise SystemExit(f"{args.model} is not a Llama-architecture or Gemma3 model whose step of {width} positions "
+                         "is written out: only transformers' step applies to it")
+    with ctx:
+        cache = TextCache(backbone, ids)  # row r: the text order[r]
+    labels = torch.tensor([split.labels[i] for i in order])
+    batches = [list(range(i, min(i + 8, len(order)))) for i in range(0, len(order), 8)]
     init = torch.rand(10, backbone.hidden_size, generator=torch.Generator().manual_seed(0)) - 0.5
-    steps = {v: step_for(v, backbone.model) for v in VARIANTS}
+    steps = {v: step_for(v, backbone.model, width) for v in VARIANTS}
     prompts = {v: torch.nn.Parameter(init.clone()) for v in VARIANTS}
     optimizers = {v: torch.optim.AdamW([prompts[v]], lr=5e-3) for v in VARIANTS}
     dispatch = text_cache.llama_prompt_step

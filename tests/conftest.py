@@ -19,6 +19,7 @@ from transformers import (
     AutoModelForSeq2SeqLM,
     BertConfig,
     BloomConfig,
+    Gemma3TextConfig,
     LlamaConfig,
     MistralConfig,
     MT5Config,
@@ -81,6 +82,11 @@ def tiny_config(family: str, vocab: int, pad_id: int, eos_id: int):
         return Qwen2Config(**llama_like)
     if family == "mistral":  # Llama's architecture with a sliding window (here covering the whole context)
         return MistralConfig(sliding_window=256, **llama_like)
+    if family == "gemma3":  # q/k norms, GeGLU, pre/post norms; sliding layers (window >= any test's width) around
+        # a global one, each type with its own RoPE base; head_dim and query_pre_attn_scalar set apart
+        return Gemma3TextConfig(**{**llama_like, "num_hidden_layers": 3}, head_dim=16, query_pre_attn_scalar=12,
+                                sliding_window=128, layer_types=["sliding_attention", "full_attention",
+                                                                 "sliding_attention"])
     raise ValueError(family)
 
 

@@ -11,6 +11,7 @@ import torch
 from transformers import CLIPConfig, LlamaConfig, MT5Config, XLMRobertaConfig
 
 from conftest import make_backbone, make_encoder, make_seq2seq
+from numerics import assert_close_scaled
 from xlpeft.backbones.loading import kind_of
 from xlpeft.composition.classifier import (
     LabelStringClassifier,
@@ -63,7 +64,7 @@ def test_encoder_prompt_follows_cls_or_starts_the_row_and_mask_reads_the_label(s
         # pooling skips exactly the prompt rows
         assert int(batch.pool_mask[row].sum()) == len(seq) - 3
         expected = backbone.model(input_ids=torch.tensor([seq])).logits[0, mask_at, : got.shape[-1]]
-        torch.testing.assert_close(got[row], expected, atol=1e-5, rtol=0)
+        assert_close_scaled(got[row], expected)
 
 
 def test_encoder_without_mlm_head_gets_a_linear_head_on_pooled_states(special_tokenizer):
@@ -82,7 +83,7 @@ def test_encoder_without_mlm_head_gets_a_linear_head_on_pooled_states(special_to
         n = len(text) + 2  # [CLS] text [SEP], prompt rows 1..4 excluded from the mean
         keep = [0, *range(5, 5 + n - 1)]
         expected = clf.head(hidden[row, keep].mean(0))
-        torch.testing.assert_close(clf.outputs([text], prompt)[0], expected, atol=1e-5, rtol=0)
+        assert_close_scaled(clf.outputs([text], prompt)[0], expected)
 
 
 def test_seq2seq_prompt_precedes_the_encoder_input_and_the_decoder_scores_label_strings(special_tokenizer):
@@ -101,7 +102,7 @@ def test_seq2seq_prompt_precedes_the_encoder_input_and_the_decoder_scores_label_
             target = tok(word, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
             logits = model(input_ids=enc, labels=torch.tensor([target])).logits[0, :, : p_ids[0]]  # original vocab
             expected = logits.log_softmax(-1)[torch.arange(len(target)), target].sum()
-            torch.testing.assert_close(scores[row, k], expected, atol=1e-4, rtol=0)
+            assert_close_scaled(scores[row, k], expected)
     # the training loss is the gold string's NLL per token
     labels = torch.tensor([0, 3, 6])
     lengths = clf.strings.lengths[labels]
@@ -148,6 +149,6 @@ def test_causal_linear_head_reads_the_prediction_position(tiny_tokenizer):
     batch = clf.layout.build(ids, prompt)
     hidden = backbone.model.base_model(inputs_embeds=batch.embeds, attention_mask=batch.attention_mask).last_hidden_state
     expected = clf.head(hidden[torch.arange(3), batch.predict_at])
-    torch.testing.assert_close(clf.outputs(ids, prompt), expected, atol=1e-5, rtol=0)
+    assert_close_scaled(clf.outputs(ids, prompt), expected)
     with pytest.raises(XlpeftError, match="label strings"):
         build_classifier(make_seq2seq(tiny_tokenizer), "prefix", 3, 64, head="linear")

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import make_backbone, make_encoder, make_seq2seq
+from numerics import FP32
 from xlpeft.composition.generation import Generated, TextToText, build_text_to_text
 from xlpeft.errors import XlpeftError
 
@@ -156,8 +157,8 @@ def test_teacher_forced_loss_is_the_token_weighted_mean_of_row_losses(tiny_token
                 nll = hf(inputs_embeds=batch.embeds, labels=torch.tensor([target])).loss * len(target)
             total, count = total + float(nll), count + len(target)
             row_loss = model.loss([row], prompt, [target])
-            assert float(row_loss) == pytest.approx(float(nll) / len(target), abs=1e-5)
-    assert float(loss.detach()) == pytest.approx(total / count, abs=1e-5)
+            assert float(row_loss) == pytest.approx(float(nll) / len(target), rel=FP32)
+    assert float(loss.detach()) == pytest.approx(total / count, rel=FP32)
     loss.backward()
     assert prompt.grad is not None and prompt.grad.abs().sum() > 0
 

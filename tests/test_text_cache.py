@@ -6,6 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 from conftest import FAMILIES, make_backbone, tiny_config
+from numerics import assert_close_scaled
 
 from xlpeft.backbones import Backbone
 from xlpeft.composition.layout import PromptLayout, prediction_hidden
@@ -13,7 +14,7 @@ from xlpeft.composition.text_cache import TextCache, prompt_hidden
 from xlpeft.evaluation.predict import Plan, predict_cached, predict_uncached
 from xlpeft.experiments.run_dir import Run
 
-LLAMA_ARCHITECTURES = ("llama", "qwen2", "mistral")  # the families llama_prompt_step writes out
+LLAMA_ARCHITECTURES = ("llama", "qwen2", "mistral", "gemma3")  # the families llama_prompt_step writes out
 TEXTS = [
     "The minister spoke about the election results in the capital city today, and the crowd listened.",
     "Football season starts.",
@@ -23,9 +24,11 @@ TEXTS = [
 ]
 
 
+@pytest.mark.parametrize("tiny_backbone", [*FAMILIES, "gemma3"], indirect=True)  # XGLM, Gemma3: scaled embeddings
 @pytest.mark.parametrize("side", ["right", "left"])
 def test_cached_logits_and_gradients_equal_full_forward(tiny_backbone, side):
     backbone = tiny_backbone
+    assert backbone.family != "gemma3_text" or backbone.embed_scale == pytest.approx(32**0.5)
     backbone.freeze()
     layout = PromptLayout(backbone, "suffix", prompt_length=6)
     ids = layout.tokenize(TEXTS)
@@ -37,11 +40,11 @@ def test_cached_logits_and_gradients_equal_full_forward(tiny_backbone, side):
     full = head(prediction_hidden(backbone, layout.build(ids, prompt, padding_side=side)))
     order = [3, 0, 4, 1, 2]  # a shuffled batch from the cache
     cached = head(prompt_hidden(backbone, cache.batch(order), prompt))
-    torch.testing.assert_close(cached, full[order], rtol=0, atol=1e-5)
+    assert_close_scaled(cached, full[order])
 
     grad_full = torch.autograd.grad(full[order].logsumexp(-1).sum(), prompt)[0]
     grad_cached = torch.autograd.grad(cached.logsumexp(-1).sum(), prompt)[0]
-    torch.testing.assert_close(grad_cached, grad_full, rtol=0, atol=1e-6)
+    assert_close_scaled(grad_cached, grad_full)
 
 
 def _run(backbone, name: str, prompt: torch.Tensor, max_length: int, label_ids: list[int]) -> Run:
@@ -94,18 +97,24 @@ def test_bf16_weights_give_bit_identical_results_under_autocast(tiny_backbone):
 
 
 def test_written_out_step_is_taken_by_llama_architectures_only(tiny_tokenizer):
-    """The written-out step runs for Llama, Qwen2 and Mistral models; others, Mistral with a sliding window
-    shorter than the step's text and prompt, and Llama with extended layers go through transformers (so the
-    equivalence tests above exercise both paths)."""
+    """The written-out step runs for Llama, Qwen2, Mistral and Gemma3 models; others, Mistral and Gemma3 with a
+    sliding window shorter than the step's text and prompt, Gemma3 with attention softcapping, and Llama with
+    extended layers go through transformers (so the equivalence tests above exercise both paths)."""
     from xlpeft.composition.llama_prompt_step import llama_prompt_step
 
     for family in (*FAMILIES, *LLAMA_ARCHITECTURES):
         model = make_backbone(family, tiny_tokenizer).model
-        assert (llama_prompt_step(model) is not None) == (family in LLAMA_ARCHITECTURES)
-    model = make_backbone("mistral", tiny_tokenizer).model
-    model.config.sliding_window = 16  # a window covering a step's text and prompt is no window at all
-    assert llama_prompt_step(model) is None and llama_prompt_step(model, width=17) is None
-    assert llama_prompt_step(model, width=16) is not None
+        assert (llama_prompt_step(model, width=128) is not None) == (family in LLAMA_ARCHITECTURES)
+    for family in ("mistral", "gemma3"):
+        model = make_backbone(family, tiny_tokenizer).model
+        model.config.sliding_window = 16  # a window covering a step's text and prompt is no window at all
+        assert llama_prompt_step(model) is None and llama_prompt_step(model, width=17) is None
+        assert llama_prompt_step(model, width=16) is not None
+    model = make_backbone("gemma3", tiny_tokenizer).model
+    model.config.layer_types = ["full_attention"] * 3  # its sliding_window then bounds nothing
+    assert llama_prompt_step(model) is not None
+    model.config.attn_logit_softcapping = 50.0
+    assert llama_prompt_step(model) is None
     model = make_backbone("llama", tiny_tokenizer).model
     mlp = model.model.layers[1].mlp
     mlp.__class__ = type("MLPWithAdapter", (type(mlp),), {})  # as adapter libraries extend layers
@@ -113,15 +122,17 @@ def test_written_out_step_is_taken_by_llama_architectures_only(tiny_tokenizer):
 
 
 def _llama_cache(tiny_tokenizer, family: str = "llama"):
-    """Tiny Llama-architecture model (4 query heads over 2 KV heads; Qwen2's q/k/v biases made non-zero), its
-    cache of mixed-length texts and per-row prompts, with one row's text clipped by its mask as multi-prompt
-    evaluation does."""
+    """Tiny Llama-architecture or Gemma3 model (4 query heads over 2 KV heads; Qwen2's q/k/v biases and
+    every RMSNorm weight made non-trivial, Gemma's being zeros at initialisation), its cache of mixed-length
+    texts and per-row prompts, with one row's text clipped by its mask as multi-prompt evaluation does."""
     backbone = make_backbone(family, tiny_tokenizer)
     backbone.freeze()
     with torch.no_grad():
         for module in backbone.model.modules():
             if isinstance(module, torch.nn.Linear) and module.bias is not None:
                 module.bias.normal_(0, 0.5)
+            if type(module).__name__.endswith("RMSNorm"):
+                module.weight.add_(torch.randn_like(module.weight) * 0.3)
     ids = PromptLayout(backbone, "suffix", prompt_length=5).tokenize(TEXTS)
     batch = TextCache(backbone, ids, chunk_size=2).batch([4, 1, 3, 0, 2])
     batch.attention_mask[0, 6:] = 0
@@ -143,12 +154,12 @@ def _through_transformers(monkeypatch, backbone, batch, prompts):
 def test_written_out_llama_step_equals_transformers(tiny_tokenizer, monkeypatch, family):
     backbone, batch, prompts = _llama_cache(tiny_tokenizer, family)
     ours, theirs = prompt_hidden(backbone, batch, prompts), _through_transformers(monkeypatch, backbone, batch, prompts)
-    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
+    assert_close_scaled(ours, theirs)
     grads = [torch.autograd.grad(backbone.lm_head(h).logsumexp(-1).sum(), prompts)[0] for h in (ours, theirs)]
-    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=1e-6)
+    assert_close_scaled(grads[0], grads[1])
 
 
-@pytest.mark.parametrize("family", ["llama", "qwen2"])
+@pytest.mark.parametrize("family", ["llama", "qwen2", "gemma3"])
 def test_fused_bf16_projections_add_no_memory_and_keep_results(tiny_tokenizer, monkeypatch, family):
     from xlpeft.composition.llama_prompt_step import fuse_frozen_projections
     from xlpeft.runtime import store_frozen_linears_in_bf16
@@ -183,17 +194,18 @@ def _graph_names(tensor: torch.Tensor) -> set[str]:
     return {type(node).__name__ for node in seen}
 
 
-def test_written_out_backward_runs_for_a_frozen_model_only(tiny_tokenizer, monkeypatch):
-    """A frozen Llama gets the written-out backward (one autograd node for all layers, compared with
-    transformers' gradients above); with another activation than SiLU, or once a weight is trained, autograd
-    differentiates the same forward (and a trained weight's gradient is transformers' own)."""
-    backbone, batch, prompts = _llama_cache(tiny_tokenizer)
+@pytest.mark.parametrize("family", ["llama", "gemma3"])
+def test_written_out_backward_runs_for_a_frozen_model_only(tiny_tokenizer, monkeypatch, family):
+    """A frozen Llama or Gemma3 gets the written-out backward (one autograd node for all layers, compared with
+    transformers' gradients above); with another activation than SiLU or tanh GELU, or once a weight is
+    trained, autograd differentiates the same forward (and a trained weight's gradient is transformers' own)."""
+    backbone, batch, prompts = _llama_cache(tiny_tokenizer, family)
     assert "_FrozenLayersBackward" in _graph_names(prompt_hidden(backbone, batch, prompts))
     with torch.no_grad():
         assert prompt_hidden(backbone, batch, prompts).grad_fn is None
 
-    gelu = tiny_config("llama", len(tiny_tokenizer), tiny_tokenizer.pad_token_id, tiny_tokenizer.eos_token_id)
-    gelu.hidden_act = "gelu"  # the written-out backward differentiates SiLU only
+    gelu = tiny_config(family, len(tiny_tokenizer), tiny_tokenizer.pad_token_id, tiny_tokenizer.eos_token_id)
+    setattr(gelu, "hidden_activation" if family == "gemma3" else "hidden_act", "gelu")  # not written out
     other = Backbone("tiny-gelu", AutoModelForCausalLM.from_config(gelu).eval(), tiny_tokenizer)
     other.freeze()
     other_batch = TextCache(other, PromptLayout(other, "suffix", prompt_length=5).tokenize(TEXTS)).batch([0, 1])
@@ -201,7 +213,7 @@ def test_written_out_backward_runs_for_a_frozen_model_only(tiny_tokenizer, monke
     assert "_FrozenLayersBackward" not in _graph_names(hidden)
     grads = [torch.autograd.grad(other.lm_head(h).logsumexp(-1).sum(), prompts)[0]
              for h in (hidden, _through_transformers(monkeypatch, other, other_batch, prompts[:2]))]
-    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=1e-6)
+    assert_close_scaled(grads[0], grads[1])
 
     up = backbone.model.model.layers[0].mlp.up_proj.weight
     up.requires_grad_(True)
@@ -210,16 +222,17 @@ def test_written_out_backward_runs_for_a_frozen_model_only(tiny_tokenizer, monke
         assert "_FrozenLayersBackward" not in _graph_names(hidden)
         grads.append(torch.autograd.grad(backbone.lm_head(hidden).logsumexp(-1).sum(), [prompts, up]))
     for ours, theirs in zip(*grads):
-        torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
+        assert_close_scaled(ours, theirs)
 
 
-def test_written_out_backward_in_bf16_is_as_close_to_fp32_as_autograd(tiny_tokenizer, monkeypatch):
+@pytest.mark.parametrize("family", ["llama", "gemma3"])
+def test_written_out_backward_in_bf16_is_as_close_to_fp32_as_autograd(tiny_tokenizer, monkeypatch, family):
     """Under bf16 autocast with frozen bf16 weights (fused, as the trainer runs them) the written-out
     backward's prompt gradient is as close to the fp32 gradient as autograd's through transformers."""
     from xlpeft.composition.llama_prompt_step import fuse_frozen_projections
     from xlpeft.runtime import store_frozen_linears_in_bf16
 
-    backbone, batch, prompts = _llama_cache(tiny_tokenizer)
+    backbone, batch, prompts = _llama_cache(tiny_tokenizer, family)
 
     def grad(hidden):
         return torch.autograd.grad(backbone.lm_head(hidden).float().logsumexp(-1).sum(), prompts)[0]
@@ -239,10 +252,10 @@ def test_written_out_backward_in_bf16_is_as_close_to_fp32_as_autograd(tiny_token
 
 
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="PyTorch built without oneDNN")
-@pytest.mark.parametrize("family", ["xglm", "bloom", "llama", "qwen2"])
+@pytest.mark.parametrize("family", ["xglm", "bloom", "llama", "qwen2", "gemma3"])
 def test_cached_step_with_products_on_onednn_equals_full_forward(tiny_tokenizer, monkeypatch, family):
     """fp32 training on CPU routes the frozen products to oneDNN (runtime.py): the cached step (written out
-    for Llama and Qwen2, forward and backward) still equals the full forward, which is routed too."""
+    for Llama, Qwen2 and Gemma3, forward and backward) still equals the full forward, which is routed too."""
     from xlpeft import runtime
 
     calls = []
@@ -261,10 +274,22 @@ def test_cached_step_with_products_on_onednn_equals_full_forward(tiny_tokenizer,
     assert runtime.route_frozen_linears_to_onednn(backbone.model) > 0
     full = backbone.lm_head(prediction_hidden(backbone, layout.build(ids, prompt)))
     cached = backbone.lm_head(prompt_hidden(backbone, cache.batch(list(range(len(TEXTS)))), prompt))
-    torch.testing.assert_close(full, full_mkl, rtol=0, atol=1e-5)
-    torch.testing.assert_close(cached, full, rtol=0, atol=1e-5)
+    assert_close_scaled(full, full_mkl)
+    assert_close_scaled(cached, full)
     grad_full = torch.autograd.grad(full.logsumexp(-1).sum(), prompt)[0]
     calls.clear()
     grad_cached = torch.autograd.grad(cached.logsumexp(-1).sum(), prompt)[0]
-    torch.testing.assert_close(grad_cached, grad_full, rtol=0, atol=1e-6)
+    assert_close_scaled(grad_cached, grad_full)
     assert len(calls) >= backbone.model.config.num_hidden_layers * 4  # the backward's products were oneDNN's
+
+
+def test_gemma3_with_a_window_shorter_than_the_step_runs_through_transformers(tiny_tokenizer, monkeypatch):
+    """A Gemma3 sliding window shorter than a step's text and prompt is not written out: transformers computes
+    that step, window included (it changes the result, so the window really cuts into the text)."""
+    backbone, batch, prompts = _llama_cache(tiny_tokenizer, "gemma3")
+    wide = prompt_hidden(backbone, batch, prompts)
+    backbone.model.config.sliding_window = 8
+    narrow = prompt_hidden(backbone, batch, prompts)
+    assert "_FrozenLayersBackward" not in _graph_names(narrow)
+    assert torch.equal(narrow, _through_transformers(monkeypatch, backbone, batch, prompts))
+    assert (narrow - wide).abs().max() > 1e-3

@@ -156,15 +156,15 @@ class TextToText(nn.Module):
         batch = self.layout.build(rows, prompt, padding_side="left")
         state = {"mask": batch.attention_mask, "positions": batch.position_ids[:, -1:]}
         out = run_base(backbone, batch.embeds, state["mask"], batch.position_ids,
-                       past_key_values=DynamicCache(config=backbone.model.config), use_cache=True)
-        state["past"] = out.past_key_values
+                       cache=DynamicCache(config=backbone.model.config), use_cache=True)
+        state["past"] = out.cache
 
         def step(next_ids: torch.Tensor) -> torch.Tensor:
             state["mask"] = torch.cat([state["mask"], state["mask"].new_ones(len(next_ids), 1)], dim=1)
             state["positions"] = state["positions"] + 1
             out = run_base(backbone, embed(next_ids[:, None]), state["mask"], state["positions"],
-                           past_key_values=state["past"], use_cache=True)
-            state["past"] = out.past_key_values
+                           cache=state["past"], use_cache=True)
+            state["past"] = out.cache
             return backbone.lm_head(out.last_hidden_state[:, -1])
 
         return backbone.lm_head(out.last_hidden_state[:, -1]), step
@@ -181,8 +181,8 @@ class TextToText(nn.Module):
 
         def step(next_ids: torch.Tensor) -> torch.Tensor:
             out = model(encoder_outputs=encoded, attention_mask=batch.attention_mask,
-                        decoder_input_ids=next_ids[:, None], past_key_values=state["past"], use_cache=True)
-            state["past"] = out.past_key_values
+                        decoder_input_ids=next_ids[:, None], cache=state["past"], use_cache=True)
+            state["past"] = out.cache
             return out.logits[:, -1]
 
         start = torch.full((len(rows),), start_id, dtype=torch.long, device=batch.embeds.device)

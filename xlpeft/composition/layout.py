@@ -152,15 +152,16 @@ def run_base(
     embeds: torch.Tensor,
     attention_mask: torch.Tensor,
     position_ids: torch.Tensor,
-    past_key_values=None,
+    cache=None,
     use_cache: bool = False,
 ):
-    """One pass through the base model (no LM head): the head is applied only where it is needed."""
+    """One pass through the base model (no LM head): the head is applied only where it is needed. ``cache``
+    goes by transformers' Cache-API name (``past_key_values`` is deprecated since 5.x, removed in 5.40)."""
     kwargs = {"inputs_embeds": embeds, "attention_mask": attention_mask, "use_cache": use_cache}
     if backbone.accepts_position_ids:
         kwargs["position_ids"] = position_ids
-    if past_key_values is not None:
-        kwargs["past_key_values"] = past_key_values
+    if cache is not None:
+        kwargs["cache"] = cache
     return backbone.model.base_model(**kwargs)
 
 

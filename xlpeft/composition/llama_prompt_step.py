@@ -1,5 +1,6 @@
-"""The cached prompt step of Llama-family models written out, with its backward: the numbers of transformers,
-21 % faster in fp32 (oneDNN products) and 24 % in bf16 (SmolLM2-135M on CPU; benchmarks/ab_prompt_step.py).
+"""The cached prompt step of Llama-family and Gemma3 models written out, with its backward: the numbers of
+transformers, 21 % faster in fp32 (oneDNN products) and 24 % in bf16 (SmolLM2-135M on CPU;
+benchmarks/ab_prompt_step.py; Gemma-3-270M in docs/speed.md).
 
 Why not transformers' forward: a cached prompt step runs only B x L positions (80 for a batch of 8 and
 L = 10), so work that is negligible for a full sequence is a large share of it. What this step saves:
@@ -17,10 +18,19 @@ L = 10), so work that is negligible for a full sequence is a large share of it. 
 
 The forward runs transformers' eager operations in their order (RMSNorm, rotary embedding and activation as
 the model's modules compute them), so bf16 forward results are bit-identical in practice and fp32 ones agree
-to rounding; tests/test_text_cache.py checks values and gradients against the full forward. Llama, Mistral
-and Qwen2 models take this path (see :func:`supported`); everything else runs through transformers
-(text_cache.prompt_hidden decides). The written-out backward is used when no parameter of the model is
-trained and the activation is SiLU; otherwise autograd differentiates the same forward.
+to rounding; tests/test_text_cache.py checks values and gradients against the full forward. Llama, Mistral,
+Qwen2 and Gemma3 text models take this path (see :func:`supported`); everything else runs through
+transformers (text_cache.prompt_hidden decides). The written-out backward is used when no parameter of the
+model is trained and the activation is one whose derivative is written out here (SiLU, Gemma's tanh GELU);
+otherwise autograd differentiates the same forward.
+
+Gemma3 is Llama's layer plus: RMSNorms that scale by (1 + weight) in fp32 before casting, q/k RMSNorms over
+each head, norms after attention and after the MLP (and one before the MLP), a GeGLU MLP, the
+query_pre_attn_scalar scaling (attention.scaling), and a RoPE base per layer type (local for sliding-window
+layers, global for full ones). Its sliding-window layers are written out only when the window covers the
+step's text and prompt (then they attend as full ones do); attention logit softcapping is not written out.
+The prompt reaches the step already multiplied by Gemma's sqrt(d) embedding scale (Backbone.embed_scale,
+as layout.py splices prompts for every scaled embedding, XGLM's too).
 """
 
 from __future__ import annotations
@@ -39,29 +49,60 @@ from xlpeft.runtime import linear_input_grad, routed_to_onednn
 
 _PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
 _MLP = ("gate_proj", "up_proj", "down_proj")
-# model_type -> transformers module and class prefix of the Llama-architecture families written out here:
-# the same decoder layer (RMSNorm, rotary GQA attention, SiLU-gated MLP); Qwen2 adds q/k/v biases, Mistral a
-# sliding window (only a window that covers the step's text and prompt is the same computation)
-_FAMILIES = {"llama": ("llama", "Llama"), "mistral": ("mistral", "Mistral"), "qwen2": ("qwen2", "Qwen2")}
+# model_type -> transformers module and class prefix of the families written out here: the same decoder
+# layer (RMSNorm, rotary GQA attention, gated MLP); Qwen2 adds q/k/v biases, Mistral a sliding window (only a
+# window that covers the step's text and prompt is the same computation), Gemma3 what the module docstring says
+_FAMILIES = {"llama": ("llama", "Llama"), "mistral": ("mistral", "Mistral"), "qwen2": ("qwen2", "Qwen2"),
+             "gemma3_text": ("gemma3", "Gemma3")}
+_GEMMA = "gemma3_text"
+_GEMMA_NORMS = ("pre_feedforward_layernorm", "post_feedforward_layernorm")
+# activations (config name) whose derivative the written-out backward computes, as the aten backward op
+_ACTIVATION_BACKWARDS = {
+    "silu": torch.ops.aten.silu_backward,
+    "gelu_pytorch_tanh": functools.partial(torch.ops.aten.gelu_backward, approximate="tanh"),
+}
 _steps: "weakref.WeakKeyDictionary[nn.Module, LlamaPromptStep]" = weakref.WeakKeyDictionary()  # one per model
 _Joined = tuple[torch.Tensor, "torch.Tensor | None"]  # weight and bias of Linear layers stacked as one
 
 
 def supported(model: nn.Module, width: int | None = None) -> bool:
-    """A Llama-architecture model (SmolLM2, Llama 2/3, TinyLlama, Mistral, Qwen2/2.5) with the structure this
-    step writes out: transformers' own layer classes (layers that were replaced or extended, as adapter
-    libraries do, run through their own forward instead), no attention dropout while training, and no
-    sliding window shorter than ``width`` (text + prompt positions of the step; default: the model's context)."""
+    """A Llama-architecture model (SmolLM2, Llama 2/3, TinyLlama, Mistral, Qwen2/2.5) or a Gemma3 text model
+    (Gemma-3-270M, 1B) with the structure this step writes out: transformers' own layer classes (layers that
+    were replaced or extended, as adapter libraries do, run through their own forward instead), no attention
+    dropout while training, and no sliding window shorter than ``width`` (text + prompt positions of the step;
+    default: the model's context); for Gemma3 also causal attention and no attention logit softcapping."""
+    config = model.config
+    window = _window(config) if config.model_type in _FAMILIES else None
+    return _written_out_layers(model) and (window is None or window >= (width or config.max_position_embeddings))
+
+
+def _written_out_layers(model: nn.Module) -> bool:
+    """:func:`supported` but for the sliding window: the structure, whatever the width of a step."""
     config = model.config
     if config.model_type not in _FAMILIES or (model.training and config.attention_dropout > 0):
         return False
-    window = getattr(config, "sliding_window", None)
-    if window is not None and window < (width or config.max_position_embeddings):
+    if config.model_type == _GEMMA and (config.use_bidirectional_attention or config.attn_logit_softcapping):
         return False
     layer_class, attention, mlp, norm = _layer_classes(config.model_type)
     return all(type(layer) is layer_class and type(layer.self_attn) is attention and type(layer.mlp) is mlp
-               and type(layer.input_layernorm) is norm and type(layer.post_attention_layernorm) is norm
+               and all(type(module) is norm for module in _norms(layer, config.model_type))
                for layer in model.base_model.layers)
+
+
+def _window(config) -> int | None:
+    """The sliding window of a model with sliding-window layers (Gemma3 names one even when it has none)."""
+    window = getattr(config, "sliding_window", None)
+    if config.model_type == _GEMMA and "sliding_attention" not in config.layer_types:
+        return None
+    return window
+
+
+def _norms(layer: nn.Module, model_type: str) -> list[nn.Module]:
+    """A layer's RMSNorm modules that the step computes with its own operations."""
+    norms = [layer.input_layernorm, layer.post_attention_layernorm]
+    if model_type == _GEMMA:
+        norms += [getattr(layer, name) for name in _GEMMA_NORMS] + [layer.self_attn.q_norm, layer.self_attn.k_norm]
+    return norms
 
 
 @functools.cache
@@ -80,7 +121,7 @@ def fuse_frozen_projections(model: nn.Module) -> bool:
     after which the model is not saved): no memory is added and transformers' own forward (which builds the
     text cache) reads the same values. Returns whether the weights were fused.
     """
-    if not supported(model) or any(p.requires_grad for p in model.parameters()):
+    if not _written_out_layers(model) or any(p.requires_grad for p in model.parameters()):
         return False
     layers = model.base_model.layers
     if any(getattr(layer.self_attn, name).weight.dtype != torch.bfloat16 for layer in layers for name in _PROJECTIONS):
@@ -125,7 +166,8 @@ def llama_prompt_step(model: nn.Module, width: int | None = None) -> "LlamaPromp
 @dataclass
 class _Saved:
     """What one layer's backward reads: normalised inputs and their inverse RMS, the rotated query rows,
-    keys/values (text and prompt), attention probabilities and the MLP's gate/up outputs."""
+    keys/values (text and prompt), attention probabilities and the MLP's gate/up outputs; for Gemma3 also
+    its q/k norms' and its attention and MLP output norms' (None for the others)."""
 
     norm1: tuple[torch.Tensor, torch.Tensor, torch.dtype]
     rows: torch.Tensor
@@ -137,6 +179,10 @@ class _Saved:
     gate: torch.Tensor
     up: torch.Tensor
     act: torch.Tensor
+    q_norm: tuple | None = None
+    k_norm: tuple | None = None
+    attn_out_norm: tuple | None = None
+    mlp_out_norm: tuple | None = None
 
 
 class LlamaPromptStep:
@@ -145,7 +191,9 @@ class LlamaPromptStep:
     def __init__(self, model: nn.Module, fused: list[tuple[_Joined, _Joined]] | None = None):
         self.base = model.base_model
         self.fused = fused
-        self.silu = model.config.hidden_act == "silu"
+        self.gemma = model.config.model_type == _GEMMA
+        activation = model.config.hidden_activation if self.gemma else model.config.hidden_act
+        self.activation_backward = _ACTIVATION_BACKWARDS.get(activation)
         self._weights = self._read_weights()
         self.onednn = self._routed()
 
@@ -167,21 +215,32 @@ class LlamaPromptStep:
     def __call__(self, layers: list[tuple[torch.Tensor, torch.Tensor]], attention_mask: torch.Tensor,
                  positions: torch.Tensor, embeds: torch.Tensor) -> torch.Tensor:
         """``layers``: the text's keys/values per layer, [B, kvH, T, hd]; ``attention_mask`` [B, T + L] and
-        ``positions`` [B, L] as transformers would take them; ``embeds`` [B, L, d] in the cache's dtype."""
+        ``positions`` [B, L] as transformers would take them; ``embeds`` [B, L, d] in the cache's dtype
+        (scaled as the model's embedding module scales tokens)."""
         bias = _attention_bias(attention_mask, embeds.shape[1], layers[0][0].dtype)
-        cos, sin = self.base.rotary_emb(embeds, positions)
+        rotary = self._rotary(embeds, positions)
         if self._backward_written_out(embeds):
-            hidden = _FrozenLayers.apply(embeds, self, layers, bias, cos, sin)
+            hidden = _FrozenLayers.apply(embeds, self, layers, bias, rotary)
         else:
-            hidden = self.forward(embeds, layers, bias, cos, sin)
+            hidden = self.forward(embeds, layers, bias, rotary)
         return self.base.norm(hidden)[:, -1]
 
+    def _rotary(self, embeds: torch.Tensor, positions: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(cos, sin) per layer: Gemma3 rotates each layer by its type's RoPE (local base for sliding-window
+        layers, global for full ones), the others every layer alike. Computed once per type."""
+        count = len(self.base.layers)
+        if not self.gemma:
+            return [self.base.rotary_emb(embeds, positions)] * count
+        types = self.base.config.layer_types[:count]
+        tables = {kind: self.base.rotary_emb(embeds, positions, kind) for kind in set(types)}
+        return [tables[kind] for kind in types]
+
     def _backward_written_out(self, embeds: torch.Tensor) -> bool:
-        return (torch.is_grad_enabled() and embeds.requires_grad and self.silu
+        return (torch.is_grad_enabled() and embeds.requires_grad and self.activation_backward is not None
                 and not any(p.requires_grad for p in self.base.parameters()))
 
     # ------------------------------------------------------------------------------------------ forward
-    def forward(self, embeds, layers, bias, cos, sin, saved: list[_Saved] | None = None) -> torch.Tensor:
+    def forward(self, embeds, layers, bias, rotary, saved: list[_Saved] | None = None) -> torch.Tensor:
         """Hidden states after the last layer ([B, 1, d]: the prediction position only); appends each
         layer's :class:`_Saved` to ``saved`` when given."""
         groups = self.base.layers[0].self_attn.num_key_value_groups
@@ -189,18 +248,21 @@ class LlamaPromptStep:
         hidden = embeds
         last = len(self.base.layers) - 1
         for i, layer in enumerate(self.base.layers):
-            hidden = self._layer(i, layer, hidden, layers[i], biases[i == last], cos, sin, i == last, saved)
+            hidden = self._layer(i, layer, hidden, layers[i], biases[i == last], *rotary[i], i == last, saved)
         return hidden
 
     def _layer(self, i, layer, hidden, text_kv, bias, cos, sin, only_last: bool, saved) -> torch.Tensor:
         attn, mlp = layer.self_attn, layer.mlp
         batch, length, _ = hidden.shape
-        x, norm1 = _rms_norm(layer.input_layernorm, hidden)
+        x, norm1 = self._norm(layer.input_layernorm, hidden)
         q, k, v = self._qkv(i, attn, x)
         shape = (batch, length, -1, attn.head_dim)
         q, k, v = (t.view(shape).transpose(1, 2) for t in (q, k, v))
         if only_last:  # only the prediction position is read after this layer
             q, hidden, length = q[:, :, -1:], hidden[:, -1:], 1
+        q_norm = k_norm = attn_out_norm = mlp_out_norm = None
+        if self.gemma:
+            (q, q_norm), (k, k_norm) = self._norm(attn.q_norm, q), self._norm(attn.k_norm, k)
         q, k = _rotate(q, cos[:, -q.shape[2]:], sin[:, -q.shape[2]:]), _rotate(k, cos, sin)
         text_k, text_v = text_kv
         keys, values = torch.cat([text_k, k], dim=2), torch.cat([text_v, v], dim=2)
@@ -209,13 +271,28 @@ class LlamaPromptStep:
         probs32 = F.softmax(scores, dim=-1, dtype=torch.float32)
         probs = probs32.to(q.dtype)
         out = torch.matmul(probs, values).view(batch, -1, length, attn.head_dim).transpose(1, 2)
-        hidden = hidden + attn.o_proj(out.reshape(batch, length, -1))
-        x, norm2 = _rms_norm(layer.post_attention_layernorm, hidden)
+        attended = attn.o_proj(out.reshape(batch, length, -1))
+        if self.gemma:
+            attended, attn_out_norm = self._norm(layer.post_attention_layernorm, attended)
+        hidden = hidden + attended
+        x, norm2 = self._norm(self._mlp_norm(layer), hidden)
         gate, up = self._gate_up(i, mlp, x)
         act = mlp.act_fn(gate)
+        mixed = mlp.down_proj(act * up)
+        if self.gemma:
+            mixed, mlp_out_norm = self._norm(layer.post_feedforward_layernorm, mixed)
         if saved is not None:
-            saved.append(_Saved(norm1, rows, keys, values, probs32, probs, norm2, gate, up, act))
-        return hidden + mlp.down_proj(act * up)
+            saved.append(_Saved(norm1, rows, keys, values, probs32, probs, norm2, gate, up, act,
+                                q_norm, k_norm, attn_out_norm, mlp_out_norm))
+        return hidden + mixed
+
+    def _mlp_norm(self, layer: nn.Module) -> nn.Module:
+        """The norm before the MLP: Gemma3's pre-feedforward norm (its post-attention norm normalises the
+        attention's output), the others' post-attention norm."""
+        return layer.pre_feedforward_layernorm if self.gemma else layer.post_attention_layernorm
+
+    def _norm(self, norm: nn.Module, hidden: torch.Tensor):
+        return _rms_norm(norm, hidden, self.gemma)
 
     def _qkv(self, i, attn, x):
         if self.fused is None:
@@ -229,28 +306,32 @@ class LlamaPromptStep:
         return F.linear(x, *self.fused[i][1]).chunk(2, dim=-1)
 
     # ----------------------------------------------------------------------------------------- backward
-    def backward(self, saved: list[_Saved], grad: torch.Tensor, cos, sin) -> torch.Tensor:
+    def backward(self, saved: list[_Saved], grad: torch.Tensor, rotary) -> torch.Tensor:
         """Gradient w.r.t. the step's input embeddings given the gradient w.r.t. :meth:`forward`'s output."""
         for i in reversed(range(len(saved))):
-            grad = self._layer_backward(i, self.base.layers[i], saved[i], grad, cos, sin)
+            grad = self._layer_backward(i, self.base.layers[i], saved[i], grad, *rotary[i])
         return grad
 
     def _layer_backward(self, i, layer, s: _Saved, grad, cos, sin) -> torch.Tensor:
         attn, mlp = layer.self_attn, layer.mlp
         batch, length, _ = grad.shape  # length is 1 in the last layer
         prompt_length = s.norm1[0].shape[1]
-        # MLP: hidden + down(silu(gate) * up)
-        d_mid = self._input_grad(grad, mlp.down_proj.weight)
-        d_gate = torch.ops.aten.silu_backward(d_mid * s.up, s.gate)
+        # MLP: hidden + [post-feedforward norm] down(act(gate) * up)
+        d_mixed = grad if s.mlp_out_norm is None else self._norm_backward(layer.post_feedforward_layernorm, grad,
+                                                                         s.mlp_out_norm)
+        d_mid = self._input_grad(d_mixed, mlp.down_proj.weight)
+        d_gate = self.activation_backward(d_mid * s.up, s.gate)
         d_up = d_mid * s.act
         if self.fused is None:
             dx = self._input_grad(d_gate, mlp.gate_proj.weight).add_(self._input_grad(d_up, mlp.up_proj.weight))
         else:
             dx = self._input_grad(torch.cat([d_gate, d_up], dim=-1), self.fused[i][1][0])
-        grad = grad + _rms_norm_backward(layer.post_attention_layernorm, dx, s.norm2)
-        # attention: hidden + o_proj(softmax(rows keys^T * scaling + bias) values)
-        d_out = self._input_grad(grad, attn.o_proj.weight).view(batch, length, -1, attn.head_dim).transpose(1, 2)
-        d_out = d_out.reshape(s.rows.shape)
+        grad = grad + self._norm_backward(self._mlp_norm(layer), dx, s.norm2)
+        # attention: hidden + [post-attention norm] o_proj(softmax(rows keys^T * scaling + bias) values)
+        d_attended = grad if s.attn_out_norm is None else self._norm_backward(layer.post_attention_layernorm, grad,
+                                                                              s.attn_out_norm)
+        d_out = self._input_grad(d_attended, attn.o_proj.weight).view(batch, length, -1, attn.head_dim)
+        d_out = d_out.transpose(1, 2).reshape(s.rows.shape)
         d_probs = torch.matmul(d_out, s.values.transpose(2, 3))
         d_scores = torch._softmax_backward_data(d_probs.float(), s.probs32, -1, torch.float32) * attn.scaling
         d_rows = torch.matmul(d_scores, s.keys)
@@ -260,6 +341,9 @@ class LlamaPromptStep:
         d_q = d_rows.view(batch, -1, length, attn.head_dim)
         d_q = _rotate_backward(d_q, cos[:, -length:], sin[:, -length:])
         d_k = _rotate_backward(d_k, cos, sin)
+        if self.gemma:
+            d_q = self._norm_backward(attn.q_norm, d_q, s.q_norm)
+            d_k = self._norm_backward(attn.k_norm, d_k, s.k_norm)
         d_q, d_k, d_v = (t.transpose(1, 2).reshape(batch, t.shape[2], -1) for t in (d_q, d_k, d_v))
         if length < prompt_length:  # last layer: queries at the prediction position only
             d_q = F.pad(d_q, (0, 0, prompt_length - length, 0))
@@ -269,7 +353,10 @@ class LlamaPromptStep:
             dx.add_(self._input_grad(d_v, attn.v_proj.weight))
         else:
             dx = self._input_grad(torch.cat([d_q, d_k, d_v], dim=-1), self.fused[i][0][0])
-        return grad + _rms_norm_backward(layer.input_layernorm, dx, s.norm1)
+        return grad + self._norm_backward(layer.input_layernorm, dx, s.norm1)
+
+    def _norm_backward(self, norm: nn.Module, grad: torch.Tensor, kept) -> torch.Tensor:
+        return _rms_norm_backward(norm, grad, kept, self.gemma)
 
     def _input_grad(self, grad: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """Gradient w.r.t. a frozen Linear layer's input: grad @ W."""
@@ -281,35 +368,42 @@ class _FrozenLayers(torch.autograd.Function):
     gradients w.r.t. the prompt embeddings only). The backward runs under the forward's autocast state."""
 
     @staticmethod
-    def forward(ctx, embeds, step: LlamaPromptStep, layers, bias, cos, sin):
+    def forward(ctx, embeds, step: LlamaPromptStep, layers, bias, rotary):
         device = embeds.device.type
         ctx.autocast = (device, torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
-        ctx.step, ctx.cos, ctx.sin, ctx.dtype = step, cos, sin, embeds.dtype
+        ctx.step, ctx.rotary, ctx.dtype = step, rotary, embeds.dtype
         ctx.layers = []
-        return step.forward(embeds, layers, bias, cos, sin, saved=ctx.layers)
+        return step.forward(embeds, layers, bias, rotary, saved=ctx.layers)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         device, enabled, dtype = ctx.autocast
         with torch.autocast(device, dtype=dtype, enabled=enabled):
-            d_embeds = ctx.step.backward(ctx.layers, grad, ctx.cos, ctx.sin)
-        return d_embeds.to(ctx.dtype), None, None, None, None, None
+            d_embeds = ctx.step.backward(ctx.layers, grad, ctx.rotary)
+        return d_embeds.to(ctx.dtype), None, None, None, None
 
 
 # ------------------------------------------------------------------------------------------- operations
-def _rms_norm(norm: nn.Module, hidden: torch.Tensor):
-    """LlamaRMSNorm's operations, keeping (normalised fp32 input, inverse RMS, input dtype) for the backward."""
+def _rms_norm(norm: nn.Module, hidden: torch.Tensor, gemma: bool):
+    """The RMSNorm module's operations, keeping (normalised fp32 input, inverse RMS, input dtype) for the
+    backward: LlamaRMSNorm casts the normalised input back and multiplies by the weight; Gemma3RMSNorm
+    multiplies by (1 + weight) in fp32 and casts after."""
     dtype = hidden.dtype
     hidden = hidden.to(torch.float32)
-    inverse = torch.rsqrt(hidden.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon)
+    inverse = torch.rsqrt(hidden.pow(2).mean(-1, keepdim=True) + (norm.eps if gemma else norm.variance_epsilon))
     normed = hidden * inverse
+    if gemma:
+        return (normed * (1.0 + norm.weight.float())).to(dtype), (normed, inverse, dtype)
     return norm.weight * normed.to(dtype), (normed, inverse, dtype)
 
 
-def _rms_norm_backward(norm: nn.Module, grad: torch.Tensor, kept) -> torch.Tensor:
+def _rms_norm_backward(norm: nn.Module, grad: torch.Tensor, kept, gemma: bool) -> torch.Tensor:
     normed, inverse, dtype = kept
-    d_normed = (grad * norm.weight).to(torch.float32)
+    if gemma:
+        d_normed = grad.to(torch.float32) * (1.0 + norm.weight.float())
+    else:
+        d_normed = (grad * norm.weight).to(torch.float32)
     return (inverse * (d_normed - normed * (d_normed * normed).mean(-1, keepdim=True))).to(dtype)
 
 

@@ -50,17 +50,17 @@ def encode_texts(backbone: Backbone, token_ids: list[list[int]]) -> CachedBatch:
     mask = (torch.arange(width, device=device)[None] < lengths[:, None]).long()
     positions = torch.arange(width, device=device).expand(len(token_ids), -1)
     embeds = backbone.model.get_input_embeddings()(ids)
-    out = run_base(backbone, embeds, mask, positions, past_key_values=DynamicCache(), use_cache=True)
-    layers = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+    out = run_base(backbone, embeds, mask, positions, cache=DynamicCache(), use_cache=True)
+    layers = [(layer.keys, layer.values) for layer in out.cache.layers]
     return CachedBatch(layers, mask, lengths)
 
 
 def prompt_hidden(backbone: Backbone, cached: CachedBatch, prompts: torch.Tensor) -> torch.Tensor:
     """Final hidden state at the last prompt position, running only the L prompt positions.
 
-    ``prompts``: unscaled [L, d] (same prompt for every row) or [B, L, d] (one per row). Llama, Mistral and
-    Qwen2 models run llama_prompt_step's written-out step and backward (same numbers, faster), others
-    transformers' forward.
+    ``prompts``: unscaled [L, d] (same prompt for every row) or [B, L, d] (one per row). Llama, Mistral,
+    Qwen2 and Gemma3 models run llama_prompt_step's written-out step and backward (same numbers, faster),
+    others transformers' forward.
     """
     batch = cached.attention_mask.shape[0]
     scaled = prompts * backbone.embed_scale
@@ -74,7 +74,7 @@ def prompt_hidden(backbone: Backbone, cached: CachedBatch, prompts: torch.Tensor
     if step is not None:
         return step(cached.layers, mask, positions, embeds)
     past = DynamicCache(ddp_cache_data=cached.layers)
-    out = run_base(backbone, embeds, mask, positions, past_key_values=past, use_cache=True)
+    out = run_base(backbone, embeds, mask, positions, cache=past, use_cache=True)
     return out.last_hidden_state[:, -1]
 
 
