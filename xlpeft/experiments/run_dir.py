@@ -181,7 +181,9 @@ def load_run(path: str | os.PathLike) -> Run:
 
 
 def _peft_run(path: Path) -> Run:
-    """A run description for a prompt trained with PEFT: its placement, the base model, default words."""
+    """A run description for a prompt trained with PEFT: its placement, the base model, default words, and no
+    text budget but the model's context (PEFT truncates nothing, so its own predictions are reproduced)."""
+    from xlpeft.composition.layout import NO_LIMIT, TEXT_ONLY
     from xlpeft.training.config import TrainConfig
 
     peft = read_peft_config(path)
@@ -190,5 +192,5 @@ def _peft_run(path: Path) -> Run:
                           "trained for")
     prompt = load_peft_embeddings(path)
     train = TrainConfig(model=peft["base_model_name_or_path"], placement="start", prompt_length=prompt.shape[0],
-                        head="lm", shots=None, regime="prompt")
-    return Run(path, {"train": train.to_dict(), "source": "peft"}, prompt, None)
+                        head="lm", shots=None, regime="prompt", max_length=NO_LIMIT)
+    return Run(path, {"train": train.to_dict(), "source": "peft", "max_length_counts": TEXT_ONLY}, prompt, None)
