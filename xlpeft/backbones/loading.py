@@ -105,6 +105,15 @@ class Backbone:
         return float(scale.item() if isinstance(scale, torch.Tensor) else scale)
 
     @property
+    def context_length(self) -> int | None:
+        """Positions the model can read (None: relative positions or ALiBi, no fixed table). RoBERTa-style
+        encoders (XLM-R) start their positions after the pad id, so that many fewer are usable."""
+        positions = getattr(self.model.config, "max_position_embeddings", None)
+        if positions and "roberta" in self.family:
+            return positions - self.model.config.pad_token_id - 1
+        return positions
+
+    @property
     def eos_id(self) -> int:
         return self.tokenizer.eos_token_id
 

@@ -95,8 +95,8 @@ class PromptLayout:
     @property
     def text_budget(self) -> int:
         """Text tokens per sequence (the prompt and special tokens come on top); see ``text_budget``."""
-        context = getattr(self.backbone.model.config, "max_position_embeddings", None)
-        return text_budget(self.max_length, self.counts, self.prompt_length + len(self.lead) + len(self.tail), context)
+        around = self.prompt_length + len(self.lead) + len(self.tail)
+        return text_budget(self.max_length, self.counts, around, self.backbone.context_length)
 
     def truncation(self, texts: list[str]) -> tuple[int, int]:
         """(texts longer than the text budget, texts that tokenize to nothing) among ``texts``: the counts a

@@ -217,11 +217,11 @@ def predict_modular(backbone: Backbone, run: Run, texts: list[str], batch_size: 
 
 @torch.inference_mode()
 def predict_text(backbone: Backbone, run: Run, task: TextTask, examples: Examples, batch_size: int,
-                 max_new_tokens: int | None, stack: ModuleStack | None = None) -> tuple[Examples, list[Generated]]:
+                 max_new_tokens: int | None = None, stack: ModuleStack | None = None) -> tuple[Examples, list[Generated]]:
     """A text-to-text run's greedy outputs for ``examples``: (the inputs the model read, one output each).
 
     The inputs are the task's (XQuAD: a question's context windows); generation runs for ``max_new_tokens``
-    (evaluate.generation_length: the run's training targets or an option), never the evaluated answers.
+    (default: what the run's training targets needed, recorded at training), never the evaluated answers.
     A tagging encoder's outputs are IOB2 tags per word instead.
     """
     language_rows = 0 if stack is None else stack.language_prompt_length
@@ -232,6 +232,7 @@ def predict_text(backbone: Backbone, run: Run, task: TextTask, examples: Example
     inputs = task.model_inputs(examples, backbone.tokenizer, generator.layout.text_budget, training=False)
     token_ids = generator.tokenize(inputs.texts)
     order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
+    max_new_tokens = max_new_tokens or run.config.get("max_new_tokens")
     if max_new_tokens is None:
         raise XlpeftError(f"{run.name} records no generation length (trained before xlpeft recorded one): give "
                           "--max-new-tokens N (e.g. the longest training answer in tokens plus a few)")
