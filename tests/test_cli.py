@@ -279,3 +279,17 @@ def test_cuda_device_without_cuda_is_one_line(trained_run, sib_dir, tmp_path, ca
                  "--out", str(tmp_path / "r.csv"), "--device", "cuda", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "CUDA" in err and "--device cpu" in err
+
+
+def test_truncation_is_stated_and_warned_about(trained_run, sib_dir, tmp_path, tiny_model_dir, capsys):
+    """Issue 18: 'max_length' included the prompt, so compared runs read different text, and nothing counted it."""
+    short = tmp_path / "short"
+    assert main(["train", "--model", str(tiny_model_dir), "--data-dir", str(sib_dir), "--shots", "4", "--epochs", "1",
+                 "--prompt-length", "3", "--max-length", "16", "--out", str(short), "--quiet"]) == 0
+    out = tmp_path / "r.csv"
+    assert main(["evaluate", str(trained_run), str(short), "--languages", "eng_Latn", "--data-dir", str(sib_dir),
+                 "--out", str(out), "--quiet", "--no-plot"]) == 0
+    table = pd.read_csv(out).set_index("run")
+    assert table.loc["short", "max_length"] == 16 and table.loc["short", "n_truncated"] > 0.05 * 204
+    printed = capsys.readouterr().out
+    assert "warning: short:" in printed and "compared runs read different text on eng_Latn" in printed

@@ -338,7 +338,7 @@ def cmd_train(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from xlpeft.evaluation.evaluate import EvalOptions, evaluate, summary_table
+    from xlpeft.evaluation.evaluate import EvalOptions, evaluate, summary_table, truncation_warnings
     from xlpeft.experiments.run_dir import ensure_writable, load_run
     from xlpeft.tasks import get_task
 
@@ -359,6 +359,8 @@ def cmd_evaluate(args) -> None:
     results = evaluate(runs, languages, args.data_dir, out, options, progress=not args.quiet)
     metric = task.metric_columns[0]
     print(summary_table(results, runs, languages, metric))
+    for warning in truncation_warnings(results, runs, languages):
+        print(f"warning: {warning}")
     print(f"-> {out}")
     if not args.no_plot:
         from xlpeft.analysis.plots import accuracy_plot

@@ -326,15 +326,35 @@ def _write(out_csv: Path, table: pd.DataFrame) -> None:
     atomic_write(out_csv, lambda tmp: table.to_csv(tmp, index=False, float_format="%.6g"))
 
 
+TRUNCATION_WARNING = 0.05  # a language losing more than this share of its inputs to the text budget
+
+
+def truncation_warnings(results: pd.DataFrame, runs: list[Run], languages: list[str]) -> list[str]:
+    """What the text budget cut, said where it matters: a language that lost more than 5 % of its inputs,
+    and a language on which compared runs cut different numbers of inputs (they read different text)."""
+    table = results[results["language"].isin(languages) & results["run"].isin([run.name for run in runs])]
+    if "n_truncated" not in table or table["n_truncated"].isna().all():
+        return []
+    warnings = [f"{row.run}: {row.n_truncated:.0f} of {row.n:.0f} {row.language} inputs cut to max_length "
+                f"{row.max_length:.0f} text tokens ({row.n_truncated / row.n:.0%})"
+                for row in table.itertuples() if row.n and row.n_truncated / row.n > TRUNCATION_WARNING]
+    for language, rows in table.groupby("language", sort=False):
+        if rows["n_truncated"].nunique() > 1:
+            cut = ", ".join(f"{r.run} {r.n_truncated:.0f}" for r in rows.itertuples())
+            warnings.append(f"compared runs read different text on {language}: inputs cut {cut}")
+    return warnings
+
+
 def summary_table(results: pd.DataFrame, runs: list[Run], languages: list[str], metric: str = "accuracy") -> str:
     """A readable table: one row per language; ``metric`` per run (for a single run, all its metric columns)."""
     table = results[results["language"].isin(languages) & results["run"].isin([run.name for run in runs])]
     if table["run"].nunique() == 1:
         columns = [c for c in ("accuracy", "macro_f1", "f1", "exact_match", "precision", "recall") if c in table]
         columns = [c for c in columns if table[c].notna().any()]
-        view = table.set_index("language")[["name", *columns, "n"]].reindex(languages)
-        mean = pd.DataFrame([{"name": "(mean)", **{c: view[c].mean() for c in columns}, "n": view["n"].sum()}],
-                            index=["all"])
+        counts = [c for c in ("n", "n_truncated") if c in table]
+        view = table.set_index("language")[["name", *columns, *counts]].reindex(languages)
+        mean = pd.DataFrame([{"name": "(mean)", **{c: view[c].mean() for c in columns},
+                              **{c: view[c].sum() for c in counts}}], index=["all"])
         view = pd.concat([view, mean])
     else:
         view = table.pivot(index="language", columns="run", values=metric).reindex(languages)
