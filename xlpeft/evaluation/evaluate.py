@@ -130,7 +130,7 @@ def evaluate(runs: list[Run], languages: list[str], data_dir: str | None, out_cs
 
 def identity_for(run: Run, options: EvalOptions, precision: str) -> EvalIdentity:
     """The identity ``run``'s rows must have under ``options`` (precision resolved for the device)."""
-    return run_identity(run.config, options.split, precision, options.borrow, generation_length(run, options))
+    return run_identity(run.config, options.split, precision, generation_length(run, options))
 
 
 def generation_length(run: Run, options: EvalOptions) -> int | None:

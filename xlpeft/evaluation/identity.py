@@ -3,10 +3,10 @@ the grid store).
 
 A row (run x language) is reused only when everything that decides its numbers is unchanged: the run's
 artefacts (``run_id``: its config, hence its task and ``max_length``), the split, the precision, the
-backbone weights it was computed on and the evaluation options that change numbers (method B's
-``borrow``; the language module used is checked by ``module_id``, generation length by
-``max_new_tokens``). Batch size, device, memory caps and the text cache do not change numbers and are
-not part of it. A row whose identity differs from the one asked for is computed again and replaces the
+backbone weights it was computed on and the evaluation options that change numbers (generation length,
+``max_new_tokens``). Method B's language module is checked row by row in evaluate.py (``module_id``,
+and ``--borrow`` only for rows that borrowed a module: a language's own module does not depend on it).
+Batch size, device, memory caps and the text cache do not change numbers and are not part of it. A row whose identity differs from the one asked for is computed again and replaces the
 old one, so a table never holds a value under another setting's label.
 
 Rows also record what explains them without identifying them (``ROW_RECORD``): where the weights came
@@ -19,8 +19,6 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
-from xlpeft.composition.registry import BORROW_NONE
-
 ROW_RECORD = ("backbone_source", "xlpeft_version", "max_length", "n_truncated", "n_empty")
 
 
@@ -31,7 +29,6 @@ class EvalIdentity:
     split: str
     eval_precision: str  # resolved: fp32 or bf16 ("precision" is NER's entity precision metric in the same rows)
     backbone_fingerprint: str | None  # None: the run recorded none (trained before fingerprints); checked at load
-    borrow: str = BORROW_NONE  # method B: the URIEL distance modules are borrowed by
     max_new_tokens: int | None = None  # text-to-text runs: generation length
 
     @classmethod
@@ -52,12 +49,10 @@ class EvalIdentity:
                 if not (_same(value, row.get(name)) or (name == "backbone_fingerprint" and value is None))]
 
 
-def run_identity(run_config: dict, split: str, precision: str, borrow: str,
-                 max_new_tokens: int | None = None) -> EvalIdentity:
+def run_identity(run_config: dict, split: str, precision: str, max_new_tokens: int | None = None) -> EvalIdentity:
     """The identity a run's rows must have under these evaluation settings (``run_config``: its config.json)."""
     recorded = (run_config.get("backbone") or {}).get("fingerprint")
-    return EvalIdentity(split, precision, recorded,
-                        borrow if run_config["train"].get("configuration") else BORROW_NONE, max_new_tokens)
+    return EvalIdentity(split, precision, recorded, max_new_tokens)
 
 
 def _same(value, stored) -> bool:
