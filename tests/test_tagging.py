@@ -160,8 +160,9 @@ def test_refuses_decoders_and_impossible_budgets(special_tokenizer, tiny_tokeniz
     with pytest.raises(XlpeftError, match="token tagging is for encoders"):
         build_tagger(make_backbone("llama", tiny_tokenizer), "prefix", 4, 64, n_tags=5)
     encoder = make_encoder(special_tokenizer, mlm=True)
-    with pytest.raises(XlpeftError, match="lower --prompt-length or raise --max-length"):
-        build_tagger(encoder, "prefix", 10, 12, n_tags=5)
+    build_tagger(encoder, "prefix", 10, 12, n_tags=5)  # max_length counts text tokens only: room for 12
+    with pytest.raises(XlpeftError, match="give --max-length 1 or more"):
+        build_tagger(encoder, "prefix", 10, -1, n_tags=5)
     with pytest.raises(XlpeftError):
         TokenTagger(make_backbone("llama", tiny_tokenizer), PromptLayout(encoder, "prefix", 2, 16), 5)
     # the same seed draws the same head

@@ -227,7 +227,7 @@ def build_text_to_text(backbone: Backbone, placement: str, prompt_length: int, m
     try:
         layout = PromptLayout(backbone, placement, prompt_length, max_length, with_tail=backbone.kind != "causal")
     except ValueError as exc:
-        raise XlpeftError(f"{exc}; lower --prompt-length or raise --max-length") from exc
+        raise XlpeftError(str(exc)) from exc
     return TextToText(backbone, layout)
 
 

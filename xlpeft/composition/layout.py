@@ -89,8 +89,20 @@ class PromptLayout:
         self.text_prefix = text_prefix
         self.lead = backbone.lead_ids
         self.tail = ((backbone.mask_id,) if mask_slot else ()) + (backbone.tail_ids if with_tail else ())
+        self._check_budget()
+
+    def _check_budget(self) -> None:
+        """A budget the model can hold: at least one text token, and text plus prompt and special tokens
+        within the model's positions."""
         if self.text_budget < 1:
-            raise ValueError(f"max_length {max_length} leaves no room for text")
+            raise ValueError(f"max_length {self.max_length} leaves no room for text; give --max-length 1 or more "
+                             "(text tokens), or 0 for the model's context")
+        around = self.prompt_length + len(self.lead) + len(self.tail)
+        context = self.backbone.context_length
+        if context and self.text_budget + around > context:
+            raise ValueError(f"max_length {self.max_length} text tokens plus {around} prompt and special tokens "
+                             f"exceed {self.backbone.name}'s {context} positions; lower --max-length to at most "
+                             f"{context - around} or --prompt-length")
 
     @property
     def text_budget(self) -> int:
