@@ -52,7 +52,7 @@ def test_empty_word_still_gets_a_token(special_tokenizer):
 
 
 def test_truncation_keeps_whole_words_within_budget(special_tokenizer):
-    tagger = _tagger(special_tokenizer, max_length=16, prompt_length=4)  # budget 16 - 4 - [CLS] - [SEP] = 10
+    tagger = _tagger(special_tokenizer, max_length=10, prompt_length=4)  # 10 text tokens; prompt, [CLS], [SEP] on top
     budget = tagger.layout.text_budget
     assert budget == 10
     long = ("Ouagadougou " * 3 + "Rain falls on the Xylophonist today and tomorrow again").split()
