@@ -93,7 +93,7 @@ def evaluate(runs: list[Run], languages: list[str], data_dir: str | None, out_cs
     """Evaluate every run on every language (codes of the runs' task); return (and keep writing) the table."""
     device = resolve_device(options.device)
     precision = resolve_precision(options.precision, device)
-    identities = {run.name: identity_for(run, options, precision) for run in runs}
+    identities = {run.name: identity_for(run.config, options, precision) for run in runs}
     done = _previous_results(out_csv, runs, identities, options)
     for (key, task_name, source_data), group in _group(runs).items():
         todo = [lang for lang in languages if not _all_done(done, group, lang)]
@@ -128,17 +128,18 @@ def evaluate(runs: list[Run], languages: list[str], data_dir: str | None, out_cs
     return done
 
 
-def identity_for(run: Run, options: EvalOptions, precision: str) -> EvalIdentity:
-    """The identity ``run``'s rows must have under ``options`` (precision resolved for the device)."""
-    return run_identity(run.config, options.split, precision, generation_length(run, options))
+def identity_for(run_config: dict, options: EvalOptions, precision: str) -> EvalIdentity:
+    """The identity the rows of a run (its config.json) must have under ``options`` (precision resolved for
+    the device)."""
+    return run_identity(run_config, options.split, precision, generation_length(run_config, options))
 
 
-def generation_length(run: Run, options: EvalOptions) -> int | None:
+def generation_length(run_config: dict, options: EvalOptions) -> int | None:
     """Text-to-text runs: new tokens to generate, from ``--max-new-tokens`` or the run's training targets
     (never from the evaluated language's answers). None for runs that do not generate."""
     if options.max_new_tokens is not None:
         return options.max_new_tokens
-    return run.config.get("max_new_tokens")
+    return run_config.get("max_new_tokens")
 
 
 def check_weights(backbone: Backbone, runs: list[Run]) -> None:
@@ -175,7 +176,7 @@ def _evaluate_text(backbone: Backbone, task: TextTask, group: list[Run], languag
     scored = []
     for run in group:
         module = _resolve_module(backbone, run, task, language, options)
-        length = generation_length(run, options)
+        length = generation_length(run.config, options)
         if run.configuration:
             with modules_attached(backbone, run, None if module is None else module.module) as stack:
                 inputs, outputs = predict_text(backbone, run, task, examples, options.batch_size, length, stack)

@@ -71,8 +71,8 @@ def _options(grid: Grid):
 
 
 def _current_rows(grid: Grid, out: Path) -> pd.DataFrame:
-    """The evaluation rows of trained runs whose identity is the one the grid's plan asks for (a row of
-    another split, precision, weights or option is not a result of this plan)."""
+    """The evaluation rows whose identity is the one the grid's plan asks for (a row of another split,
+    precision, weights or option is not a result of this plan); one per (run, language)."""
     from xlpeft.evaluation.evaluate import identity_for
     from xlpeft.runtime import resolve_device, resolve_precision
 
@@ -81,12 +81,16 @@ def _current_rows(grid: Grid, out: Path) -> pd.DataFrame:
         return table
     options = _options(grid)
     precision = resolve_precision(options.precision, resolve_device(options.device))
-    identities = {}
-    for spec in grid.runs:
-        if (run_path(out, spec) / rd.METRICS).is_file():
-            identities[spec.run_id] = identity_for(rd.load_run(run_path(out, spec)), options, precision)
+    identities = {spec.run_id: identity_for(_run_config(out, spec), options, precision) for spec in grid.runs}
     keep = [row["run"] in identities and identities[row["run"]].matches(row) for row in table.to_dict("records")]
     return table[keep].drop_duplicates(["run", "language"], keep="last")
+
+
+def _run_config(out: Path, spec: RunSpec) -> dict:
+    """A run's config.json (what it recorded at training: weights, generation length), or for a run not
+    trained here the grid's configuration of it."""
+    path = run_path(out, spec) / rd.CONFIG
+    return json.loads(path.read_text()) if path.is_file() else {"train": spec.config.to_dict()}
 
 
 def write_grid(grid: Grid, out: Path) -> None:
