@@ -293,3 +293,19 @@ def test_truncation_is_stated_and_warned_about(trained_run, sib_dir, tmp_path, t
     assert table.loc["short", "max_length"] == 16 and table.loc["short", "n_truncated"] > 0.05 * 204
     printed = capsys.readouterr().out
     assert "warning: short:" in printed and "compared runs read different text on eng_Latn" in printed
+
+
+def test_a_joint_run_is_labelled_with_the_weights_it_was_trained_from_and_its_rows_reused(tmp_path, tiny_model_dir,
+                                                                                          sib_dir):
+    """A joint run evaluates its own trained copy of the weights: its rows carry the recorded base weights, so a
+    rerun reuses them instead of recomputing forever."""
+    assert _train(tmp_path, tiny_model_dir, sib_dir, "--regime", "joint", "--prompt-length", "2") == 0
+    out = tmp_path / "r.csv"
+    args = ["evaluate", str(tmp_path / "run"), "--languages", "eng_Latn", "--data-dir", str(sib_dir), "--out",
+            str(out), "--quiet", "--no-plot"]
+    assert main(args) == 0
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    row = pd.read_csv(out, dtype={"backbone_fingerprint": str}).iloc[0]
+    assert row["backbone_fingerprint"] == config["backbone"]["fingerprint"]
+    before = out.stat().st_mtime_ns
+    assert main(args) == 0 and out.stat().st_mtime_ns == before

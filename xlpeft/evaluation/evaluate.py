@@ -29,12 +29,12 @@ import pandas as pd
 import psutil
 from tqdm.auto import tqdm
 
+from xlpeft import __version__
 from xlpeft.backbones import Backbone, load_backbone
 from xlpeft.composition.configurations import Configuration
 from xlpeft.composition.layout import PromptLayout
 from xlpeft.composition.llama_prompt_step import fuse_frozen_projections
 from xlpeft.composition.registry import BORROW_NONE, ModuleRegistry, Resolved, module_fingerprint
-from xlpeft import __version__
 from xlpeft.errors import XlpeftError
 from xlpeft.evaluation.identity import EvalIdentity, run_identity
 from xlpeft.evaluation.predict import (
@@ -233,6 +233,15 @@ def _group(runs: list[Run]) -> dict[tuple[str, str, str], list[Run]]:
     return groups
 
 
+def _weights(run: Run, backbone: Backbone) -> dict:
+    """The backbone a row is labelled with: the weights the run was trained from, as it recorded them (a
+    joint/full run is evaluated on its own trained copy of them); what loaded, for runs that recorded none."""
+    recorded = run.config.get("backbone") or {}
+    if recorded.get("fingerprint"):
+        return {"backbone_fingerprint": recorded["fingerprint"], "backbone_source": recorded.get("source", "")}
+    return {"backbone_fingerprint": backbone.fingerprint, "backbone_source": backbone.source}
+
+
 def _language_rows(module: Resolved | None) -> int:
     """A method B language prompt's length (counted in ``max_length`` by runs written before the text rule)."""
     return 0 if module is None else module.module.meta.get("prompt_length", 0)
@@ -245,8 +254,7 @@ def _row(run: Run, task: Task, language: str, metrics: dict, module: Resolved | 
     row = {
         "run": run.name, "run_id": run.fingerprint, "language": language, "name": name, "script": script,
         "task": task.name, **metrics, **{col: train[col] for col in RUN_COLUMNS},
-        **identity.as_row(), "backbone_fingerprint": backbone.fingerprint, "backbone_source": backbone.source,
-        "xlpeft_version": __version__, **counts.as_row(),
+        **identity.as_row(), **_weights(run, backbone), "xlpeft_version": __version__, **counts.as_row(),
     }
     if run.configuration:
         row.update(configuration=run.configuration, module_language=None if module is None else module.module.language,
