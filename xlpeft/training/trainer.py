@@ -378,7 +378,7 @@ class Trainer:
         rd.save_torch(self.out / rd.CHECKPOINT, {
             "epoch": state["epoch"], "best": state["best"], "best_weights": state["best_weights"],
             "weights": self._trainable_state(prompt), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "config": self.config.to_dict(),
+            "scheduler": scheduler.state_dict(), "config": self.config.to_dict(), "backbone": self.weights,
         })
 
     def _resume(self, prompt, optimizer, scheduler) -> dict:
@@ -392,6 +392,11 @@ class Trainer:
                 f"{self.out} holds an interrupted run with a different configuration; use another --out directory "
                 "or delete it to start over"
             )
+        if saved.get("backbone", self.weights)["fingerprint"] != self.weights["fingerprint"]:
+            raise XlpeftError(
+                f"{self.out} holds a run interrupted on {self.config.model} weights {saved['backbone']['fingerprint']} "
+                f"({saved['backbone']['source']}), but these are {self.weights['fingerprint']} "
+                f"({self.weights['source']}): resume where the same weights load, or delete the directory to start over")
         self._load_trainable(saved["weights"], prompt)
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
