@@ -2,7 +2,10 @@
 
 Layout::
 
-    RUN_DIR/config.json          resolved TrainConfig + versions + data source + parameter counts
+    RUN_DIR/config.json          resolved TrainConfig + versions + data source + parameter counts + the backbone
+                                 weights trained on (``backbone``: fingerprint, source), what max_length counts
+                                 (``max_length_counts``: "text"; absent in older runs: everything) and, for
+                                 text-to-text runs, the generation length (``max_new_tokens``)
     RUN_DIR/sample.json          the sampled SIB-200 index_ids (train / validation)
     RUN_DIR/train_log.jsonl      one line per epoch: losses, validation accuracy / macro-F1, seconds
     RUN_DIR/adapter_config.json  the best epoch's folded L x d prompt in PEFT's prompt-tuning format
