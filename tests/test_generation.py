@@ -181,5 +181,6 @@ def test_errors(tiny_tokenizer, special_tokenizer):
     model = build_text_to_text(make_backbone("llama", tiny_tokenizer), "suffix", 4, 64)
     with pytest.raises(ValueError, match="max_new_tokens"):
         model.generate(model.tokenize(TEXTS[:1]), torch.zeros(4, 32), max_new_tokens=0)
-    with pytest.raises(XlpeftError, match="raise --max-length"):
-        build_text_to_text(make_backbone("llama", tiny_tokenizer), "suffix", 8, 8)
+    build_text_to_text(make_backbone("llama", tiny_tokenizer), "suffix", 8, 8)  # max_length counts text only
+    with pytest.raises(XlpeftError, match="lower --max-length to at most 248"):  # 256 positions
+        build_text_to_text(make_backbone("llama", tiny_tokenizer), "suffix", 8, 250)

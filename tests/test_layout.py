@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from conftest import make_backbone
+from conftest import make_backbone, make_encoder
 from numerics import assert_close_scaled
-from xlpeft.composition.layout import PromptLayout, prediction_hidden
+from xlpeft.composition.layout import NO_LIMIT, PromptLayout, max_length_counts, prediction_hidden
 
 TEXTS = ["The minister spoke about the election results today.", "Football season starts.", "Rain."]
 
@@ -43,12 +43,44 @@ def test_prefix_prediction_reads_last_text_token(tiny_tokenizer):
     torch.testing.assert_close(batch.embeds[0, batch.predict_at[0]], last_text)
 
 
-def test_only_text_is_truncated(tiny_tokenizer):
+def test_only_text_is_truncated_and_max_length_counts_text_tokens(tiny_tokenizer):
     backbone = make_backbone("llama", tiny_tokenizer)
     layout = PromptLayout(backbone, "suffix", prompt_length=5, max_length=16)
     ids = layout.tokenize(["word " * 100])
-    assert len(ids[0]) == 10
-    assert layout.build(ids, torch.zeros(5, 32)).embeds.shape[1] == 16
+    assert len(ids[0]) == 16  # the prompt (5) and EOS (1) come on top
+    assert layout.build(ids, torch.zeros(5, 32)).embeds.shape[1] == 16 + 5 + 1
+
+
+@pytest.mark.parametrize("placement", ["suffix", "prefix", "start"])
+@pytest.mark.parametrize("prompt_length", [0, 4, 16])
+def test_compared_configurations_read_the_same_text(tiny_tokenizer, special_tokenizer, placement, prompt_length):
+    """Issue 18: at max_length 64 an L=4 prompt left 59 text tokens and L=16 left 47; encoders lost two more."""
+    long = ["word " * 200]
+    for backbone in (make_backbone("llama", tiny_tokenizer), make_encoder(special_tokenizer)):
+        for mask_slot in (False, backbone.kind == "encoder"):
+            layout = PromptLayout(backbone, placement if prompt_length else "none", prompt_length, max_length=64,
+                                  mask_slot=mask_slot)
+            assert layout.text_budget == 64 and len(layout.tokenize(long)[0]) == 64
+
+
+def test_runs_written_before_the_text_rule_keep_their_meaning(tiny_tokenizer):
+    backbone = make_backbone("llama", tiny_tokenizer)
+    layout = PromptLayout(backbone, "suffix", prompt_length=5, max_length=16, counts="all")
+    assert layout.text_budget == 10 and max_length_counts({"train": {}}) == "all"
+    assert max_length_counts({"train": {}, "max_length_counts": "text"}) == "text"
+
+
+def test_truncated_and_empty_inputs_are_counted(tiny_tokenizer):
+    backbone = make_backbone("llama", tiny_tokenizer)
+    layout = PromptLayout(backbone, "suffix", prompt_length=4, max_length=8)
+    assert layout.truncation(["word " * 20, "word", "", "word " * 8]) == (2, 1)
+
+
+def test_no_limit_reads_up_to_the_models_context(tiny_tokenizer):
+    backbone = make_backbone("llama", tiny_tokenizer)  # 256 positions
+    layout = PromptLayout(backbone, "start", prompt_length=6, max_length=NO_LIMIT)
+    assert layout.text_budget == 256 - 6 - 1
+    assert layout.truncation(["word " * 40, "word " * 400]) == (1, 0)  # cut only past the context
 
 
 @pytest.mark.parametrize("family", ["xglm", "bloom", "llama"])

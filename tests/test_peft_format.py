@@ -224,3 +224,29 @@ def test_peft_directory_through_xlpeft_evaluate_gives_pefts_predictions(tmp_path
     with torch.no_grad():
         ours = classifier.scores(classifier.outputs(classifier.tokenize(texts), run.prompt_for(backbone)))
     torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
+
+
+def test_a_peft_directory_reads_whole_texts_as_peft_does(tmp_path, special_tokenizer):
+    """Issue 18: texts longer than the default max_length were cut without a word, so xlpeft's predictions of a
+    PEFT prompt differed from PEFT's own. Now nothing is cut but at the model's context, and cuts are counted."""
+    from xlpeft.evaluation.predict import text_counts
+    from xlpeft.tasks import Examples
+
+    backbone = make_encoder(special_tokenizer)
+    torch.manual_seed(1)
+    peft_model = _peft(make_encoder(special_tokenizer), torch.randn(L, 32))
+    peft_model.peft_config["default"].base_model_name_or_path = "tiny"
+    peft_model.save_pretrained(tmp_path)
+    run = load_run(tmp_path)
+    tok = special_tokenizer
+    texts = [" ".join(["election results and football season"] * 12), TEXTS[0]]  # the first: > 128 tokens
+    ids = tok(texts, add_special_tokens=False)["input_ids"]
+    assert 128 < len(ids[0]) < 300 - 1 - L - 3  # XLM-R: positions start after the pad id (0)
+    preds = predict_uncached(backbone, run, texts, batch_size=2)
+    clf = build_classifier(backbone, "start", L, 128)
+    for row, text in enumerate(ids):
+        seq = torch.tensor([[tok.cls_token_id, *text, tok.mask_token_id, tok.sep_token_id]])
+        logits = peft_model(input_ids=seq, attention_mask=torch.ones_like(seq)).logits[0, L + len(text) + 1]
+        assert preds[row] == int(clf.scores(logits[None])[0].argmax())
+    counts = text_counts(backbone, run, None, Examples("eng_Latn", "test", [0, 1], texts, labels=[0, 0]))
+    assert counts.n_truncated == 0 and counts.max_length == 300 - 1 - L - 3

@@ -34,7 +34,7 @@ P4, P16, J4, J16 = (f"regime={r}, prompt_length={length}" for r in ("prompt", "j
 def _grid_dir(path, train: dict, partial: str | None = None):
     """Write a grid output directory; ``partial`` is a language only the first run was evaluated on."""
     grid = expand({"name": "synthetic", "train": {"model": "smollm2-135m", "epochs": 1, **train},
-                   "evaluate": {"languages": list(OFFSET)}})
+                   "evaluate": {"languages": list(OFFSET), "precision": "fp32"}})
     runner.write_grid(grid, path)
     rows = []
     for i, spec in enumerate(grid.runs):
@@ -43,7 +43,7 @@ def _grid_dir(path, train: dict, partial: str | None = None):
             offset = OFFSET.get(lang, 0.0)
             value = BASE[c.regime] + 0.001 * c.prompt_length * (1 + offset) + SCALE[c.regime] * offset + 0.01 * c.seed
             rows.append({"run": spec.run_id, "run_id": f"{i:012x}", "language": lang, "name": lang, "script": lang[4:],
-                         "accuracy": value, "macro_f1": value - 0.05})
+                         "split": "test", "eval_precision": "fp32", "accuracy": value, "macro_f1": value - 0.05})
     (path / "eval").mkdir()
     pd.DataFrame(rows).to_csv(path / "eval" / "local.csv", index=False)
     runner.gather(grid, path)

@@ -53,7 +53,7 @@ def test_empty_word_still_gets_a_token(special_tokenizer):
 
 
 def test_truncation_keeps_whole_words_within_budget(special_tokenizer):
-    tagger = _tagger(special_tokenizer, max_length=16, prompt_length=4)  # budget 16 - 4 - [CLS] - [SEP] = 10
+    tagger = _tagger(special_tokenizer, max_length=10, prompt_length=4)  # 10 text tokens; prompt, [CLS], [SEP] on top
     budget = tagger.layout.text_budget
     assert budget == 10
     long = ("Ouagadougou " * 3 + "Rain falls on the Xylophonist today and tomorrow again").split()
@@ -197,8 +197,9 @@ def test_refuses_decoders_and_impossible_budgets(special_tokenizer, tiny_tokeniz
     with pytest.raises(XlpeftError, match="token tagging is for encoders"):
         build_tagger(make_backbone("llama", tiny_tokenizer), "prefix", 4, 64, n_tags=5)
     encoder = make_encoder(special_tokenizer, mlm=True)
-    with pytest.raises(XlpeftError, match="lower --prompt-length or raise --max-length"):
-        build_tagger(encoder, "prefix", 10, 12, n_tags=5)
+    build_tagger(encoder, "prefix", 10, 12, n_tags=5)  # max_length counts text tokens only: room for 12
+    with pytest.raises(XlpeftError, match="give --max-length 1 or more"):
+        build_tagger(encoder, "prefix", 10, -1, n_tags=5)
     with pytest.raises(XlpeftError):
         TokenTagger(make_backbone("llama", tiny_tokenizer), PromptLayout(encoder, "prefix", 2, 16), 5)
     # the same seed draws the same head

@@ -337,3 +337,37 @@ def test_a_grid_of_a_text_task_stores_its_own_metrics(tmp_path, tiny_model_dir, 
     assert store.equals(runner.load_results(tmp_path / "out"))
     with pytest.raises(XlpeftError, match="SIB-200 grids"):  # the report's texts and URIEL codes are SIB-200's
         analyse(tmp_path / "out")
+
+
+def test_generation_length_comes_from_training_targets_not_the_evaluated_answers(tmp_path, llama, data_root,
+                                                                                  monkeypatch):
+    """Issue 18 item 7: generation ran for as many tokens as the evaluated language's longest gold answer."""
+    from xlpeft.composition.generation import TextToText
+
+    train(tmp_path / "run", llama, data_root, "masakhaner", placement="prefix")
+    recorded = rd.load_run(tmp_path / "run").config["max_new_tokens"]
+    task = get_task("masakhaner", data_root)
+    sample = Trainer(TrainConfig(model=llama.name, task="masakhaner", source="eng", shots=2, prompt_length=3,
+                                 placement="prefix", max_length=64), tmp_path / "probe", data_dir=data_root,
+                     backbone=llama)._sample()
+    assert recorded == max(task.answer_tokens(split, llama.tokenizer) for split in (sample.train, sample.validation))
+    seen = []
+    original = TextToText.generate
+    monkeypatch.setattr(TextToText, "generate", lambda self, ids, prompt, n, batch_size=16:
+                        seen.append(n) or original(self, ids, prompt, n, batch_size))
+    table = evaluate(tmp_path, llama, ["run"], ["yor", "hau"], data_root, monkeypatch)
+    assert set(seen) == {recorded} and set(table["max_new_tokens"]) == {recorded}
+    seen.clear()
+    table = evaluate(tmp_path, llama, ["run"], ["yor"], data_root, monkeypatch, max_new_tokens=3)
+    assert set(seen) == {3} and table.set_index("language").loc["yor", "max_new_tokens"] == 3  # recomputed
+
+
+def test_tagging_rows_count_the_words_beyond_the_length_limit(tmp_path, special_tokenizer, data_root, monkeypatch):
+    from conftest import make_encoder
+
+    xlmr = make_encoder(special_tokenizer)
+    train(tmp_path / "run", xlmr, data_root, "masakhaner", placement="prefix", max_length=8)
+    row = evaluate(tmp_path, xlmr, ["run"], ["yor"], data_root, monkeypatch).iloc[0]
+    sentences = get_task("masakhaner", data_root).load("yor", "test").items
+    assert row["max_length"] == 8 and 0 < row["n_truncated"] <= len(sentences)
+    assert row["n_words_cut"] >= row["n_truncated"]

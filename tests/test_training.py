@@ -122,3 +122,19 @@ def test_frozen_model_dropout_only_when_asked(tmp_path, tiny_tokenizer, sib_dir,
     assert trainer.backbone.model.training is frozen_dropout
     trainer._set_mode(False)
     assert not trainer.backbone.model.training
+
+
+def test_an_interrupted_run_does_not_resume_on_other_weights(tmp_path, tiny_tokenizer, sib_dir, monkeypatch):
+    """Issue 18: a prompt trained on one copy of a model must not continue on another copy of it."""
+    from xlpeft.errors import XlpeftError
+
+    original = Trainer._epoch
+    monkeypatch.setattr(Trainer, "_epoch", lambda self, epoch, *args: (_ for _ in ()).throw(KeyboardInterrupt)
+                        if epoch == 1 else original(self, epoch, *args))
+    with pytest.raises(KeyboardInterrupt):
+        _trainer(tmp_path, tiny_tokenizer, sib_dir, epochs=2).run(progress=False)
+    monkeypatch.setattr(Trainer, "_epoch", original)
+    other = Trainer(TrainConfig(model="tiny", shots=4, prompt_length=3, epochs=2, lr=0.05, batch_size=4), tmp_path,
+                    data_dir=str(sib_dir), backbone=make_backbone("llama", tiny_tokenizer, seed=1))
+    with pytest.raises(XlpeftError, match="resume where the same weights load"):
+        other.run(progress=False)

@@ -140,7 +140,9 @@ def _train_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="sentences per step")
     p.add_argument("--warmup-ratio", type=float, default=d.warmup_ratio, help="linear warm-up share of all steps")
     p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay")
-    p.add_argument("--max-length", type=int, default=d.max_length, help="tokens per sequence; only the text is truncated")
+    p.add_argument("--max-length", type=int, default=d.max_length, help="text tokens per sequence, the same "
+                   "for every prompt length, placement, model and configuration (prompt and special tokens come on "
+                   "top); longer texts are cut and the cuts counted in each result row")
     p.add_argument("--label-words", default=d.label_words, help="override verbalizer words, e.g. 'sports= play,"
                    "geography= earth' (each must be one token, except on encoder-decoders, which score strings); "
                    "default: the paper's words for XGLM/BLOOM, space-prefixed where the tokenizer does not mark word "
@@ -190,6 +192,8 @@ def _evaluate_parser(sub) -> None:
     p.add_argument("--borrow", default="none", help="method B runs: a target language without its own module "
                    "borrows the nearest language's by this URIEL distance (syntactic, geographic, inventory, genetic, "
                    "phonological, featural); none = an error naming the missing module. Rows record the module used")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="text-to-text runs: tokens to generate (default: "
+                   "what the run's training answers needed, recorded at training; never the evaluated answers)")
     _data_arg(p)
     _runtime_args(p)
 
@@ -339,7 +343,7 @@ def cmd_train(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from xlpeft.evaluation.evaluate import EvalOptions, evaluate, summary_table
+    from xlpeft.evaluation.evaluate import EvalOptions, evaluate, summary_table, truncation_warnings
     from xlpeft.experiments.run_dir import ensure_writable, load_run
     from xlpeft.tasks import get_task
 
@@ -356,10 +360,12 @@ def cmd_evaluate(args) -> None:
     ensure_writable(out.parent)
     options = EvalOptions(split=args.split, batch_size=args.batch_size, max_memory_gb=args.max_memory_gb,
                           text_cache=args.text_cache, precision=args.precision, device=args.device,
-                          modules_dir=args.modules_dir, borrow=args.borrow)
+                          modules_dir=args.modules_dir, borrow=args.borrow, max_new_tokens=args.max_new_tokens)
     results = evaluate(runs, languages, args.data_dir, out, options, progress=not args.quiet)
     metric = task.metric_columns[0]
     print(summary_table(results, runs, languages, metric))
+    for warning in truncation_warnings(results, runs, languages):
+        print(f"warning: {warning}")
     print(f"-> {out}")
     if not args.no_plot:
         from xlpeft.analysis.plots import accuracy_plot

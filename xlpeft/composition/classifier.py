@@ -189,7 +189,7 @@ def build_classifier(backbone: Backbone, placement: str, prompt_length: int, max
         layout = PromptLayout(backbone, placement, prompt_length, max_length, mask_slot=mask_slot,
                               text_prefix=text_prefix)
     except ValueError as exc:
-        raise XlpeftError(f"{exc}; lower --prompt-length or raise --max-length") from exc
+        raise XlpeftError(str(exc)) from exc
     if head == "linear":
         return LinearHeadClassifier(backbone, layout, len(task.labels), seed)
     words = label_words(task, backbone.family, backbone.tokenizer, label_words_spec)

@@ -6,7 +6,7 @@ string's tokens closed by EOS:
 
 - causal LMs (Llama/SmolLM2, XGLM, BLOOM): ``[lead] [text/prompt per placement]`` with *no* closing EOS
   (``PromptLayout(with_tail=False)``), the target tokens following directly; the logit at the last input
-  position predicts the first target token. ``max_length`` bounds the input; the answer comes on top.
+  position predicts the first target token. ``max_length`` bounds the input text; prompt and answer come on top.
   Training pads on the right (positions from the attention mask); generation pads on the left so that
   every row's next token sits in the last column, and drives the model's KV cache by hand (one pass
   over the input, then one token at a time with position = previous + 1): HF ``generate`` is not relied
@@ -22,8 +22,8 @@ log-probability of its generated tokens (EOS included when produced), comparable
 Log-softmax is computed in float32 even under bf16 autocast.
 
 There is no default for ``max_new_tokens``: the reference code capped every prediction at 20 tokens,
-silently truncating longer answers, so the caller sizes it from the task's answers
-(``xquad.longest_answer_tokens``).
+silently truncating longer answers, so the caller sizes it from the run's *training* answers (recorded
+at training as ``max_new_tokens``; never from the answers being evaluated).
 """
 
 from __future__ import annotations
@@ -220,14 +220,14 @@ def build_text_to_text(backbone: Backbone, placement: str, prompt_length: int, m
     """The text-to-text model a run configuration describes (the same call at training and at evaluation).
 
     ``prompt_length`` rows of an unscaled L x d prompt go where ``placement`` says; ``max_length`` bounds
-    the input (prompt, text and special tokens), only the text being truncated.
+    the text (prompt and special tokens come on top), only the text being truncated.
     """
     if backbone.kind == "encoder":
         raise XlpeftError(DECODER_NEEDED)
     try:
         layout = PromptLayout(backbone, placement, prompt_length, max_length, with_tail=backbone.kind != "causal")
     except ValueError as exc:
-        raise XlpeftError(f"{exc}; lower --prompt-length or raise --max-length") from exc
+        raise XlpeftError(str(exc)) from exc
     return TextToText(backbone, layout)
 
 

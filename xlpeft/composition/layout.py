@@ -1,6 +1,11 @@
 """Splice a soft prompt into a backbone's input and read the hidden state where the label is predicted.
 
-Layouts (methods.md A), at most ``max_length`` tokens, only the text truncated, no template, no BOS.
+Layouts (methods.md A): the text cut to ``max_length`` *text* tokens, no template, no BOS; the prompt
+(method B: language prompt + task prompt) and the special tokens come on top, so runs with different
+prompt lengths, placements, families or configurations read the same text. ``max_length`` 0 means no
+limit but the model's context (PEFT directories: PEFT truncates nothing). Runs written before this rule
+(config.json without ``max_length_counts``) counted prompt and special tokens in ``max_length``; they
+are read with that meaning (``text_budget`` is the one place both rules live).
 ``lead`` and ``tail`` are the backbone kind's special tokens: nothing / [EOS] for causal LMs, [CLS] /
 [SEP] for encoders ([MASK][SEP] when the masked-LM head classifies), nothing / [EOS] for mT5's encoder.
 
@@ -33,6 +38,23 @@ import torch
 from xlpeft.backbones import Backbone
 
 Placement = Literal["suffix", "prefix", "start", "none"]
+Counts = Literal["text", "all"]
+TEXT_ONLY: Counts = "text"  # config.json's ``max_length_counts`` since max_length counts text tokens only
+NO_LIMIT = 0
+
+
+def text_budget(max_length: int, counts: Counts, around: int, context: int | None = None) -> int:
+    """Text tokens a sequence may hold: ``max_length`` itself ("text"), or for runs written before that rule
+    ("all") what is left of it once ``around`` prompt rows and special tokens are placed. ``NO_LIMIT`` gives
+    what the model's ``context`` leaves (unbounded when unknown)."""
+    if max_length == NO_LIMIT:
+        return (context - around) if context else 10**9
+    return max_length if counts == TEXT_ONLY else max_length - around
+
+
+def max_length_counts(run_config: dict) -> Counts:
+    """What a run directory's ``max_length`` counts: text tokens, or (runs before the rule) everything."""
+    return run_config.get("max_length_counts", "all")
 
 
 @dataclass
@@ -52,31 +74,55 @@ class PromptLayout:
     ``mask_slot`` puts the tokenizer's mask token before an encoder's [SEP], where the masked-LM head
     predicts the label word. ``text_prefix`` is prepended to every text (e5 models expect "query: ").
     ``with_tail=False`` leaves out the closing special tokens (causal text-to-text: the answer follows).
+    ``counts`` says what ``max_length`` counts (see ``text_budget``).
     """
 
     def __init__(self, backbone: Backbone, placement: Placement, prompt_length: int, max_length: int = 128,
-                 mask_slot: bool = False, text_prefix: str = "", with_tail: bool = True):
+                 mask_slot: bool = False, text_prefix: str = "", with_tail: bool = True, counts: Counts = TEXT_ONLY):
         if placement == "none" and prompt_length:
             raise ValueError("placement 'none' has no prompt")
         self.backbone = backbone
         self.placement = placement
         self.prompt_length = prompt_length if placement != "none" else 0
         self.max_length = max_length
+        self.counts = counts
         self.text_prefix = text_prefix
         self.lead = backbone.lead_ids
         self.tail = ((backbone.mask_id,) if mask_slot else ()) + (backbone.tail_ids if with_tail else ())
+        self._check_budget()
+
+    def _check_budget(self) -> None:
+        """A budget the model can hold: at least one text token, and text plus prompt and special tokens
+        within the model's positions."""
         if self.text_budget < 1:
-            raise ValueError(f"prompt length {prompt_length} leaves no room for text within {max_length} tokens")
+            raise ValueError(f"max_length {self.max_length} leaves no room for text; give --max-length 1 or more "
+                             "(text tokens), or 0 for the model's context")
+        around = self.prompt_length + len(self.lead) + len(self.tail)
+        context = self.backbone.context_length
+        if context and self.text_budget + around > context:
+            raise ValueError(f"max_length {self.max_length} text tokens plus {around} prompt and special tokens "
+                             f"exceed {self.backbone.name}'s {context} positions; lower --max-length to at most "
+                             f"{context - around} or --prompt-length")
 
     @property
     def text_budget(self) -> int:
-        """Tokens left for the text once the prompt and special tokens are placed."""
-        return self.max_length - self.prompt_length - len(self.lead) - len(self.tail)
+        """Text tokens per sequence (the prompt and special tokens come on top); see ``text_budget``."""
+        around = self.prompt_length + len(self.lead) + len(self.tail)
+        return text_budget(self.max_length, self.counts, around, self.backbone.context_length)
+
+    def truncation(self, texts: list[str]) -> tuple[int, int]:
+        """(texts longer than the text budget, texts that tokenize to nothing) among ``texts``: the counts a
+        result row records, since ``tokenize`` cuts the first and stands a placeholder in for the second."""
+        lengths = [len(ids) for ids in self._encode(texts)]
+        return sum(n > self.text_budget for n in lengths), sum(n == 0 for n in lengths)
+
+    def _encode(self, texts: list[str]) -> list[list[int]]:
+        return self.backbone.tokenizer([self.text_prefix + t for t in texts], add_special_tokens=False)["input_ids"]
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         """Token ids per text (after ``text_prefix``), without special tokens, truncated to the text budget."""
-        encoded = self.backbone.tokenizer([self.text_prefix + t for t in texts], add_special_tokens=False)["input_ids"]
-        return [ids[: self.text_budget] or [self.backbone.tail_ids[0]] for ids in encoded]
+        budget = self.text_budget
+        return [ids[:budget] or [self.backbone.tail_ids[0]] for ids in self._encode(texts)]
 
     def build(
         self,

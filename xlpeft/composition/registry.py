@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from xlpeft.backbones import Backbone
+from xlpeft.backbones.identity import embedding_checksum
 from xlpeft.errors import XlpeftError
 from xlpeft.prompts.peft_format import load_peft_embeddings, unscale
 
@@ -54,7 +55,7 @@ def backbone_identity(backbone: Backbone) -> dict:
         "model_type": backbone.family,
         "hidden_size": backbone.hidden_size,
         "vocab_size": int(embeddings.shape[0]),
-        "embedding_checksum": float(embeddings[:1024].detach().double().abs().sum()),
+        "embedding_checksum": embedding_checksum(backbone.model),
     }
 
 

@@ -172,5 +172,5 @@ def build_tagger(backbone: Backbone, placement: str, prompt_length: int, max_len
     try:
         layout = PromptLayout(backbone, placement, prompt_length, max_length)
     except ValueError as exc:
-        raise XlpeftError(f"{exc}; lower --prompt-length or raise --max-length") from exc
+        raise XlpeftError(str(exc)) from exc
     return TokenTagger(backbone, layout, n_tags, seed)

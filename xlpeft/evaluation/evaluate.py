@@ -2,8 +2,15 @@
 
 Runs that share a frozen backbone are evaluated together over one stream of languages; each language's
 test set is read, predicted and scored, and the CSV is rewritten after every language, so an
-interrupted evaluation resumes where it stopped and never duplicates rows. Rows are reused only for a
-run whose artefacts are unchanged (``run_id`` is a hash of its config, prompt and metrics).
+interrupted evaluation resumes where it stopped and never duplicates rows. Rows are reused only when
+their identity (identity.py: the run's artefacts, split, precision, backbone weights, numbers-changing
+options) is the one asked for; any other row of these runs is computed again and replaced. Every row
+records that identity, where the weights came from, the text budget and how many inputs it cut.
+
+A run is evaluated only on the weights it was trained on: its config.json records their fingerprint,
+and other weights under the same name (the embedded models' hub checkpoint and offline copy) are a
+one-line error. Runs trained before fingerprints were recorded, and PEFT directories, are evaluated on
+what loads, with a logged note; their rows record the fingerprint used.
 
 Method B runs (a ``configuration`` such as ``slp+ta``) are evaluated with the target language's module
 swapped in for the source language's; a language without one borrows the nearest language's module
@@ -22,14 +29,17 @@ import pandas as pd
 import psutil
 from tqdm.auto import tqdm
 
-from xlpeft import faults
+from xlpeft import __version__, faults
 from xlpeft.backbones import Backbone, load_backbone
 from xlpeft.composition.configurations import Configuration
 from xlpeft.composition.layout import PromptLayout
 from xlpeft.composition.llama_prompt_step import fuse_frozen_projections
 from xlpeft.composition.registry import BORROW_NONE, ModuleRegistry, Resolved, module_fingerprint
 from xlpeft.errors import XlpeftError
+from xlpeft.evaluation.identity import EvalIdentity, run_identity
 from xlpeft.evaluation.predict import (
+    TextCounts,
+    cache_text_budget,
     head_alone,
     kv_bytes_per_token,
     modules_attached,
@@ -39,6 +49,7 @@ from xlpeft.evaluation.predict import (
     predict_modular,
     predict_text,
     predict_uncached,
+    text_counts,
     uses_cache,
 )
 from xlpeft.experiments.run_dir import Run, atomic_write
@@ -69,6 +80,7 @@ class EvalOptions:
     device: str = "auto"
     modules_dir: str | None = None  # method B: the language module registry (default: the one each run names)
     borrow: str = BORROW_NONE  # method B: a URIEL distance to borrow the nearest language's module by, or "none"
+    max_new_tokens: int | None = None  # text-to-text: generation length (default: what the run's training targets needed)
 
     def memory_budget(self) -> int:
         if self.max_memory_gb is not None:
@@ -79,15 +91,17 @@ class EvalOptions:
 def evaluate(runs: list[Run], languages: list[str], data_dir: str | None, out_csv: Path, options: EvalOptions,
              progress: bool = True) -> pd.DataFrame:
     """Evaluate every run on every language (codes of the runs' task); return (and keep writing) the table."""
-    done = _previous_results(out_csv, runs, languages, options)
     device = resolve_device(options.device)
     precision = resolve_precision(options.precision, device)
+    identities = {run.name: identity_for(run.config, options, precision) for run in runs}
+    done = _previous_results(out_csv, runs, identities, options)
     for (key, task_name, source_data), group in _group(runs).items():
         todo = [lang for lang in languages if not _all_done(done, group, lang)]
         if not todo:
             continue
         task = get_task(task_name, data_dir)
         backbone = load_backbone(key, device=device)
+        check_weights(backbone, group)
         backbone.model.eval()
         per_token = kv_bytes_per_token(backbone) if backbone.kind == "causal" else 0
         if precision == "bf16":  # everything below runs under autocast: same numbers, no per-call weight casts
@@ -106,11 +120,46 @@ def evaluate(runs: list[Run], languages: list[str], data_dir: str | None, out_cs
                     scored = _evaluate_text(backbone, task, group, language, examples, options)
                 else:
                     scored = _evaluate_classification(backbone, task, group, language, examples, options, per_token)
-            rows = [_row(run, task, language, metrics, module) for run, (metrics, module) in zip(group, scored)]
+            rows = [_row(run, task, language, metrics, module, identities[run.name], backbone,
+                         text_counts(backbone, run, task, examples, _language_rows(module)))
+                    for run, (metrics, module) in zip(group, scored)]
             done = pd.concat([done[~_is_rows(done, group, language)], pd.DataFrame(rows)], ignore_index=True)
             _write(out_csv, done)
             faults.crash_point(faults.EVALUATE_LANGUAGE_WRITTEN)
     return done
+
+
+def identity_for(run_config: dict, options: EvalOptions, precision: str) -> EvalIdentity:
+    """The identity the rows of a run (its config.json) must have under ``options`` (precision resolved for
+    the device)."""
+    return run_identity(run_config, options.split, precision, generation_length(run_config, options))
+
+
+def generation_length(run_config: dict, options: EvalOptions) -> int | None:
+    """Text-to-text runs: new tokens to generate, from ``--max-new-tokens`` or the run's training targets
+    (never from the evaluated language's answers). None for runs that do not generate."""
+    if options.max_new_tokens is not None:
+        return options.max_new_tokens
+    return run_config.get("max_new_tokens")
+
+
+def check_weights(backbone: Backbone, runs: list[Run]) -> None:
+    """Refuse to evaluate a run on weights other than those it was trained on (a one-line error naming both).
+    Runs that carry their own model (joint/full) are their weights; older runs and PEFT directories recorded
+    none, so they are evaluated on what loaded, with a note."""
+    for run in runs:
+        recorded = run.config.get("backbone") or {}
+        if run.model_dir is not None:
+            continue
+        if not recorded.get("fingerprint"):
+            log.info("%s records no backbone fingerprint (trained before xlpeft recorded one, or by PEFT): evaluated "
+                     "on %s weights %s (%s)", run.name, backbone.name, backbone.fingerprint, backbone.source)
+        elif recorded["fingerprint"] != backbone.fingerprint:
+            raise XlpeftError(
+                f"run {run.name} was trained on {backbone.name} weights {recorded['fingerprint']} "
+                f"({recorded.get('source', 'unknown source')}), but {backbone.name} now loads weights "
+                f"{backbone.fingerprint} ({backbone.source}): evaluate where the same weights load (e.g. with the "
+                "hub cache, or offline for an offline copy) or retrain the run on these weights")
 
 
 def _evaluate_classification(backbone: Backbone, task: Task, group: list[Run], language: str, examples: Examples,
@@ -128,11 +177,12 @@ def _evaluate_text(backbone: Backbone, task: TextTask, group: list[Run], languag
     scored = []
     for run in group:
         module = _resolve_module(backbone, run, task, language, options)
+        length = generation_length(run.config, options)
         if run.configuration:
             with modules_attached(backbone, run, None if module is None else module.module) as stack:
-                inputs, outputs = predict_text(backbone, run, task, examples, options.batch_size, stack)
+                inputs, outputs = predict_text(backbone, run, task, examples, options.batch_size, length, stack)
         else:
-            inputs, outputs = predict_text(backbone, run, task, examples, options.batch_size)
+            inputs, outputs = predict_text(backbone, run, task, examples, options.batch_size, length)
         scored.append((task.score(examples, inputs, outputs), module))
     return scored
 
@@ -142,9 +192,8 @@ def _predict(backbone: Backbone, runs: list[Run], texts: list[str], options: Eva
     cached = [run for run in runs if uses_cache(run, options.text_cache, backbone)]
     preds: dict[str, list[int]] = {}
     if cached:
-        shortest = min(run.prompt_length for run in cached)
-        max_length = max(run.config["train"]["max_length"] for run in cached)
-        token_ids = PromptLayout(backbone, "suffix", shortest, max_length).tokenize(texts)
+        longest = max(cache_text_budget(run) for run in cached)  # each run is clipped to its own budget
+        token_ids = PromptLayout(backbone, "suffix", 0, longest).tokenize(texts)
         plan = plan_memory(per_token, len(cached), max(map(len, token_ids)), options.memory_budget())
         preds.update(predict_cached(backbone, cached, token_ids, plan))
     alone = [run for run in runs if head_alone(run)]
@@ -185,12 +234,28 @@ def _group(runs: list[Run]) -> dict[tuple[str, str, str], list[Run]]:
     return groups
 
 
-def _row(run: Run, task: Task, language: str, metrics: dict, module: Resolved | None) -> dict:
+def _weights(run: Run, backbone: Backbone) -> dict:
+    """The backbone a row is labelled with: the weights the run was trained from, as it recorded them (a
+    joint/full run is evaluated on its own trained copy of them); what loaded, for runs that recorded none."""
+    recorded = run.config.get("backbone") or {}
+    if recorded.get("fingerprint"):
+        return {"backbone_fingerprint": recorded["fingerprint"], "backbone_source": recorded.get("source", "")}
+    return {"backbone_fingerprint": backbone.fingerprint, "backbone_source": backbone.source}
+
+
+def _language_rows(module: Resolved | None) -> int:
+    """A method B language prompt's length (counted in ``max_length`` by runs written before the text rule)."""
+    return 0 if module is None else module.module.meta.get("prompt_length", 0)
+
+
+def _row(run: Run, task: Task, language: str, metrics: dict, module: Resolved | None, identity: EvalIdentity,
+         backbone: Backbone, counts: TextCounts) -> dict:
     train = run.config["train"]
     name, script = task.language_info(language)
     row = {
         "run": run.name, "run_id": run.fingerprint, "language": language, "name": name, "script": script,
         "task": task.name, **metrics, **{col: train[col] for col in RUN_COLUMNS},
+        **identity.as_row(), **_weights(run, backbone), "xlpeft_version": __version__, **counts.as_row(),
     }
     if run.configuration:
         row.update(configuration=run.configuration, module_language=None if module is None else module.module.language,
@@ -201,25 +266,33 @@ def _row(run: Run, task: Task, language: str, metrics: dict, module: Resolved | 
     return row
 
 
-def _previous_results(out_csv: Path, runs: list[Run], languages: list[str], options: EvalOptions) -> pd.DataFrame:
+def _previous_results(out_csv: Path, runs: list[Run], identities: dict[str, EvalIdentity],
+                      options: EvalOptions) -> pd.DataFrame:
     """The rows already in ``out_csv``: other runs' rows are kept untouched, these runs' rows are reused
-    if the run is unchanged (same ``run_id``) and, for method B, the language module used is unchanged
-    (same ``module_id``); rows of a retrained run or module are dropped and computed again."""
+    if the run is unchanged (same ``run_id``), the row's identity is the one asked for (split, precision,
+    weights, options: identity.py) and, for method B, the language module used is unchanged (same
+    ``module_id``); any other row of these runs is dropped and computed again."""
     if not out_csv.exists():
         return pd.DataFrame()
     try:
-        old = pd.read_csv(out_csv, dtype={"run_id": str})
+        old = pd.read_csv(out_csv, dtype={"run_id": str, "backbone_fingerprint": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise XlpeftError(f"{out_csv} exists but is not a results CSV ({exc}); move it away or choose another --out") from exc
     if not set(KEY) <= set(old.columns):
         raise XlpeftError(f"{out_csv} exists but has no {KEY} columns; move it away or choose another --out")
     current = {run.name: run.fingerprint for run in runs}
-    keep = [name not in current or current[name] == run_id for name, run_id in zip(old["run"], old["run_id"])]
+    records = old.to_dict("records")
+    keep = [row["run"] not in current or (current[row["run"]] == row["run_id"] and identities[row["run"]].matches(row))
+            for row in records]
     if "module_id" in old.columns:
         unchanged = _module_check(runs, options)
         keep = [k and unchanged(row) for k, (_, row) in zip(keep, old.iterrows())]
     if not all(keep):
-        log.info("dropping %d rows of retrained runs from %s", len(keep) - sum(keep), out_csv)
+        changed = next(row for row, k in zip(records, keep) if not k)
+        why = ("retrained" if current[changed["run"]] != changed["run_id"]
+               else "; ".join(identities[changed["run"]].differences(changed)) or "language module changed")
+        log.info("recomputing %d rows of %s whose result identity changed (e.g. %s %s: %s)", len(keep) - sum(keep),
+                 out_csv, changed["run"], changed["language"], why)
     return old[keep].reset_index(drop=True)
 
 
@@ -263,15 +336,35 @@ def _write(out_csv: Path, table: pd.DataFrame) -> None:
     atomic_write(out_csv, lambda tmp: table.to_csv(tmp, index=False, float_format="%.6g"))
 
 
+TRUNCATION_WARNING = 0.05  # a language losing more than this share of its inputs to the text budget
+
+
+def truncation_warnings(results: pd.DataFrame, runs: list[Run], languages: list[str]) -> list[str]:
+    """What the text budget cut, said where it matters: a language that lost more than 5 % of its inputs,
+    and a language on which compared runs cut different numbers of inputs (they read different text)."""
+    table = results[results["language"].isin(languages) & results["run"].isin([run.name for run in runs])]
+    if "n_truncated" not in table or table["n_truncated"].isna().all():
+        return []
+    warnings = [f"{row.run}: {row.n_truncated:.0f} of {row.n:.0f} {row.language} inputs cut to max_length "
+                f"{row.max_length:.0f} text tokens ({row.n_truncated / row.n:.0%})"
+                for row in table.itertuples() if row.n and row.n_truncated / row.n > TRUNCATION_WARNING]
+    for language, rows in table.groupby("language", sort=False):
+        if rows["n_truncated"].nunique() > 1:
+            cut = ", ".join(f"{r.run} {r.n_truncated:.0f}" for r in rows.itertuples())
+            warnings.append(f"compared runs read different text on {language}: inputs cut {cut}")
+    return warnings
+
+
 def summary_table(results: pd.DataFrame, runs: list[Run], languages: list[str], metric: str = "accuracy") -> str:
     """A readable table: one row per language; ``metric`` per run (for a single run, all its metric columns)."""
     table = results[results["language"].isin(languages) & results["run"].isin([run.name for run in runs])]
     if table["run"].nunique() == 1:
         columns = [c for c in ("accuracy", "macro_f1", "f1", "exact_match", "precision", "recall") if c in table]
         columns = [c for c in columns if table[c].notna().any()]
-        view = table.set_index("language")[["name", *columns, "n"]].reindex(languages)
-        mean = pd.DataFrame([{"name": "(mean)", **{c: view[c].mean() for c in columns}, "n": view["n"].sum()}],
-                            index=["all"])
+        counts = [c for c in ("n", "n_truncated") if c in table]
+        view = table.set_index("language")[["name", *columns, *counts]].reindex(languages)
+        mean = pd.DataFrame([{"name": "(mean)", **{c: view[c].mean() for c in columns},
+                              **{c: view[c].sum() for c in counts}}], index=["all"])
         view = pd.concat([view, mean])
     else:
         view = table.pivot(index="language", columns="run", values=metric).reindex(languages)

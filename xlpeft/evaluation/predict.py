@@ -1,16 +1,19 @@
 """Label predictions for many runs over one language's sentences.
 
 Suffix prompts on a frozen backbone share the text: each length-sorted chunk of sentences is encoded
-once (text_cache.encode_texts) and every prompt runs only its L positions against it. A run whose
-prompt is longer has a smaller text budget; by causality the keys/values of a truncated text are the
-prefix of those of the longer text, so one cache serves every budget by clipping lengths and masks.
+once (text_cache.encode_texts) and every prompt runs only its L positions against it. Runs may differ in
+text budget (``max_length``, or for runs written before it counted text only, what their prompt leaves);
+by causality the keys/values of a truncated text are the prefix of those of the longer text, so one
+cache serves every budget by clipping lengths and masks.
 Linear heads trained alone on a frozen backbone read features that no prompt changes: runs that share
 a backbone, text prefix and length limit share one feature pass per language.
 Everything else (prefix placement, joint/full models, encoders, encoder-decoders, linear heads,
 --no-text-cache) takes the ordinary path through the run's classifier (composition/classifier.py).
 Method B runs take it too, with their modules attached (``modules_attached``): the task module from the
 run, and the target language's module in place of the source language's. Text-to-text runs generate
-(``predict_text``): greedy, length-sorted batches, as many new tokens as the task's longest answer needs.
+(``predict_text``): greedy, length-sorted batches, as many new tokens as the run's training targets
+needed (recorded at training) or ``--max-new-tokens``; never sized from the evaluated answers.
+``text_counts`` counts what the text budget cut (and empty inputs) for each result row.
 """
 
 from __future__ import annotations
@@ -25,10 +28,12 @@ from xlpeft import faults
 from xlpeft.backbones import Backbone
 from xlpeft.composition.classifier import Classifier, VerbalizerClassifier, build_classifier
 from xlpeft.composition.configurations import Configuration
+from xlpeft.composition.layout import max_length_counts, text_budget
 from xlpeft.composition.registry import LanguageModule
 from xlpeft.composition.tagging import TokenTagger
 from xlpeft.composition.stack import ModuleStack
-from xlpeft.composition.generation import Generated
+from xlpeft.composition.generation import Generated, TextToText
+from xlpeft.errors import XlpeftError
 from xlpeft.composition.text_cache import CachedBatch, encode_texts, prompt_hidden
 from xlpeft.experiments.run_dir import Run
 from xlpeft.objectives.verbalizer import Verbalizer
@@ -116,7 +121,7 @@ def _score_prompts(backbone: Backbone, cached: CachedBatch, runs: list[Run]) -> 
     n, batch = len(runs), cached.lengths.shape[0]
     device = cached.lengths.device
     prompts = torch.stack([run.prompt_for(backbone) for run in runs]).to(device)  # [N, L, d]
-    budgets = torch.tensor([_text_budget(run) for run in runs], device=device)
+    budgets = torch.tensor([cache_text_budget(run) for run in runs], device=device)
     rep = cached.repeat(n)
     limit = budgets.repeat(batch)  # row b*n + j belongs to prompt j
     lengths = torch.minimum(rep.lengths, limit)
@@ -129,9 +134,41 @@ def _score_prompts(backbone: Backbone, cached: CachedBatch, runs: list[Run]) -> 
     return scores.float()
 
 
-def _text_budget(run: Run) -> int:
+def cache_text_budget(run: Run) -> int:
+    """A cached run's text budget: a suffix prompt on a causal LM, no lead, EOS as the one tail token."""
     train = run.config["train"]
-    return train["max_length"] - train["prompt_length"] - 1
+    return text_budget(train["max_length"], max_length_counts(run.config), train["prompt_length"] + 1)
+
+
+@dataclass(frozen=True)
+class TextCounts:
+    """What a result row records about its inputs and the text budget."""
+
+    max_length: int  # the text budget in text tokens
+    n_truncated: int  # inputs cut to the budget
+    n_empty: int  # inputs that tokenized to nothing (a placeholder token stood in)
+    n_words_cut: int | None = None  # tagging: words beyond the budget (tagged O without being read)
+
+    def as_row(self) -> dict:
+        row = {"max_length": self.max_length, "n_truncated": self.n_truncated, "n_empty": self.n_empty}
+        return row if self.n_words_cut is None else {**row, "n_words_cut": self.n_words_cut}
+
+
+def text_counts(backbone: Backbone, run: Run, task, examples: Examples, language_rows: int = 0) -> TextCounts:
+    """How the run's text budget treats ``examples``: the inputs it reads as the run's own classifier builds
+    them (text-to-text: the task's model inputs, e.g. XQuAD windows; tagging: words)."""
+    model = classifier_for_run(backbone, run.config, language_rows)
+    layout = model.layout
+    if isinstance(model, TokenTagger):
+        sentences = [list(sentence.tokens) for sentence in examples.items]
+        kept = [len(t.word_starts) for t in model.tokenize_words(sentences)]
+        cut = [len(words) - n for words, n in zip(sentences, kept)]
+        empty = sum(not words for words in sentences)
+        return TextCounts(layout.text_budget, sum(c > 0 for c in cut), empty, sum(cut))
+    texts = examples.texts
+    if isinstance(model, TextToText):
+        texts = task.model_inputs(examples, backbone.tokenizer, layout.text_budget, training=False).texts
+    return TextCounts(layout.text_budget, *layout.truncation(texts))
 
 
 @torch.inference_mode()
@@ -182,12 +219,12 @@ def predict_modular(backbone: Backbone, run: Run, texts: list[str], batch_size: 
 
 @torch.inference_mode()
 def predict_text(backbone: Backbone, run: Run, task: TextTask, examples: Examples, batch_size: int,
-                 stack: ModuleStack | None = None) -> tuple[Examples, list[Generated]]:
+                 max_new_tokens: int | None = None, stack: ModuleStack | None = None) -> tuple[Examples, list[Generated]]:
     """A text-to-text run's greedy outputs for ``examples``: (the inputs the model read, one output each).
 
-    The inputs are the task's (XQuAD: a question's context windows); generation runs for as many tokens as
-    the longest target of these inputs needs, never a fixed cap. A tagging encoder's outputs are IOB2 tags
-    per word instead.
+    The inputs are the task's (XQuAD: a question's context windows); generation runs for ``max_new_tokens``
+    (default: what the run's training targets needed, recorded at training), never the evaluated answers.
+    A tagging encoder's outputs are IOB2 tags per word instead.
     """
     language_rows = 0 if stack is None else stack.language_prompt_length
     generator = classifier_for_run(backbone, run.config, language_rows)
@@ -197,8 +234,11 @@ def predict_text(backbone: Backbone, run: Run, task: TextTask, examples: Example
     inputs = task.model_inputs(examples, backbone.tokenizer, generator.layout.text_budget, training=False)
     token_ids = generator.tokenize(inputs.texts)
     order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
-    outputs = generator.generate([token_ids[i] for i in order], prompt, task.answer_tokens(inputs, backbone.tokenizer),
-                                 batch_size)
+    max_new_tokens = max_new_tokens or run.config.get("max_new_tokens")
+    if max_new_tokens is None:
+        raise XlpeftError(f"{run.name} records no generation length (trained before xlpeft recorded one): give "
+                          "--max-new-tokens N (e.g. the longest training answer in tokens plus a few)")
+    outputs = generator.generate([token_ids[i] for i in order], prompt, max_new_tokens, batch_size)
     generated: list[Generated] = [None] * len(order)  # type: ignore[list-item]
     for position, index in enumerate(order):
         generated[index] = outputs[position]
@@ -248,4 +288,5 @@ def classifier_for_run(backbone: Backbone, config: dict, language_rows: int = 0)
                                   task=get_task(train.task))
     if isinstance(classifier, VerbalizerClassifier) and "label_token_ids" in config:
         classifier.verbalizer = Verbalizer(tuple(config["label_words"]), tuple(config["label_token_ids"]))
+    classifier.layout.counts = max_length_counts(config)  # runs written before max_length counted text only
     return classifier

@@ -48,7 +48,8 @@ from xlpeft.training.config import TrainConfig
 from xlpeft.training.language_config import LanguageModuleConfig
 
 TRAIN_FIELDS = {f.name for f in fields(TrainConfig)}
-EVAL_FIELDS = {"languages", "split", "batch_size", "max_memory_gb", "text_cache", "precision", "borrow", "modules_dir"}
+EVAL_FIELDS = {"languages", "split", "batch_size", "max_memory_gb", "text_cache", "precision", "borrow", "modules_dir",
+               "max_new_tokens"}
 MODULE_FIELDS = ({f.name for f in fields(LanguageModuleConfig)} - {"language", "kind"}) | {"languages", "kinds",
                                                                                           "modules_dir"}
 

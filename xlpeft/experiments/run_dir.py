@@ -2,7 +2,10 @@
 
 Layout::
 
-    RUN_DIR/config.json          resolved TrainConfig + versions + data source + parameter counts
+    RUN_DIR/config.json          resolved TrainConfig + versions + data source + parameter counts + the backbone
+                                 weights trained on (``backbone``: fingerprint, source), what max_length counts
+                                 (``max_length_counts``: "text"; absent in older runs: everything) and, for
+                                 text-to-text runs, the generation length (``max_new_tokens``)
     RUN_DIR/sample.json          the sampled SIB-200 index_ids (train / validation)
     RUN_DIR/train_log.jsonl      one line per epoch: losses, validation accuracy / macro-F1, seconds
     RUN_DIR/adapter_config.json  the best epoch's folded L x d prompt in PEFT's prompt-tuning format
@@ -197,7 +200,9 @@ def load_run(path: str | os.PathLike) -> Run:
 
 
 def _peft_run(path: Path) -> Run:
-    """A run description for a prompt trained with PEFT: its placement, the base model, default words."""
+    """A run description for a prompt trained with PEFT: its placement, the base model, default words, and no
+    text budget but the model's context (PEFT truncates nothing, so its own predictions are reproduced)."""
+    from xlpeft.composition.layout import NO_LIMIT, TEXT_ONLY
     from xlpeft.training.config import TrainConfig
 
     peft = read_peft_config(path)
@@ -206,5 +211,5 @@ def _peft_run(path: Path) -> Run:
                           "trained for")
     prompt = load_peft_embeddings(path)
     train = TrainConfig(model=peft["base_model_name_or_path"], placement="start", prompt_length=prompt.shape[0],
-                        head="lm", shots=None, regime="prompt")
-    return Run(path, {"train": train.to_dict(), "source": "peft"}, prompt, None)
+                        head="lm", shots=None, regime="prompt", max_length=NO_LIMIT)
+    return Run(path, {"train": train.to_dict(), "source": "peft", "max_length_counts": TEXT_ONLY}, prompt, None)

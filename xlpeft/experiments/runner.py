@@ -7,12 +7,15 @@ Output directory::
     OUT/eval/<name>.csv        evaluation tables: local.csv (runs evaluated together, sharing text caches)
                                or <run_id>.csv (one run per scheduler job)
     OUT/results.parquet        the store: one row per run x language x metric (the task's metrics), with the
-                               run's settings
+                               run's settings and each row's identity and record (split, precision, backbone
+                               fingerprint and source, text budget, truncated/empty inputs, xlpeft version)
 
 Robustness comes from the pieces: training resumes from its last epoch checkpoint, evaluation rewrites
 its table atomically after each language and resumes, and the store is rebuilt (atomically) from the
 evaluation tables, keyed by (run, language), so a killed process restarted with the same command loses
-nothing and duplicates nothing. Runs are independent, so a scheduler can run them anywhere: with
+nothing and duplicates nothing. A run counts as evaluated only when its rows carry the identity the
+grid's evaluation plan asks for (evaluation/identity.py): changing ``split``, ``precision`` or another
+identifying option recomputes exactly those rows, and the store holds only rows of the current plan. Runs are independent, so a scheduler can run them anywhere: with
 ``executor="slurm"`` every run becomes one task of a submitit job array writing its own table.
 """
 
@@ -27,6 +30,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from xlpeft.errors import XlpeftError
+from xlpeft.evaluation.identity import ROW_RECORD, EvalIdentity
 from xlpeft.experiments import run_dir as rd
 from xlpeft.experiments.grid import Grid, RunSpec
 from xlpeft.tasks import get_task
@@ -49,8 +53,8 @@ def run_path(out: Path, spec: RunSpec) -> Path:
 
 
 def status(grid: Grid, out: Path) -> list[Status]:
-    """Which runs are trained and which have a row for every language of the evaluation plan."""
-    table = _evaluation_rows(out)
+    """Which runs are trained and which have a row of the plan's identity for every language of the plan."""
+    table = _current_rows(grid, out)
     result = []
     for spec in grid.runs:
         trained = (run_path(out, spec) / rd.METRICS).is_file()
@@ -58,6 +62,35 @@ def status(grid: Grid, out: Path) -> list[Status]:
         evaluated = trained and len(rows) == len(grid.evaluation.languages)
         result.append(Status(spec, trained, evaluated))
     return result
+
+
+def _options(grid: Grid):
+    from xlpeft.evaluation.evaluate import EvalOptions
+
+    return EvalOptions(split=grid.evaluation.split, **grid.evaluation.options)
+
+
+def _current_rows(grid: Grid, out: Path) -> pd.DataFrame:
+    """The evaluation rows whose identity is the one the grid's plan asks for (a row of another split,
+    precision, weights or option is not a result of this plan); one per (run, language)."""
+    from xlpeft.evaluation.evaluate import identity_for
+    from xlpeft.runtime import resolve_device, resolve_precision
+
+    table = _evaluation_rows(out)
+    if not len(table):
+        return table
+    options = _options(grid)
+    precision = resolve_precision(options.precision, resolve_device(options.device))
+    identities = {spec.run_id: identity_for(_run_config(out, spec), options, precision) for spec in grid.runs}
+    keep = [row["run"] in identities and identities[row["run"]].matches(row) for row in table.to_dict("records")]
+    return table[keep].drop_duplicates(["run", "language"], keep="last")
+
+
+def _run_config(out: Path, spec: RunSpec) -> dict:
+    """A run's config.json (what it recorded at training: weights, generation length), or for a run not
+    trained here the grid's configuration of it."""
+    path = run_path(out, spec) / rd.CONFIG
+    return json.loads(path.read_text()) if path.is_file() else {"train": spec.config.to_dict()}
 
 
 def write_grid(grid: Grid, out: Path) -> None:
@@ -117,45 +150,44 @@ def run_one(grid: Grid, run_id: str, out: Path, data_dir: str | None) -> None:
 
 def evaluate_runs(grid: Grid, specs: list[RunSpec], out: Path, data_dir: str | None, table: str,
                   progress: bool) -> None:
-    from xlpeft.evaluation.evaluate import EvalOptions, evaluate
+    from xlpeft.evaluation.evaluate import evaluate
 
     runs = [rd.load_run(run_path(out, spec)) for spec in specs]
-    options = EvalOptions(split=grid.evaluation.split, **grid.evaluation.options)
-    evaluate(runs, grid.evaluation.languages, data_dir, out / "eval" / f"{table}.csv", options,
+    evaluate(runs, grid.evaluation.languages, data_dir, out / "eval" / f"{table}.csv", _options(grid),
              progress=progress)
 
 
 def gather(grid: Grid, out: Path) -> pd.DataFrame:
-    """Rebuild OUT/results.parquet from the evaluation tables: long format, one row per metric."""
-    table = _evaluation_rows(out)
+    """Rebuild OUT/results.parquet from the evaluation tables' rows of the current plan: long format, one row
+    per metric, each with its row's identity and record columns."""
+    table = _current_rows(grid, out)
     ids = {s.run_id: s for s in grid.runs}
-    table = table[table["run"].isin(ids)] if len(table) else table
     if not len(table):
         return pd.DataFrame()
     modules = [c for c in MODULE_COLUMNS if c in table.columns]  # method B: which language module was used
     metrics = [c for c in get_task(grid.runs[0].config.task).metric_columns if c != "n"]  # one task per grid
-    long = table.melt(id_vars=["run", "run_id", "language", "name", "script", *modules], value_vars=metrics,
+    labels = [c for c in (*EvalIdentity.columns(), *ROW_RECORD, "n", "n_words_cut") if c in table.columns]
+    long = table.melt(id_vars=["run", "run_id", "language", "name", "script", *modules, *labels], value_vars=metrics,
                       var_name="metric", value_name="value").rename(columns={"run_id": "artifact_id", "run": "run_id"})
     settings = pd.DataFrame([{"run_id": rid, **{f"cfg_{k}": v for k, v in spec.config.to_dict().items()},
                               **{f"axis_{k}": v for k, v in spec.axes.items()}} for rid, spec in ids.items()])
     store = long.merge(settings, on="run_id", how="left")
-    store["split"] = grid.evaluation.split
     store = store.sort_values(["run_id", "language", "metric"]).reset_index(drop=True)
     rd.atomic_write(out / STORE, lambda tmp: store.to_parquet(tmp, index=False))
     return store
 
 
 def _evaluation_rows(out: Path) -> pd.DataFrame:
-    """Every evaluation table's rows; a (run, language) present in several tables is kept once."""
+    """Every evaluation table's rows (a (run, language) may be in several tables: see ``_current_rows``)."""
     frames = []
     for path in sorted((out / "eval").glob("*.csv")):
         try:
-            frames.append(pd.read_csv(path, dtype={"run_id": str, "run": str}))
+            frames.append(pd.read_csv(path, dtype={"run_id": str, "run": str, "backbone_fingerprint": str}))
         except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
             raise XlpeftError(f"{path} is not a results table ({exc}); move it away and rerun") from exc
     if not frames:
         return pd.DataFrame(columns=["run", "run_id", "language"])
-    return pd.concat(frames, ignore_index=True).drop_duplicates(["run", "language"], keep="last")
+    return pd.concat(frames, ignore_index=True)
 
 
 def load_results(out: str | Path) -> pd.DataFrame:

@@ -33,6 +33,7 @@ from xlpeft.composition.classifier import (
     build_classifier,
 )
 from xlpeft.composition.configurations import Configuration
+from xlpeft.composition.layout import TEXT_ONLY
 from xlpeft.composition.llama_prompt_step import fuse_frozen_projections
 from xlpeft.composition.registry import LanguageModule, ModuleRegistry
 from xlpeft.composition.stack import TASK_ADAPTER, ModuleStack
@@ -83,6 +84,7 @@ class Trainer:
         self._validate()
         self._own_backbone = backbone is None  # only a backbone loaded here may be stored in bf16
         self.backbone = backbone or load_backbone(config.model, device=self.device)
+        self.weights = {"fingerprint": self.backbone.fingerprint, "source": self.backbone.source}  # before bf16 storage
         self.configuration = Configuration(config.configuration) if config.configuration else None
         self.language_module = self._language_module()
         language_rows = 0 if self.language_module is None else self.language_module.meta.get("prompt_length", 0)
@@ -378,7 +380,7 @@ class Trainer:
         rd.save_torch(self.out / rd.CHECKPOINT, {
             "epoch": state["epoch"], "best": state["best"], "best_weights": state["best_weights"],
             "weights": self._trainable_state(prompt), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "config": self.config.to_dict(),
+            "scheduler": scheduler.state_dict(), "config": self.config.to_dict(), "backbone": self.weights,
         })
 
     def _resume(self, prompt, optimizer, scheduler) -> dict:
@@ -392,6 +394,11 @@ class Trainer:
                 f"{self.out} holds an interrupted run with a different configuration; use another --out directory "
                 "or delete it to start over"
             )
+        if saved.get("backbone", self.weights)["fingerprint"] != self.weights["fingerprint"]:
+            raise XlpeftError(
+                f"{self.out} holds a run interrupted on {self.config.model} weights {saved['backbone']['fingerprint']} "
+                f"({saved['backbone']['source']}), but these are {self.weights['fingerprint']} "
+                f"({self.weights['source']}): resume where the same weights load, or delete the directory to start over")
         self._load_trainable(saved["weights"], prompt)
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
@@ -422,6 +429,9 @@ class Trainer:
     def _write_setup(self, sample: FewShotSample, counts: dict) -> None:
         rd.write_json(self.out / rd.CONFIG, {
             "train": self.config.to_dict(),
+            "max_length_counts": TEXT_ONLY,  # max_length is text tokens; runs without this key counted everything
+            "backbone": self.weights,
+            **self._generation_length(sample),
             "xlpeft_version": __version__,
             "torch_version": torch.__version__,
             **self.task.describe(),
@@ -440,6 +450,17 @@ class Trainer:
         rd.write_json(self.out / rd.SAMPLE, {"task": self.task.name, "source": self.config.source,
                                              "source_data": self.config.source_data, "seed": self.config.seed,
                                              **sample.record()})
+
+    def _generation_length(self, sample: FewShotSample) -> dict:
+        """Text-to-text runs: how many new tokens evaluation generates, sized from the *training* targets
+        (the longest train or validation answer, plus EOS and a margin), never from the evaluated answers."""
+        if not self.text or isinstance(self.classifier, TokenTagger):
+            return {}
+        budget = self.classifier.layout.text_budget
+        splits = [self.task.model_inputs(split, self.backbone.tokenizer, budget, training=True)
+                  for split in (sample.train, sample.validation)]
+        return {"max_new_tokens": max(self.task.answer_tokens(split, self.backbone.tokenizer)
+                                      for split in splits if split.targets)}
 
     def _module_record(self) -> dict:
         """Method B: the configuration and the language module the task module was trained on top of."""

@@ -1,0 +1,71 @@
+"""What identifies a result row: the one rule for reusing rows (``xlpeft evaluate --out``, grid status,
+the grid store).
+
+A row (run x language) is reused only when everything that decides its numbers is unchanged: the run's
+artefacts (``run_id``: its config, hence its task and ``max_length``), the split, the precision, the
+backbone weights it was computed on and the evaluation options that change numbers (generation length,
+``max_new_tokens``). Method B's language module is checked row by row in evaluate.py (``module_id``,
+and ``--borrow`` only for rows that borrowed a module: a language's own module does not depend on it).
+Batch size, device, memory caps and the text cache do not change numbers and are not part of it. A row whose identity differs from the one asked for is computed again and replaces the
+old one, so a table never holds a value under another setting's label.
+
+Rows also record what explains them without identifying them (``ROW_RECORD``): where the weights came
+from, the xlpeft version, the text budget in text tokens (fixed by the run's config and the backbone's
+special tokens, both identified above), and how many inputs were truncated or empty.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+ROW_RECORD = ("backbone_source", "xlpeft_version", "max_length", "n_truncated", "n_empty")
+
+
+@dataclass(frozen=True)
+class EvalIdentity:
+    """The identifying columns of a run's rows, besides ``run``, ``run_id`` and ``language``."""
+
+    split: str
+    eval_precision: str  # resolved: fp32 or bf16 ("precision" is NER's entity precision metric in the same rows)
+    backbone_fingerprint: str | None  # None: the run recorded none (trained before fingerprints); checked at load
+    max_new_tokens: int | None = None  # text-to-text runs: generation length
+
+    @classmethod
+    def columns(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    def as_row(self) -> dict:
+        return asdict(self)
+
+    def matches(self, row: dict) -> bool:
+        """Whether a stored row was computed under this identity (a missing column never matches)."""
+        return all(_same(value, row.get(name)) or (name == "backbone_fingerprint" and value is None)
+                   for name, value in self.as_row().items())
+
+    def differences(self, row: dict) -> list[str]:
+        """``name: old -> new`` for each identifying column a stored row differs in (for the log)."""
+        return [f"{name}: {row.get(name)} -> {value}" for name, value in self.as_row().items()
+                if not (_same(value, row.get(name)) or (name == "backbone_fingerprint" and value is None))]
+
+
+def run_identity(run_config: dict, split: str, precision: str, max_new_tokens: int | None = None) -> EvalIdentity:
+    """The identity a run's rows must have under these evaluation settings (``run_config``: its config.json)."""
+    recorded = (run_config.get("backbone") or {}).get("fingerprint")
+    return EvalIdentity(split, precision, recorded, max_new_tokens)
+
+
+def _same(value, stored) -> bool:
+    """Equal after a CSV round trip (numbers may come back as floats or strings, missing as NaN)."""
+    if stored is None or (isinstance(stored, float) and math.isnan(stored)):
+        return value is None
+    if value is None:
+        return False
+    return str(value) == str(stored) or _number(value) == _number(stored) is not None
+
+
+def _number(value) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
