@@ -39,8 +39,20 @@ class CachedBatch:
 
 
 @torch.no_grad()
+def cached_rows(backbone: Backbone, token_ids: list[list[int]]) -> list[list[int]]:
+    """What the cache holds of each text: the backbone's lead tokens (a BOS where the model reads one first)
+    and the text, as the suffix layout puts them before the prompt."""
+    lead = list(backbone.lead_ids)
+    return [lead + ids for ids in token_ids]
+
+
 def encode_texts(backbone: Backbone, token_ids: list[list[int]]) -> CachedBatch:
-    """Run the frozen model over right-padded texts once and keep every layer's keys and values."""
+    """Run the frozen model over right-padded texts (after their lead tokens) once and keep every layer's keys
+    and values."""
+    return _encode_rows(backbone, cached_rows(backbone, token_ids))
+
+
+def _encode_rows(backbone: Backbone, token_ids: list[list[int]]) -> CachedBatch:
     device = backbone.model.get_input_embeddings().weight.device
     lengths = torch.tensor([len(ids) for ids in token_ids], device=device)
     width = int(lengths.max())
@@ -86,13 +98,14 @@ class TextCache:
     """
 
     def __init__(self, backbone: Backbone, token_ids: list[list[int]], chunk_size: int = 32):
+        token_ids = cached_rows(backbone, token_ids)
         self.lengths = torch.tensor([len(ids) for ids in token_ids])
         self.offsets = torch.cumsum(self.lengths, 0) - self.lengths + 1  # +1: row 0 is the zero pad row
         order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
         flat: list[list[torch.Tensor]] | None = None
         for start in range(0, len(order), chunk_size):
             chunk = order[start : start + chunk_size]
-            encoded = encode_texts(backbone, [token_ids[i] for i in chunk])
+            encoded = _encode_rows(backbone, [token_ids[i] for i in chunk])
             flat = flat or [[] for _ in range(2 * len(encoded.layers))]
             for slot, tensor in enumerate(t for kv in encoded.layers for t in kv):
                 for row, idx in enumerate(chunk):

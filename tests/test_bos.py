@@ -1,0 +1,65 @@
+"""Causal LMs that read a BOS token first (Gemma, Llama 3) get it before the text on every path; the others
+(XGLM, BLOOM, SmolLM2) keep the published layout without one (methods.md A)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tokenizers import processors
+from transformers import PreTrainedTokenizerFast
+
+from conftest import make_backbone
+from numerics import assert_close_scaled
+from xlpeft.composition.layout import PromptLayout, prediction_hidden
+from xlpeft.composition.text_cache import TextCache, prompt_hidden
+
+TEXTS = ["The minister spoke about the election results today.", "Football season starts.", "Rain.",
+         "Scientists found water on a distant planet using a new telescope."]
+
+
+def _with_template(tiny_tokenizer, first: str) -> PreTrainedTokenizerFast:
+    """The tiny BPE whose own encoding starts with ``first``, with ``<bos>`` as its BOS token."""
+    backend = tiny_tokenizer.backend_tokenizer.__class__.from_str(tiny_tokenizer.backend_tokenizer.to_str())
+    backend.add_special_tokens(["<bos>"])
+    backend.post_processor = processors.TemplateProcessing(
+        single=f"{first} $A", special_tokens=[(first, backend.token_to_id(first))])
+    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<bos>", eos_token="</s>", pad_token="<pad>")
+
+
+@pytest.fixture
+def bos_tokenizer(tiny_tokenizer):
+    return _with_template(tiny_tokenizer, "<bos>")
+
+
+def test_lead_is_bos_only_where_the_tokenizer_puts_its_bos_first(tiny_tokenizer, bos_tokenizer):
+    assert make_backbone("llama", tiny_tokenizer).lead_ids == ()  # no template: SmolLM2, BLOOM
+    with_bos = make_backbone("gemma3", bos_tokenizer)
+    assert with_bos.bos_first and with_bos.lead_ids == (bos_tokenizer.bos_token_id,)
+    xglm_like = _with_template(tiny_tokenizer, "</s>")  # XGLM's tokenizer starts with </s>, not its BOS
+    assert make_backbone("llama", xglm_like).lead_ids == ()
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3"])
+def test_bos_leads_the_input_and_the_cached_path_reads_it_too(bos_tokenizer, family):
+    backbone = make_backbone(family, bos_tokenizer)
+    backbone.freeze()
+    layout = PromptLayout(backbone, "suffix", prompt_length=4)
+    ids = layout.tokenize(TEXTS)
+    torch.manual_seed(0)
+    prompt = (torch.rand(4, 32) - 0.5).requires_grad_()
+    batch = layout.build(ids, prompt)
+    bos_embedding = backbone.model.get_input_embeddings()(torch.tensor([bos_tokenizer.bos_token_id]))[0]
+    assert torch.equal(batch.embeds[:, 0], bos_embedding.expand(len(TEXTS), -1))
+    assert layout.text_budget == 128  # the BOS comes on top of the text budget
+
+    head = backbone.lm_head
+    full = head(prediction_hidden(backbone, batch))
+    cached = head(prompt_hidden(backbone, TextCache(backbone, ids, chunk_size=2).batch([0, 1, 2, 3]), prompt))
+    assert_close_scaled(cached, full)
+    grad_full = torch.autograd.grad(full.logsumexp(-1).sum(), prompt)[0]
+    grad_cached = torch.autograd.grad(cached.logsumexp(-1).sum(), prompt)[0]
+    assert_close_scaled(grad_cached, grad_full)
+
+    without = PromptLayout(make_backbone(family, bos_tokenizer), "suffix", prompt_length=4)
+    without.lead = ()  # the same model without the BOS reads differently: the test would see a dropped BOS
+    assert not torch.allclose(head(prediction_hidden(backbone, without.build(ids, prompt))), full, atol=1e-3)
