@@ -81,6 +81,16 @@ def test_trainer_keeps_the_epoch_it_is_asked_for(tmp_path, tiny_tokenizer, sib_d
     assert min(key[select](r) for r in log) == key[select](best)
 
 
+def test_default_prompt_init_is_vocabulary_and_the_papers_stays_an_option(tmp_path, tiny_tokenizer, sib_dir):
+    assert TrainConfig().init == "vocab"  # measured: docs/backbones.md, "Defaults and what was tried"
+    trainer = _trainer(tmp_path, tiny_tokenizer, sib_dir)
+    rows = trainer.backbone.model.get_input_embeddings().weight.detach().float()
+    prompt = trainer._make_prompt().forward().detach().float()
+    assert all(any(torch.equal(p, r) for r in rows) for p in prompt)  # each row a vocabulary embedding
+    uniform = _trainer(tmp_path / "u", tiny_tokenizer, sib_dir, init="uniform")._make_prompt().forward().detach()
+    assert uniform.abs().max() <= 0.5 and not any(torch.equal(p, r) for p in uniform for r in rows)
+
+
 def test_runs_written_before_select_existed_read_as_selected_by_loss():
     old = {k: v for k, v in TrainConfig().to_dict().items() if k != "select"}
     assert TrainConfig.from_dict(old).select == "val_loss"

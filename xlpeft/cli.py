@@ -128,7 +128,8 @@ def _train_parser(sub) -> None:
                    help="MLP reparameterization during training (folded into a plain prompt afterwards)")
     p.add_argument("--reparam-hidden", type=int, default=d.reparam_hidden, help="hidden width h of the MLP")
     p.add_argument("--init", choices=["uniform", "vocab", "text"], default=d.init,
-                   help="uniform(-0.5, 0.5); embeddings of random vocabulary tokens; or of --init-text")
+                   help="uniform(-0.5, 0.5) (the paper's); embeddings of random vocabulary tokens (the default: "
+                   "docs/backbones.md, 'Defaults and what was tried'); or of --init-text")
     p.add_argument("--init-text", default=d.init_text, help="text whose token embeddings initialise the prompt (--init text)")
     p.add_argument("--regime", choices=list(REGIME_HELP), default=d.regime,
                    help="; ".join(f"{k}: {v}" for k, v in REGIME_HELP.items()))
