@@ -40,7 +40,7 @@ class TrainConfig:
     head: Literal["auto", "lm", "linear"] = "auto"  # auto: the LM / masked-LM head if the model has one
     reparam: Literal["none", "mlp", "residual"] = "none"
     reparam_hidden: int = 200
-    # random vocabulary embeddings: +10 points on SmolLM2 and +21.6 English / +16.6 nine-language mean on
+    # random vocabulary embeddings: +10 points on SmolLM2 and +21.6 English / +17.9 nine-language mean on
     # Gemma-3-270M over the paper's uniform(-0.5, 0.5) (docs/backbones.md, "Defaults and what was tried")
     init: Literal["uniform", "vocab", "text"] = "vocab"
     init_text: str = ""
