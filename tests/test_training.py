@@ -10,7 +10,7 @@ from numerics import FP32, assert_close_scaled
 from xlpeft.experiments import run_dir as rd
 from xlpeft.runtime import cpu_matmul_backend
 from xlpeft.training.config import TrainConfig
-from xlpeft.training.trainer import Trainer
+from xlpeft.training.trainer import Trainer, improves
 
 
 def _trainer(tmp_path, tokenizer, sib_dir, family="llama", **overrides):
@@ -52,6 +52,51 @@ def test_training_lowers_loss_and_writes_the_run(tmp_path, tiny_tokenizer, sib_d
     sample = json.loads((tmp_path / rd.SAMPLE).read_text())
     assert len(sample["train_index_ids"]) == 56 and len(sample["validation_index_ids"]) == 14
     assert not (tmp_path / rd.CHECKPOINT).exists()
+
+
+def test_epoch_selection_by_loss_or_by_accuracy():
+    first = {"epoch": 1, "val_loss": 1.0, "val_accuracy": 0.5}
+    assert improves(first, {}) and improves(first, {}, "val_accuracy")
+    lower_loss_lower_acc = {"epoch": 2, "val_loss": 0.9, "val_accuracy": 0.4}
+    assert improves(lower_loss_lower_acc, first) and not improves(lower_loss_lower_acc, first, "val_accuracy")
+    higher_acc_higher_loss = {"epoch": 3, "val_loss": 1.2, "val_accuracy": 0.6}
+    assert improves(higher_acc_higher_loss, first, "val_accuracy") and not improves(higher_acc_higher_loss, first)
+    tie = {"epoch": 4, "val_accuracy": 0.5}  # equal accuracy: the lower loss wins
+    assert improves({**tie, "val_loss": 0.8}, first, "val_accuracy")
+    assert not improves({**tie, "val_loss": 1.0}, first, "val_accuracy")
+    text = {"epoch": 2, "val_loss": 0.5, "val_accuracy": None}  # text-to-text: the loss decides
+    assert improves(text, {**first, "val_accuracy": None}, "val_accuracy")
+    with pytest.raises(ValueError):
+        improves(first, first, "val_f1")
+
+
+@pytest.mark.parametrize("select", ["val_loss", "val_accuracy"])
+def test_trainer_keeps_the_epoch_it_is_asked_for(tmp_path, tiny_tokenizer, sib_dir, select):
+    metrics = _trainer(tmp_path, tiny_tokenizer, sib_dir, epochs=4, shots=8, select=select).run(progress=False)
+    log = [json.loads(line) for line in (tmp_path / rd.LOG).read_text().splitlines()]
+    best = log[0]
+    for record in log[1:]:
+        best = record if improves(record, best, select) else best
+    assert metrics["best_epoch"] == best["epoch"]
+    key = {"val_loss": lambda r: (r["val_loss"],), "val_accuracy": lambda r: (-r["val_accuracy"], r["val_loss"])}
+    assert min(key[select](r) for r in log) == key[select](best)
+
+
+def test_default_prompt_init_is_vocabulary_and_the_papers_stays_an_option(tmp_path, tiny_tokenizer, sib_dir):
+    assert TrainConfig().init == "vocab"  # measured: docs/backbones.md, "Defaults and what was tried"
+    trainer = _trainer(tmp_path, tiny_tokenizer, sib_dir)
+    rows = trainer.backbone.model.get_input_embeddings().weight.detach().float()
+    prompt = trainer._make_prompt().forward().detach().float()
+    assert all(any(torch.equal(p, r) for r in rows) for p in prompt)  # each row a vocabulary embedding
+    uniform = _trainer(tmp_path / "u", tiny_tokenizer, sib_dir, init="uniform")._make_prompt().forward().detach()
+    assert uniform.abs().max() <= 0.5 and not any(torch.equal(p, r) for p in uniform for r in rows)
+
+
+def test_runs_written_before_select_existed_read_as_selected_by_loss():
+    old = {k: v for k, v in TrainConfig().to_dict().items() if k != "select"}
+    assert TrainConfig.from_dict(old).select == "val_loss"
+    assert "select" not in TrainConfig(select="val_loss").identity()  # old run ids unchanged
+    assert TrainConfig(select="val_accuracy").identity()["select"] == "val_accuracy"
 
 
 def test_cached_and_uncached_training_give_the_same_prompt(tmp_path, tiny_tokenizer, sib_dir):

@@ -128,12 +128,16 @@ def _train_parser(sub) -> None:
                    help="MLP reparameterization during training (folded into a plain prompt afterwards)")
     p.add_argument("--reparam-hidden", type=int, default=d.reparam_hidden, help="hidden width h of the MLP")
     p.add_argument("--init", choices=["uniform", "vocab", "text"], default=d.init,
-                   help="uniform(-0.5, 0.5); embeddings of random vocabulary tokens; or of --init-text")
+                   help="uniform(-0.5, 0.5) (the paper's); embeddings of random vocabulary tokens (the default: "
+                   "docs/backbones.md, 'Defaults and what was tried'); or of --init-text")
     p.add_argument("--init-text", default=d.init_text, help="text whose token embeddings initialise the prompt (--init text)")
     p.add_argument("--regime", choices=list(REGIME_HELP), default=d.regime,
                    help="; ".join(f"{k}: {v}" for k, v in REGIME_HELP.items()))
-    p.add_argument("--epochs", type=int, default=d.epochs, help="training epochs; the epoch with the lowest "
-                   "source-language validation loss is kept")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="training epochs; the best epoch on the "
+                   "source-language validation set (--select) is kept")
+    p.add_argument("--select", choices=["val_loss", "val_accuracy"], default=d.select,
+                   help="the epoch kept: lowest validation loss, or highest validation accuracy (ties: lower "
+                   "loss; text-to-text tasks always use the loss)")
     p.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate of the prompt (and of the model in full)")
     p.add_argument("--lr-model", type=float, default=d.lr_model, help="joint/full: learning rate of the model "
                    "(default: same as --lr, the paper's joint setting)")

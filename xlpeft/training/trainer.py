@@ -2,7 +2,8 @@
 task modules (a task prompt or task adapter, alone or on a frozen language module; composition/stack.py),
 on any task of ``xlpeft.tasks``: classification (verbalizer, label strings or a linear head) or
 text-to-text (teacher forcing on the target string, or on an encoder a tag per word; the epoch kept is
-the one with the lowest validation loss, as for classification).
+the one with the lowest validation loss). Classification keeps the epoch with the lowest validation loss
+or, with ``select="val_accuracy"``, the highest validation accuracy (ties broken by the lower loss).
 
 Reproducibility: the sample, the prompt's initial values and each epoch's data order and dropout are
 derived from the seed alone (epoch e shuffles with seed*10007+e), so a run interrupted after epoch e
@@ -60,6 +61,21 @@ from xlpeft.training.config import TrainConfig
 log = logging.getLogger("xlpeft")
 
 
+def improves(record: dict, best: dict, select: str = "val_loss") -> bool:
+    """Whether an epoch's validation ``record`` beats the ``best`` so far ({} before the first epoch).
+    ``val_loss``: strictly lower loss. ``val_accuracy``: strictly higher accuracy, or equal accuracy and a
+    strictly lower loss (a few dozen validation sentences give many ties); records without an accuracy
+    (text-to-text tasks) fall back to the loss."""
+    if not best:
+        return True
+    if select == "val_accuracy" and record.get("val_accuracy") is not None and best.get("val_accuracy") is not None:
+        if record["val_accuracy"] != best["val_accuracy"]:
+            return record["val_accuracy"] > best["val_accuracy"]
+    elif select not in ("val_loss", "val_accuracy"):
+        raise ValueError(f"unknown epoch selection {select!r}: val_loss or val_accuracy")
+    return record["val_loss"] < best["val_loss"]
+
+
 @dataclass
 class Inputs:
     """One split ready for the model: token ids, labels or target token ids, and (when cached) the text
@@ -106,6 +122,8 @@ class Trainer:
             raise XlpeftError(f"--prompt-length must not be negative (got {c.prompt_length})")
         if c.epochs < 1 or c.batch_size < 1:
             raise XlpeftError("--epochs and --batch-size must be at least 1")
+        if c.select not in ("val_loss", "val_accuracy"):
+            raise XlpeftError(f"--select must be val_loss or val_accuracy (got {c.select!r})")
         if c.init == "text" and not c.init_text:
             raise XlpeftError("--init text needs --init-text 'some words' to take the embeddings from")
         if c.configuration:
@@ -290,7 +308,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def run(self, progress: bool = True) -> dict:
-        """Train, keep the epoch with the lowest source validation loss, write the run directory."""
+        """Train, keep the best epoch on the source validation set (``select``), write the run directory."""
         c = self.config
         if (self.out / rd.METRICS).exists():
             return self._finished()
@@ -322,7 +340,7 @@ class Trainer:
         bar = tqdm(range(state["epoch"], c.epochs), desc=f"train {c.source}", disable=not progress, unit="epoch")
         for epoch in bar:
             record = self._epoch(epoch, train, val, prompt, optimizer, scheduler)
-            if record["val_loss"] < state["best"].get("val_loss", float("inf")):
+            if improves(record, state["best"], c.select):
                 state["best"] = {**record}
                 state["best_weights"] = self._snapshot(prompt)
             rd.append_jsonl(self.out / rd.LOG, record)
