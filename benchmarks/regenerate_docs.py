@@ -167,16 +167,21 @@ def _summary_block(report: Path) -> str:
 
 
 def _claims_block(report: Path) -> str:
+    """The report's findings (findings.csv): claim, comparison, estimate with its seed and language intervals,
+    seeds, languages and verdict."""
     import pandas as pd
 
     path = report / "findings.csv"
     if not path.is_file():
         return "(this report has no findings table)"
     findings = pd.read_csv(path)
-    columns = [c for c in ("claim", "effect", "ci_low", "ci_high", "seeds", "languages", "verdict") if c in findings]
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines = ["| claim | comparison | statistic | estimate | interval over seeds | interval over languages | seeds | "
+             "languages | verdict |", "|---|---|---|---|---|---|---|---|---|"]
     for _, row in findings.iterrows():
-        lines.append("| " + " | ".join(_cell(row[c]) for c in columns) + " |")
+        lines.append(f"| {row['claim']} | {row['comparison']} | {row['statistic']} | {_cell(row['estimate'])} | "
+                     f"[{_cell(row['seed_low'])}, {_cell(row['seed_high'])}] | "
+                     f"[{_cell(row['language_low'])}, {_cell(row['language_high'])}] | {int(row['seeds'])} | "
+                     f"{int(row['languages'])} | {row['verdict']} |")
     return "\n".join(lines)
 
 
@@ -186,7 +191,7 @@ def _pct(value: float) -> str:
 
 def _cell(value) -> str:
     if isinstance(value, float):
-        return "–" if value != value else f"{value:.3f}"
+        return "–" if value != value else f"{value:.3g}"
     return str(value)
 
 
