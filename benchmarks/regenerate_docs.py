@@ -145,7 +145,7 @@ def _training_seconds(out: Path) -> float:
     total = 0.0
     for log in (out / "runs").glob("*/train_log.jsonl"):
         for line in log.read_text().splitlines():
-            total += float(json.loads(line).get("seconds", 0.0))
+            total += float(json.loads(line)["train_seconds"])
     return total
 
 
