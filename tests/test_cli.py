@@ -107,6 +107,24 @@ def test_interrupted_evaluation_resumes_without_duplicates(trained_run, sib_dir,
     pd.testing.assert_frame_equal(table.iloc[:1], first)
 
 
+def test_runs_named_like_numbers_resume_without_duplicates(trained_run, sib_dir, tmp_path):
+    """CI: grid runs are named by a hex digest, and pandas read a column of such names as numbers ("557e55195972"
+    as inf), so a finished language no longer matched its run and was evaluated and written a second time."""
+    names = ("557e55195972", "949028475304")
+    runs = [tmp_path / name for name in names]
+    for run in runs:
+        shutil.copytree(trained_run, run)
+    out = tmp_path / "res.csv"
+    base = ["evaluate", *map(str, runs), "--data-dir", str(sib_dir), "--out", str(out), "--quiet", "--no-plot"]
+    assert main([*base, "--languages", "eng_Latn"]) == 0
+    before = out.stat().st_mtime_ns
+    assert main([*base, "--languages", "eng_Latn"]) == 0 and out.stat().st_mtime_ns == before  # nothing recomputed
+    assert main([*base, "--languages", "eng_Latn,deu_Latn"]) == 0
+    table = pd.read_csv(out, dtype={"run": str})
+    assert sorted(zip(table["run"], table["language"])) == sorted((n, lang) for n in names
+                                                                  for lang in ("eng_Latn", "deu_Latn"))
+
+
 def test_cached_and_uncached_evaluation_agree(trained_run, sib_dir, tmp_path):
     outs = []
     for flag in ([], ["--no-text-cache"]):

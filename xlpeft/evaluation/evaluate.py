@@ -36,7 +36,7 @@ from xlpeft.composition.layout import PromptLayout
 from xlpeft.composition.llama_prompt_step import fuse_frozen_projections
 from xlpeft.composition.registry import BORROW_NONE, ModuleRegistry, Resolved, module_fingerprint
 from xlpeft.errors import XlpeftError
-from xlpeft.evaluation.identity import EvalIdentity, run_identity
+from xlpeft.evaluation.identity import EvalIdentity, read_rows, run_identity
 from xlpeft.evaluation.predict import (
     TextCounts,
     cache_text_budget,
@@ -274,10 +274,7 @@ def _previous_results(out_csv: Path, runs: list[Run], identities: dict[str, Eval
     ``module_id``); any other row of these runs is dropped and computed again."""
     if not out_csv.exists():
         return pd.DataFrame()
-    try:
-        old = pd.read_csv(out_csv, dtype={"run_id": str, "backbone_fingerprint": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise XlpeftError(f"{out_csv} exists but is not a results CSV ({exc}); move it away or choose another --out") from exc
+    old = read_rows(out_csv)
     if not set(KEY) <= set(old.columns):
         raise XlpeftError(f"{out_csv} exists but has no {KEY} columns; move it away or choose another --out")
     current = {run.name: run.fingerprint for run in runs}

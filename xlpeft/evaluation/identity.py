@@ -18,8 +18,28 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import pandas as pd
+
+from xlpeft.errors import XlpeftError
 
 ROW_RECORD = ("backbone_source", "xlpeft_version", "max_length", "n_truncated", "n_empty")
+
+# Columns holding names and hex digests: read as text, never as numbers. Left to pandas, a run named
+# "557e55195972" reads back as inf and "949028475304" as an integer, so a finished row would no longer
+# match its run and would be computed (and written) a second time.
+TEXT_COLUMNS = ("run", "run_id", "language", "name", "script", "task", "model", "split", "eval_precision",
+                "backbone_fingerprint", "backbone_source", "xlpeft_version", "configuration", "module_language",
+                "module_distance_kind", "module_id")
+
+
+def read_rows(path: Path) -> pd.DataFrame:
+    """A results table written by xlpeft, its names and digests as text (``TEXT_COLUMNS``)."""
+    try:
+        return pd.read_csv(path, dtype=dict.fromkeys(TEXT_COLUMNS, str))
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise XlpeftError(f"{path} exists but is not a results table ({exc}); move it away or choose another path") from exc
 
 
 @dataclass(frozen=True)

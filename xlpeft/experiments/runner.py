@@ -30,7 +30,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from xlpeft.errors import XlpeftError
-from xlpeft.evaluation.identity import ROW_RECORD, EvalIdentity
+from xlpeft.evaluation.identity import ROW_RECORD, EvalIdentity, read_rows
 from xlpeft.experiments import run_dir as rd
 from xlpeft.experiments.grid import Grid, RunSpec
 from xlpeft.tasks import get_task
@@ -181,10 +181,7 @@ def _evaluation_rows(out: Path) -> pd.DataFrame:
     """Every evaluation table's rows (a (run, language) may be in several tables: see ``_current_rows``)."""
     frames = []
     for path in sorted((out / "eval").glob("*.csv")):
-        try:
-            frames.append(pd.read_csv(path, dtype={"run_id": str, "run": str, "backbone_fingerprint": str}))
-        except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-            raise XlpeftError(f"{path} is not a results table ({exc}); move it away and rerun") from exc
+        frames.append(read_rows(path))
     if not frames:
         return pd.DataFrame(columns=["run", "run_id", "language"])
     return pd.concat(frames, ignore_index=True)
