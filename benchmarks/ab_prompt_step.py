@@ -28,10 +28,10 @@ from datetime import date
 import torch
 from bench_speed import as_xlpeft_does, english_sample, load
 
-from xlpeft.composition import llama_prompt_step as written_out
-from xlpeft.composition import text_cache
-from xlpeft.composition.layout import PromptLayout
-from xlpeft.composition.text_cache import TextCache, prompt_hidden
+from xlpeft.heads import text_cache
+from xlpeft.heads.layout import PromptLayout
+from xlpeft.heads.text_cache import TextCache, prompt_hidden
+from xlpeft.kernels import llama_prompt_step as written_out
 from xlpeft.objectives import Verbalizer, label_words
 from xlpeft.tasks import get_task
 

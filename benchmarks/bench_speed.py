@@ -86,7 +86,7 @@ def train_epoch(variant: str, backbone, ctx, split, epochs: int, batch_size: int
     """Time ``epochs`` epochs (after one warm-up step) of the given implementation; report their median.
 
     Why a median: on this shared 2-core machine single epochs vary by about 10 % from run to run."""
-    from xlpeft.composition.layout import PromptLayout
+    from xlpeft.heads.layout import PromptLayout
     from xlpeft.objectives import Verbalizer, label_words
     from xlpeft.tasks import get_task
 
@@ -106,7 +106,7 @@ def train_epoch(variant: str, backbone, ctx, split, epochs: int, batch_size: int
     else:
         ids = layout.tokenize(split.texts)
         if variant == "xlpeft-cached":
-            from xlpeft.composition.text_cache import TextCache
+            from xlpeft.heads.text_cache import TextCache
 
             start = time.perf_counter()
             with ctx:
@@ -135,8 +135,8 @@ def train_epoch(variant: str, backbone, ctx, split, epochs: int, batch_size: int
 
 
 def _xlpeft_step(variant, backbone, layout, ids, prompt, verbalizer, labels, cache):
-    from xlpeft.composition.layout import prediction_hidden
-    from xlpeft.composition.text_cache import prompt_hidden
+    from xlpeft.heads.layout import prediction_hidden
+    from xlpeft.heads.text_cache import prompt_hidden
 
     def step(batch):
         if variant == "xlpeft-cached":
@@ -177,7 +177,6 @@ def evaluation(n_prompts: int, backbone, ctx, data_dir: str, languages: list[str
     """Evaluate n random suffix prompts (L = 10) on the test sets of ``languages``."""
     from pathlib import Path
 
-    from xlpeft.composition.layout import PromptLayout
     from xlpeft.data.sib200 import Sib200
     from xlpeft.evaluation.predict import (
         kv_bytes_per_token,
@@ -185,8 +184,9 @@ def evaluation(n_prompts: int, backbone, ctx, data_dir: str, languages: list[str
         predict_cached,
         predict_uncached,
     )
-    from xlpeft.experiments.run_dir import Run
+    from xlpeft.heads.layout import PromptLayout
     from xlpeft.objectives import Verbalizer, label_words
+    from xlpeft.runs import Run
     from xlpeft.tasks import get_task
 
     verbalizer = Verbalizer.build(backbone.tokenizer, label_words(get_task("sib200"), backbone.family, backbone.tokenizer))
@@ -220,7 +220,7 @@ def as_xlpeft_does(backbone, precision: str, cached_training: bool) -> None:
     """What xlpeft's trainer and evaluator do to a frozen model (xlpeft/runtime.py). bf16: frozen Linear weights
     stored in bf16 (for Llama, q|k|v and gate|up fused), and eager attention for the cached training step on
     CPU. fp32 on CPU: frozen Linear products on oneDNN where it is the faster library."""
-    from xlpeft.composition.llama_prompt_step import fuse_frozen_projections
+    from xlpeft.kernels.llama_prompt_step import fuse_frozen_projections
     from xlpeft.runtime import eager_attention, route_frozen_linears_to_onednn, store_frozen_linears_in_bf16
 
     if precision == "fp32":

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import make_backbone
+from numerics import assert_close_scaled
 from tokenizers import processors
 from transformers import PreTrainedTokenizerFast
 
-from conftest import make_backbone
-from numerics import assert_close_scaled
-from xlpeft.composition.layout import PromptLayout, prediction_hidden
-from xlpeft.composition.text_cache import TextCache, prompt_hidden
+from xlpeft.heads.layout import PromptLayout, prediction_hidden
+from xlpeft.heads.text_cache import TextCache, prompt_hidden
 
 TEXTS = ["The minister spoke about the election results today.", "Football season starts.", "Rain.",
          "Scientists found water on a distant planet using a new telescope."]

@@ -3,11 +3,11 @@
 import json
 import shutil
 
+import by_hand
 import pandas as pd
 import pytest
 import torch
 
-import by_hand
 from xlpeft import __version__
 from xlpeft.cli import main
 
@@ -39,7 +39,7 @@ def assert_scores_recomputed(table: pd.DataFrame, run_dir, sib_dir) -> None:
     from xlpeft.backbones import load_backbone
     from xlpeft.data.sib200 import LABELS
     from xlpeft.evaluation.predict import classifier_for_run
-    from xlpeft.experiments.run_dir import load_run
+    from xlpeft.runs import load_run
 
     run = load_run(run_dir)
     backbone = load_backbone(run.config["train"]["model"])

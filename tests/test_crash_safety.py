@@ -17,12 +17,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from forked_cli import ForkedCli
+
 from xlpeft import faults
-from xlpeft.composition.registry import MODULE_JSON
-from xlpeft.experiments import run_dir as rd
+from xlpeft import runs as rd
 from xlpeft.experiments.runner import LOCAL_TABLE, STORE, load_results
+from xlpeft.modular.registry import MODULE_JSON
 
 LANGUAGES = ["eng_Latn", "fra_Latn", "deu_Latn"]
 MEMORY_GB = "0.004"  # cached text states of ~60 sentences: each language is evaluated in several chunks

@@ -8,9 +8,9 @@ import math
 
 import pytest
 
-from xlpeft.analysis import distances as D
+from xlpeft import files
+from xlpeft.data import distances as D
 from xlpeft.errors import XlpeftError
-from xlpeft.experiments import run_dir
 
 PAIRS = [("eng_Latn", "deu_Latn"), ("eng_Latn", "swh_Latn"), ("eng_Latn", "yor_Latn"), ("eng_Latn", "zho_Hans"),
          ("fra_Latn", "spa_Latn"), ("eng_Latn", "arb_Arab")]
@@ -92,7 +92,7 @@ def test_cache_write_is_atomic(tmp_path, monkeypatch):
     def crash(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(run_dir.os, "replace", crash)
+    monkeypatch.setattr(files.os, "replace", crash)
     with pytest.raises(OSError):
         D.distances(["eng_Latn"], ["swh_Latn"])  # a new target: the file must be rewritten
     assert path.read_text() == before

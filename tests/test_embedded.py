@@ -28,9 +28,10 @@ from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerF
 
 from xlpeft import hub
 from xlpeft.backbones import embedded
-from xlpeft.backbones.embedded import EMBEDDED_MODELS, cache_dir, load_embedded
-from xlpeft.hub import hub_reachable
+from xlpeft.backbones.embedded import EMBEDDED_MODELS, load_embedded
 from xlpeft.errors import XlpeftError
+from xlpeft.files import cache_dir
+from xlpeft.hub import hub_reachable
 
 SPEC = EMBEDDED_MODELS["smollm2-135m"]
 FAKE_GGUF = b"GGUF" + bytes(range(256)) * 64

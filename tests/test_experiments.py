@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from xlpeft.config import TrainConfig
 from xlpeft.errors import XlpeftError
 from xlpeft.experiments import runner
 from xlpeft.experiments.grid import expand, load_grid, run_id
-from xlpeft.training.config import TrainConfig
 
 
 def _spec(model, **train):

@@ -8,20 +8,20 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import CLIPConfig, LlamaConfig, MT5Config, XLMRobertaConfig
-
 from conftest import make_backbone, make_encoder, make_seq2seq
 from numerics import assert_close_scaled
+from transformers import CLIPConfig, LlamaConfig, MT5Config, XLMRobertaConfig
+
 from xlpeft.backbones.loading import kind_of
-from xlpeft.composition.classifier import (
+from xlpeft.errors import XlpeftError
+from xlpeft.heads.build import build_head
+from xlpeft.heads.classifier import (
     LabelStringClassifier,
     LinearHeadClassifier,
     VerbalizerClassifier,
-    build_classifier,
 )
-from xlpeft.composition.generation import TextToText
-from xlpeft.composition.layout import PromptLayout
-from xlpeft.errors import XlpeftError
+from xlpeft.heads.generation import TextToText
+from xlpeft.heads.layout import PromptLayout
 
 TEXTS = ["The minister spoke about the election results today.", "Football season starts.", "Rain."]
 
@@ -49,7 +49,7 @@ def test_encoder_prompt_follows_cls_or_starts_the_row_and_mask_reads_the_label(s
     backbone = make_encoder(special_tokenizer)
     tok = special_tokenizer
     prompt = torch.randn(3, 32)
-    clf = build_classifier(backbone, placement, 3, 64)
+    clf = build_head(backbone, placement, 3, 64)
     assert isinstance(clf, VerbalizerClassifier)
     ids = clf.tokenize(TEXTS)
     batch = clf.layout.build(ids, prompt)
@@ -70,11 +70,11 @@ def test_encoder_prompt_follows_cls_or_starts_the_row_and_mask_reads_the_label(s
 def test_encoder_without_mlm_head_gets_a_linear_head_on_pooled_states(special_tokenizer):
     backbone = make_encoder(special_tokenizer, family="bert", mlm=False)
     assert not backbone.has_lm_head and backbone.mlm_head is None
-    clf = build_classifier(backbone, "prefix", 4, 64, head="auto")
+    clf = build_head(backbone, "prefix", 4, 64, head="auto")
     assert isinstance(clf, LinearHeadClassifier)
     assert sum(p.numel() for p in clf.parameters()) == 32 * 7 + 7
     with pytest.raises(XlpeftError, match="no masked-LM head"):
-        build_classifier(backbone, "prefix", 4, 64, head="lm")
+        build_head(backbone, "prefix", 4, 64, head="lm")
     ids = clf.tokenize(TEXTS)
     prompt = torch.randn(4, 32)
     batch = clf.layout.build(ids, prompt)
@@ -89,7 +89,7 @@ def test_encoder_without_mlm_head_gets_a_linear_head_on_pooled_states(special_to
 def test_seq2seq_prompt_precedes_the_encoder_input_and_the_decoder_scores_label_strings(special_tokenizer):
     backbone = make_seq2seq(special_tokenizer)
     tok = special_tokenizer
-    clf = build_classifier(backbone, "prefix", 5, 64)
+    clf = build_head(backbone, "prefix", 5, 64)
     assert isinstance(clf, LabelStringClassifier)
     prompt = torch.randn(5, 32)
     ids = clf.tokenize(TEXTS)
@@ -143,7 +143,7 @@ def test_left_padding_is_refused_where_positions_are_absolute(special_tokenizer)
 
 def test_causal_linear_head_reads_the_prediction_position(tiny_tokenizer):
     backbone = make_backbone("llama", tiny_tokenizer)
-    clf = build_classifier(backbone, "suffix", 3, 64, head="linear")
+    clf = build_head(backbone, "suffix", 3, 64, head="linear")
     ids = clf.tokenize(TEXTS)
     prompt = torch.randn(3, 32)
     batch = clf.layout.build(ids, prompt)
@@ -151,4 +151,4 @@ def test_causal_linear_head_reads_the_prediction_position(tiny_tokenizer):
     expected = clf.head(hidden[torch.arange(3), batch.predict_at])
     assert_close_scaled(clf.outputs(ids, prompt), expected)
     with pytest.raises(XlpeftError, match="label strings"):
-        build_classifier(make_seq2seq(tiny_tokenizer), "prefix", 3, 64, head="linear")
+        build_head(make_seq2seq(tiny_tokenizer), "prefix", 3, 64, head="linear")

@@ -6,13 +6,14 @@ import json
 
 import pytest
 import torch
-
 from conftest import make_encoder, make_seq2seq
+
+from xlpeft import runs as rd
+from xlpeft.config import TrainConfig
+from xlpeft.data.sib200 import LABELS
 from xlpeft.errors import XlpeftError
-from xlpeft.evaluation.metrics import classification_metrics
 from xlpeft.evaluation.predict import head_alone, predict_heads_alone, predict_uncached
-from xlpeft.experiments import run_dir as rd
-from xlpeft.training.config import TrainConfig
+from xlpeft.metrics.classification import classification_metrics
 from xlpeft.training.trainer import Trainer
 
 CASES = {
@@ -52,7 +53,7 @@ def test_only_prompt_and_head_train_and_the_run_reloads_with_its_validation_numb
     # evaluating the saved run on the source validation sample reproduces the best epoch's accuracy
     sample = trainer._sample().validation
     preds = predict_uncached(trainer.backbone, run, sample.texts, batch_size=3)
-    assert classification_metrics(sample.labels, preds)["accuracy"] == pytest.approx(metrics["val_accuracy"])
+    assert classification_metrics(sample.labels, preds, len(LABELS))["accuracy"] == pytest.approx(metrics["val_accuracy"])
     # a head trained alone reads features computed once, in training and in evaluation, with the same result
     assert run.config["feature_cache_used"] == head_alone(run) == (case == "bert-linear-head-only")
     if head_alone(run):

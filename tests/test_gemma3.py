@@ -14,7 +14,8 @@ import torch
 from transformers import AutoModelForCausalLM, Gemma3TextConfig
 
 from xlpeft.backbones import Backbone
-from xlpeft.composition.classifier import VerbalizerClassifier, build_classifier
+from xlpeft.heads.build import build_head
+from xlpeft.heads.classifier import VerbalizerClassifier
 
 TEXTS = ["The minister spoke about the election results today.", "Football season starts.", "Rain."]
 
@@ -45,7 +46,7 @@ def test_spliced_prompt_is_scaled_like_token_embeddings(gemma_backbone, placemen
     """A sliding window (4) shorter than the rows also checks that positions and masks survive the splice."""
     stand_in = [11, 12, 13]  # vocabulary tokens whose raw embedding rows make the prompt
     prompt = gemma_backbone.model.get_input_embeddings().weight[stand_in].detach().clone()
-    clf = build_classifier(gemma_backbone, placement, len(stand_in), 64)
+    clf = build_head(gemma_backbone, placement, len(stand_in), 64)
     assert isinstance(clf, VerbalizerClassifier)
     ids = clf.tokenize(TEXTS)
     with torch.no_grad():

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import make_backbone, make_encoder, make_seq2seq
 from numerics import FP32
-from xlpeft.composition.generation import Generated, TextToText, build_text_to_text
+
 from xlpeft.errors import XlpeftError
+from xlpeft.heads.generation import Generated, TextToText, build_text_to_text
 
 TEXTS = [
     "The minister spoke about the election results today.",

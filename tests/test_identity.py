@@ -3,8 +3,8 @@
 import math
 
 import torch
-
 from conftest import make_backbone
+
 from xlpeft.backbones.identity import embedding_checksum, weights_fingerprint
 from xlpeft.evaluation.identity import EvalIdentity, run_identity
 

@@ -14,7 +14,8 @@ import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from xlpeft.backbones.embedded import DEQUANTIZED_DIR, EMBEDDED_MODELS, _in_hub_cache, cache_dir
+from xlpeft.backbones.embedded import DEQUANTIZED_DIR, EMBEDDED_MODELS, _in_hub_cache
+from xlpeft.files import cache_dir
 from xlpeft.objectives.verbalizer import Verbalizer, following_text, label_words
 from xlpeft.tasks import get_task
 

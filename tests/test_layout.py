@@ -4,10 +4,10 @@ import math
 
 import pytest
 import torch
-
 from conftest import make_backbone, make_encoder
 from numerics import assert_close_scaled
-from xlpeft.composition.layout import NO_LIMIT, PromptLayout, max_length_counts, prediction_hidden
+
+from xlpeft.heads.layout import NO_LIMIT, PromptLayout, max_length_counts, prediction_hidden
 
 TEXTS = ["The minister spoke about the election results today.", "Football season starts.", "Rain."]
 

@@ -11,16 +11,16 @@ import torch
 from conftest import make_backbone, make_encoder, make_seq2seq
 from transformers import PreTrainedTokenizerFast
 
+from xlpeft import runs as rd
 from xlpeft.adapters import adapter_names, adapter_state_dict
-from xlpeft.composition.configurations import CONFIGURATIONS, Configuration
-from xlpeft.composition.registry import ModuleRegistry, list_modules
-from xlpeft.composition.stack import TASK_ADAPTER, ModuleStack, splice_lm_prompt
+from xlpeft.config import TrainConfig
 from xlpeft.data.sib200 import Sib200
 from xlpeft.errors import XlpeftError
 from xlpeft.evaluation import evaluate as ev
 from xlpeft.evaluation.predict import predict_modular
-from xlpeft.experiments import run_dir as rd
-from xlpeft.training.config import TrainConfig
+from xlpeft.modular.configurations import CONFIGURATIONS, Configuration
+from xlpeft.modular.registry import ModuleRegistry, list_modules
+from xlpeft.modular.stack import TASK_ADAPTER, ModuleStack, splice_lm_prompt
 from xlpeft.training.language_config import LanguageModuleConfig
 from xlpeft.training.language_module import CHECKPOINT, LanguageModuleTrainer
 from xlpeft.training.trainer import Trainer
@@ -147,7 +147,7 @@ def test_missing_module_error_names_the_training_command_and_borrowing(modules, 
 
 
 def test_borrowing_takes_the_nearest_language_by_the_chosen_distance(modules, llama):
-    from xlpeft.analysis.distances import distances
+    from xlpeft.data.distances import distances
 
     registry = ModuleRegistry(modules)
     for kind in ("syntactic", "genetic"):

@@ -5,8 +5,8 @@ import torch
 from conftest import make_backbone
 from numerics import assert_close_scaled
 
-from xlpeft.composition.layout import PromptLayout
-from xlpeft.composition.text_cache import TextCache, prompt_hidden
+from xlpeft.heads.layout import PromptLayout
+from xlpeft.heads.text_cache import TextCache, prompt_hidden
 
 TEXTS = ["The minister spoke about the election results in the capital city today.", "Rain.",
          "Scientists found water on a distant planet using a new telescope."]

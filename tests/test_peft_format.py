@@ -6,14 +6,14 @@ import json
 
 import pytest
 import torch
-from peft import PeftModel, PromptTuningConfig, get_peft_model
-
 from conftest import make_backbone, make_encoder, make_seq2seq
 from numerics import assert_close_scaled
-from xlpeft.composition.classifier import build_classifier
+from peft import PeftModel, PromptTuningConfig, get_peft_model
+
 from xlpeft.evaluation.predict import predict_uncached
-from xlpeft.experiments.run_dir import load_run
+from xlpeft.heads.build import build_head
 from xlpeft.prompts.peft_format import TASK_TYPES, save_peft_prompt
+from xlpeft.runs import load_run
 
 TEXTS = ["The minister spoke about the election results today.", "Football season starts.", "Rain."]
 L = 4
@@ -33,7 +33,7 @@ def _peft(backbone, prompt):
 def test_causal_prefix_prompt_gives_pefts_logits(tiny_tokenizer, family):
     backbone = make_backbone(family, tiny_tokenizer)
     prompt = torch.randn(L, 32)
-    ours = build_classifier(backbone, "prefix", L, 64)
+    ours = build_head(backbone, "prefix", L, 64)
     ids = ours.tokenize(TEXTS)
     logits = ours.outputs(ids, prompt)
     peft_model = _peft(backbone, prompt)
@@ -47,7 +47,7 @@ def test_encoder_start_prompt_gives_pefts_logits(special_tokenizer):
     backbone = make_encoder(special_tokenizer)
     tok = special_tokenizer
     prompt = torch.randn(L, 32)
-    ours = build_classifier(backbone, "start", L, 64)
+    ours = build_head(backbone, "start", L, 64)
     ids = ours.tokenize(TEXTS)
     logits = ours.outputs(ids, prompt)
     peft_model = _peft(backbone, prompt)
@@ -60,7 +60,7 @@ def test_encoder_start_prompt_gives_pefts_logits(special_tokenizer):
 def test_seq2seq_prompt_gives_pefts_label_scores(special_tokenizer):
     backbone = make_seq2seq(special_tokenizer)
     prompt = torch.randn(L, 32)
-    ours = build_classifier(backbone, "prefix", L, 64)
+    ours = build_head(backbone, "prefix", L, 64)
     ids = ours.tokenize(TEXTS)
     scores = ours.outputs(ids, prompt)
     peft_model = _peft(backbone, prompt)
@@ -104,7 +104,7 @@ def test_peft_run_predicts_like_pefts_model(tmp_path, special_tokenizer):
     peft_model.save_pretrained(tmp_path)
     run = load_run(tmp_path)
     preds = predict_uncached(backbone, run, TEXTS, batch_size=2)
-    clf = build_classifier(backbone, "start", L, 128)
+    clf = build_head(backbone, "start", L, 128)
     ids = clf.tokenize(TEXTS)
     tok = special_tokenizer
     for row, text in enumerate(ids):
@@ -185,9 +185,9 @@ def _peft_seq2seq_scores(peft_model, tokenizer, texts):
 def test_peft_directory_through_xlpeft_evaluate_gives_pefts_predictions(tmp_path, tiny_tokenizer, special_tokenizer,
                                                                         sib_dir, kind, monkeypatch):
     """PEFT trains a prompt, ``xlpeft evaluate`` reads its directory: PEFT's predictions, accuracy and macro-F1."""
+    import by_hand
     import pandas as pd
 
-    import by_hand
     from xlpeft.cli import main
     from xlpeft.evaluation.predict import classifier_for_run
 
@@ -243,7 +243,7 @@ def test_a_peft_directory_reads_whole_texts_as_peft_does(tmp_path, special_token
     ids = tok(texts, add_special_tokens=False)["input_ids"]
     assert 128 < len(ids[0]) < 300 - 1 - L - 3  # XLM-R: positions start after the pad id (0)
     preds = predict_uncached(backbone, run, texts, batch_size=2)
-    clf = build_classifier(backbone, "start", L, 128)
+    clf = build_head(backbone, "start", L, 128)
     for row, text in enumerate(ids):
         seq = torch.tensor([[tok.cls_token_id, *text, tok.mask_token_id, tok.sep_token_id]])
         logits = peft_model(input_ids=seq, attention_mask=torch.ones_like(seq)).logits[0, L + len(text) + 1]

@@ -35,7 +35,8 @@ def test_initialisations():
 @pytest.mark.parametrize("reparam", ["mlp", "residual"])
 def test_folded_prompt_gives_the_same_logits(tiny_tokenizer, reparam):
     from conftest import make_backbone
-    from xlpeft.composition.layout import PromptLayout, prediction_hidden
+
+    from xlpeft.heads.layout import PromptLayout, prediction_hidden
 
     backbone = make_backbone("xglm", tiny_tokenizer)
     torch.manual_seed(1)

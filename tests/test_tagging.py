@@ -4,12 +4,12 @@
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import make_backbone, make_encoder
 from numerics import assert_close_scaled
-from xlpeft.composition.layout import PromptLayout
-from xlpeft.composition.tagging import Tagged, TokenTagger, build_tagger
+
 from xlpeft.errors import XlpeftError
+from xlpeft.heads.layout import PromptLayout
+from xlpeft.heads.tagging import Tagged, TokenTagger, build_tagger
 
 SENTENCES = [
     "Ouagadougou hosted the Xylophonist Kwabena Nkrumah-Oyelaran yesterday .".split(),

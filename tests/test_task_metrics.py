@@ -2,7 +2,7 @@
 
 import pytest
 
-from xlpeft.evaluation.task_metrics import (
+from xlpeft.metrics.text import (
     accuracy,
     bio_spans,
     entity_scores,

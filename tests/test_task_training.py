@@ -2,19 +2,19 @@
 
 import math
 
+import by_hand
 import pandas as pd
 import pytest
-
-import by_hand
 from conftest import make_backbone, make_seq2seq
-from xlpeft.composition.generation import Generated
+
+from xlpeft import runs as rd
+from xlpeft.config import TrainConfig
 from xlpeft.data.tasks.xquad import Answer, QaExample
 from xlpeft.errors import XlpeftError
 from xlpeft.evaluation import evaluate as ev
-from xlpeft.experiments import run_dir as rd
 from xlpeft.experiments.grid import expand, run_id
+from xlpeft.heads.generation import Generated
 from xlpeft.tasks import Examples, get_task
-from xlpeft.training.config import TrainConfig
 from xlpeft.training.language_config import LanguageModuleConfig
 from xlpeft.training.language_module import LanguageModuleTrainer
 from xlpeft.training.trainer import Trainer
@@ -103,7 +103,7 @@ def test_each_task_trains_and_is_scored_with_its_metric(tmp_path, llama, data_ro
 def test_text_task_on_an_encoder_decoder_scores_its_generated_outputs(tmp_path, special_tokenizer, data_root):
     from xlpeft.data.tasks.masakhaner import parse_target
     from xlpeft.evaluation.predict import predict_text
-    from xlpeft.evaluation.task_metrics import text_entity_scores
+    from xlpeft.metrics.text import text_entity_scores
 
     mt5 = make_seq2seq(special_tokenizer)
     train(tmp_path / "run", mt5, data_root, "masakhaner", placement="prefix")
@@ -117,8 +117,9 @@ def test_text_task_on_an_encoder_decoder_scores_its_generated_outputs(tmp_path, 
 
 def test_ner_on_an_encoder_tags_words_and_is_scored_by_span_f1(tmp_path, special_tokenizer, data_root, monkeypatch):
     from conftest import make_encoder
+
     from xlpeft.evaluation.predict import predict_text
-    from xlpeft.evaluation.task_metrics import entity_scores
+    from xlpeft.metrics.text import entity_scores
 
     xlmr = make_encoder(special_tokenizer)
     train(tmp_path / "run", xlmr, data_root, "masakhaner", placement="prefix", shots=8)
@@ -298,8 +299,8 @@ def test_online_tasks_read_the_hub_by_name(tmp_path, llama, data_root, monkeypat
 
 
 def test_languages_outside_sib200_borrow_by_their_iso_code(modules, llama):
-    from xlpeft.analysis.distances import distances
-    from xlpeft.composition.registry import ModuleRegistry
+    from xlpeft.data.distances import distances
+    from xlpeft.modular.registry import ModuleRegistry
 
     table = distances(["bbc"], ["ind_Latn", "eng_Latn"], ("genetic",)).set_index("target")
     assert table.loc["ind_Latn", "genetic"] < table.loc["eng_Latn", "genetic"]  # Toba Batak is Austronesian
@@ -342,7 +343,7 @@ def test_a_grid_of_a_text_task_stores_its_own_metrics(tmp_path, tiny_model_dir, 
 def test_generation_length_comes_from_training_targets_not_the_evaluated_answers(tmp_path, llama, data_root,
                                                                                   monkeypatch):
     """Issue 18 item 7: generation ran for as many tokens as the evaluated language's longest gold answer."""
-    from xlpeft.composition.generation import TextToText
+    from xlpeft.heads.generation import TextToText
 
     train(tmp_path / "run", llama, data_root, "masakhaner", placement="prefix")
     recorded = rd.load_run(tmp_path / "run").config["max_new_tokens"]

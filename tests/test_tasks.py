@@ -10,7 +10,7 @@ from xlpeft.data.tasks import TASKS, americasnli, masakhaner, nusax, xcopa, xqua
 from xlpeft.data.tasks.masakhaner import NerSentence
 from xlpeft.data.tasks.xquad import Answer, ChunkAnswer, QaExample
 from xlpeft.errors import XlpeftError
-from xlpeft.evaluation.task_metrics import METRICS
+from xlpeft.metrics.text import METRICS
 
 
 @pytest.fixture(scope="session")

@@ -4,15 +4,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM
 from conftest import FAMILIES, make_backbone, tiny_config
 from numerics import assert_close_scaled
+from transformers import AutoModelForCausalLM
 
 from xlpeft.backbones import Backbone
-from xlpeft.composition.layout import PromptLayout, prediction_hidden
-from xlpeft.composition.text_cache import TextCache, prompt_hidden
 from xlpeft.evaluation.predict import Plan, predict_cached, predict_uncached
-from xlpeft.experiments.run_dir import Run
+from xlpeft.heads.layout import PromptLayout, prediction_hidden
+from xlpeft.heads.text_cache import TextCache, prompt_hidden
+from xlpeft.runs import Run
 
 LLAMA_ARCHITECTURES = ("llama", "qwen2", "mistral", "gemma3")  # the families llama_prompt_step writes out
 TEXTS = [
@@ -100,7 +100,7 @@ def test_written_out_step_is_taken_by_llama_architectures_only(tiny_tokenizer):
     """The written-out step runs for Llama, Qwen2, Mistral and Gemma3 models; others, Mistral and Gemma3 with a
     sliding window shorter than the step's text and prompt, Gemma3 with attention softcapping, and Llama with
     extended layers go through transformers (so the equivalence tests above exercise both paths)."""
-    from xlpeft.composition.llama_prompt_step import llama_prompt_step
+    from xlpeft.kernels.llama_prompt_step import llama_prompt_step
 
     for family in (*FAMILIES, *LLAMA_ARCHITECTURES):
         model = make_backbone(family, tiny_tokenizer).model
@@ -143,7 +143,7 @@ def _llama_cache(tiny_tokenizer, family: str = "llama"):
 
 
 def _through_transformers(monkeypatch, backbone, batch, prompts):
-    from xlpeft.composition import text_cache
+    from xlpeft.heads import text_cache
 
     with monkeypatch.context() as patched:
         patched.setattr(text_cache, "llama_prompt_step", lambda model, width=None: None)
@@ -161,7 +161,7 @@ def test_written_out_llama_step_equals_transformers(tiny_tokenizer, monkeypatch,
 
 @pytest.mark.parametrize("family", ["llama", "qwen2", "gemma3"])
 def test_fused_bf16_projections_add_no_memory_and_keep_results(tiny_tokenizer, monkeypatch, family):
-    from xlpeft.composition.llama_prompt_step import fuse_frozen_projections
+    from xlpeft.kernels.llama_prompt_step import fuse_frozen_projections
     from xlpeft.runtime import store_frozen_linears_in_bf16
 
     backbone, batch, prompts = _llama_cache(tiny_tokenizer, family)
@@ -229,7 +229,7 @@ def test_written_out_backward_runs_for_a_frozen_model_only(tiny_tokenizer, monke
 def test_written_out_backward_in_bf16_is_as_close_to_fp32_as_autograd(tiny_tokenizer, monkeypatch, family):
     """Under bf16 autocast with frozen bf16 weights (fused, as the trainer runs them) the written-out
     backward's prompt gradient is as close to the fp32 gradient as autograd's through transformers."""
-    from xlpeft.composition.llama_prompt_step import fuse_frozen_projections
+    from xlpeft.kernels.llama_prompt_step import fuse_frozen_projections
     from xlpeft.runtime import store_frozen_linears_in_bf16
 
     backbone, batch, prompts = _llama_cache(tiny_tokenizer, family)

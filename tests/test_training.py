@@ -7,9 +7,9 @@ import torch
 from conftest import make_backbone
 from numerics import FP32, assert_close_scaled
 
-from xlpeft.experiments import run_dir as rd
+from xlpeft import runs as rd
+from xlpeft.config import TrainConfig
 from xlpeft.runtime import cpu_matmul_backend
-from xlpeft.training.config import TrainConfig
 from xlpeft.training.trainer import Trainer, improves
 
 

@@ -11,10 +11,10 @@ import torch
 from conftest import make_backbone, make_encoder, make_seq2seq
 from transformers.utils import logging as hf_logging
 
-from xlpeft.composition.generation import build_text_to_text
+from xlpeft import runs as rd
+from xlpeft.config import TrainConfig
 from xlpeft.evaluation import evaluate as ev
-from xlpeft.experiments import run_dir as rd
-from xlpeft.training.config import TrainConfig
+from xlpeft.heads.generation import build_text_to_text
 from xlpeft.training.trainer import Trainer
 
 

@@ -9,18 +9,18 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "TrainConfig": "xlpeft.training.config",
+    "TrainConfig": "xlpeft.config",
     "Trainer": "xlpeft.training.trainer",
     "EvalOptions": "xlpeft.evaluation.evaluate",
     "evaluate": "xlpeft.evaluation.evaluate",
-    "load_run": "xlpeft.experiments.run_dir",
+    "load_run": "xlpeft.runs",
     "load_backbone": "xlpeft.backbones",
     "Sib200": "xlpeft.data.sib200",
     "resolve_languages": "xlpeft.data.languages",
     "XlpeftError": "xlpeft.errors",
     "LanguageModuleConfig": "xlpeft.training.language_config",
     "LanguageModuleTrainer": "xlpeft.training.language_module",
-    "ModuleRegistry": "xlpeft.composition.registry",
+    "ModuleRegistry": "xlpeft.modular.registry",
     "get_task": "xlpeft.tasks",
     "TASKS": "xlpeft.tasks",
 }

@@ -10,15 +10,15 @@ import logging
 import sys
 from pathlib import Path
 
+from xlpeft.config import REGIME_HELP, TrainConfig
 from xlpeft.data.languages import (
     NAMED_SET_HELP,
     NAMED_SETS,
     registry,
     resolve_languages,
 )
-from xlpeft.composition.configurations import CONFIGURATIONS
 from xlpeft.errors import XlpeftError
-from xlpeft.training.config import REGIME_HELP, TrainConfig
+from xlpeft.modular.configurations import CONFIGURATIONS
 from xlpeft.training.language_config import DEFAULT_LR, LanguageModuleConfig
 
 # the names in xlpeft.tasks.TASKS (written out so that the CLI starts without importing the data readers)
@@ -348,7 +348,8 @@ def cmd_train(args) -> None:
 
 def cmd_evaluate(args) -> None:
     from xlpeft.evaluation.evaluate import EvalOptions, evaluate, summary_table, truncation_warnings
-    from xlpeft.experiments.run_dir import ensure_writable, load_run
+    from xlpeft.files import ensure_writable
+    from xlpeft.runs import load_run
     from xlpeft.tasks import get_task
 
     _quiet_libraries(args.verbose)
@@ -427,7 +428,7 @@ def cmd_run(args) -> None:
 
 
 def cmd_language_module(args) -> None:
-    from xlpeft.composition.registry import list_modules
+    from xlpeft.modular.registry import list_modules
 
     if args.action == "list":
         table = list_modules(args.modules_dir)

@@ -21,14 +21,14 @@ import os
 import signal
 from collections import Counter
 
-TEXT_CACHE_CHUNK = "text-cache-chunk"  # composition/text_cache.py: a chunk encoded, the cache not yet packed
+TEXT_CACHE_CHUNK = "text-cache-chunk"  # heads/text_cache.py: a chunk encoded, the cache not yet packed
 TRAIN_BATCH = "train-batch"  # training/trainer.py: after an optimizer step inside an epoch
 TRAIN_EPOCH_END = "train-epoch-end"  # training/trainer.py: after an epoch's checkpoint, before the next epoch
 EVALUATE_CHUNK = "evaluate-chunk"  # evaluation/predict.py: a chunk of one language predicted, rows not written
 EVALUATE_LANGUAGE_WRITTEN = "evaluate-language-written"  # evaluation/evaluate.py: a language's table written
 LANGUAGE_MODULE_STEP = "language-module-step"  # training/language_module.py: after an optimizer step
 LANGUAGE_MODULE_CHECKPOINT = "language-module-checkpoint"  # training/language_module.py: after a checkpoint
-BEFORE_RENAME = "before-rename"  # experiments/run_dir.py atomic_write: temp file written, not yet renamed
+BEFORE_RENAME = "before-rename"  # runs.py atomic_write: temp file written, not yet renamed
 
 CRASH_AT, CRASH_MARK = "XLPEFT_CRASH_AT", "XLPEFT_CRASH_MARK"
 _reached: Counter = Counter()

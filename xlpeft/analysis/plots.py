@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from xlpeft.analysis.stats import correlation  # noqa: E402
-from xlpeft.experiments.run_dir import atomic_write  # noqa: E402
+from xlpeft.files import atomic_write  # noqa: E402
 
 MAJORITY = 0.25  # always predicting the largest SIB-200 class (methods.md C)
 CHANCE = 1 / 7

@@ -51,15 +51,26 @@ from pathlib import Path
 import pandas as pd
 
 from xlpeft.analysis import plots
-from xlpeft.analysis.distances import ALL_KINDS, MISSING_REASONS, coordinates, distances
-from xlpeft.analysis.findings import (CLAIMS, CONTRADICTED, INCONCLUSIVE, SUPPORTED, UNDERPOWERED, Bootstrap,
-                                      Finding, axis_column, findings, paired_gains, same, show)
-from xlpeft.analysis.stats import (MIN_SEEDS, correlation, correlation_ci, holm, language_bootstrap, mean_ci,
-                                   seed_test, summarize)
+from xlpeft.analysis.findings import (
+    CLAIMS,
+    CONTRADICTED,
+    INCONCLUSIVE,
+    SUPPORTED,
+    UNDERPOWERED,
+    Bootstrap,
+    Finding,
+    axis_column,
+    findings,
+    paired_gains,
+    same,
+    show,
+)
+from xlpeft.analysis.stats import MIN_SEEDS, correlation, correlation_ci, holm, language_bootstrap, mean_ci, seed_test, summarize
+from xlpeft.data.distances import ALL_KINDS, MISSING_REASONS, coordinates, distances
 from xlpeft.data.languages import registry
 from xlpeft.errors import XlpeftError
-from xlpeft.experiments.run_dir import atomic_write
 from xlpeft.experiments.runner import load_results
+from xlpeft.files import atomic_write
 
 CONFIDENCE = 0.95
 BOOTSTRAP = Bootstrap(n_resamples=2000, seed=0, confidence=CONFIDENCE)  # recorded in the report's header

@@ -60,9 +60,9 @@ from xlpeft.backbones.embedded import (
     _extract_member,
     _in_hub_cache,
     _save_atomically,
-    cache_dir,
 )
 from xlpeft.errors import XlpeftError
+from xlpeft.files import cache_dir
 from xlpeft.hub import hub_reachable
 
 log = logging.getLogger("xlpeft")

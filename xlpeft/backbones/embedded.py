@@ -36,6 +36,7 @@ from huggingface_hub.errors import GatedRepoError, HfHubHTTPError
 from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from xlpeft.errors import XlpeftError
+from xlpeft.files import cache_dir
 from xlpeft.hub import hub_reachable
 
 log = logging.getLogger("xlpeft")
@@ -120,15 +121,6 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
         ),
     )
 }
-
-
-def cache_dir() -> Path:
-    """The per-user xlpeft cache: ``$XLPEFT_CACHE_DIR``, else ``$XDG_CACHE_HOME/xlpeft``, else ``~/.cache/xlpeft``."""
-    if os.environ.get("XLPEFT_CACHE_DIR"):
-        return Path(os.environ["XLPEFT_CACHE_DIR"]).expanduser()
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "xlpeft"
-    return Path.home() / ".cache" / "xlpeft"
 
 
 def load_embedded(

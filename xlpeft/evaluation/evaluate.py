@@ -31,10 +31,6 @@ from tqdm.auto import tqdm
 
 from xlpeft import __version__, faults
 from xlpeft.backbones import Backbone, load_backbone
-from xlpeft.composition.configurations import Configuration
-from xlpeft.composition.layout import PromptLayout
-from xlpeft.composition.llama_prompt_step import fuse_frozen_projections
-from xlpeft.composition.registry import BORROW_NONE, ModuleRegistry, Resolved, module_fingerprint
 from xlpeft.errors import XlpeftError
 from xlpeft.evaluation.identity import EvalIdentity, read_rows, run_identity
 from xlpeft.evaluation.predict import (
@@ -52,7 +48,12 @@ from xlpeft.evaluation.predict import (
     text_counts,
     uses_cache,
 )
-from xlpeft.experiments.run_dir import Run, atomic_write
+from xlpeft.files import atomic_write
+from xlpeft.heads.layout import PromptLayout
+from xlpeft.kernels.llama_prompt_step import fuse_frozen_projections
+from xlpeft.modular.configurations import Configuration
+from xlpeft.modular.registry import BORROW_NONE, ModuleRegistry, Resolved, module_fingerprint
+from xlpeft.runs import Run
 from xlpeft.runtime import (
     autocast,
     fp32_cpu_matmul,

@@ -8,7 +8,7 @@ cache serves every budget by clipping lengths and masks.
 Linear heads trained alone on a frozen backbone read features that no prompt changes: runs that share
 a backbone, text prefix and length limit share one feature pass per language.
 Everything else (prefix placement, joint/full models, encoders, encoder-decoders, linear heads,
---no-text-cache) takes the ordinary path through the run's classifier (composition/classifier.py).
+--no-text-cache) takes the ordinary path through the run's classifier (heads/classifier.py).
 Method B runs take it too, with their modules attached (``modules_attached``): the task module from the
 run, and the target language's module in place of the source language's. Text-to-text runs generate
 (``predict_text``): greedy, length-sorted batches, as many new tokens as the run's training targets
@@ -26,19 +26,20 @@ import torch
 
 from xlpeft import faults
 from xlpeft.backbones import Backbone
-from xlpeft.composition.classifier import Classifier, VerbalizerClassifier, build_classifier
-from xlpeft.composition.configurations import Configuration
-from xlpeft.composition.layout import max_length_counts, text_budget
-from xlpeft.composition.registry import LanguageModule
-from xlpeft.composition.tagging import TokenTagger
-from xlpeft.composition.stack import ModuleStack
-from xlpeft.composition.generation import Generated, TextToText
+from xlpeft.config import TrainConfig
 from xlpeft.errors import XlpeftError
-from xlpeft.composition.text_cache import CachedBatch, encode_texts, prompt_hidden
-from xlpeft.experiments.run_dir import Run
+from xlpeft.heads.build import build_head
+from xlpeft.heads.classifier import Classifier, VerbalizerClassifier
+from xlpeft.heads.generation import Generated, TextToText
+from xlpeft.heads.layout import max_length_counts, text_budget
+from xlpeft.heads.tagging import TokenTagger
+from xlpeft.heads.text_cache import CachedBatch, encode_texts, prompt_hidden
+from xlpeft.modular.configurations import Configuration
+from xlpeft.modular.registry import LanguageModule
+from xlpeft.modular.stack import ModuleStack
 from xlpeft.objectives.verbalizer import Verbalizer
+from xlpeft.runs import Run
 from xlpeft.tasks import Examples, TextTask, get_task
-from xlpeft.training.config import TrainConfig
 
 # Larger text batches were slower on CPU (cache locality): 8-16 sentences measured best for SmolLM2.
 MAX_CHUNK = 16
@@ -283,7 +284,7 @@ def classifier_for_run(backbone: Backbone, config: dict, language_rows: int = 0)
     """The classifier a finished run was trained with (the run config's own placement rules), with the label
     tokens it recorded; ``language_rows``: the length of the language prompt placed before the task's."""
     train = TrainConfig.from_dict(config["train"])
-    classifier = build_classifier(backbone, train.placement_used, train.prompt_length + language_rows,
+    classifier = build_head(backbone, train.placement_used, train.prompt_length + language_rows,
                                   train.max_length, train.head, train.label_words, text_prefix=train.text_prefix,
                                   task=get_task(train.task))
     if isinstance(classifier, VerbalizerClassifier) and "label_token_ids" in config:

@@ -41,10 +41,10 @@ from typing import Any
 
 import yaml
 
+from xlpeft.config import TrainConfig
 from xlpeft.data.languages import resolve_languages
-from xlpeft.tasks import Task, get_task
 from xlpeft.errors import XlpeftError
-from xlpeft.training.config import TrainConfig
+from xlpeft.tasks import Task, get_task
 from xlpeft.training.language_config import LanguageModuleConfig
 
 TRAIN_FIELDS = {f.name for f in fields(TrainConfig)}

@@ -29,9 +29,10 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
+from xlpeft import files
+from xlpeft import runs as rd
 from xlpeft.errors import XlpeftError
 from xlpeft.evaluation.identity import ROW_RECORD, EvalIdentity, read_rows
-from xlpeft.experiments import run_dir as rd
 from xlpeft.experiments.grid import Grid, RunSpec
 from xlpeft.tasks import get_task
 
@@ -94,8 +95,8 @@ def _run_config(out: Path, spec: RunSpec) -> dict:
 
 
 def write_grid(grid: Grid, out: Path) -> None:
-    rd.ensure_writable(out)
-    rd.write_json(out / "grid.json", {
+    files.ensure_writable(out)
+    files.write_json(out / "grid.json", {
         "name": grid.name, "axes": grid.axes,
         "runs": [{"run_id": s.run_id, "axes": s.axes, "train": s.config.to_dict()} for s in grid.runs],
         "evaluate": {"languages": grid.evaluation.languages, "split": grid.evaluation.split,
@@ -115,7 +116,7 @@ def train_language_modules(grid: Grid, data_dir: str | None, progress: bool = Tr
 
 
 def missing_language_modules(grid: Grid) -> list[str]:
-    from xlpeft.composition.registry import ModuleRegistry
+    from xlpeft.modular.registry import ModuleRegistry
 
     registry = ModuleRegistry(grid.modules_dir)
     return [f"{c.kind} {c.language}" for c in grid.language_modules if not registry.exists(c.model, c.language, c.kind)]
@@ -173,7 +174,7 @@ def gather(grid: Grid, out: Path) -> pd.DataFrame:
                               **{f"axis_{k}": v for k, v in spec.axes.items()}} for rid, spec in ids.items()])
     store = long.merge(settings, on="run_id", how="left")
     store = store.sort_values(["run_id", "language", "metric"]).reset_index(drop=True)
-    rd.atomic_write(out / STORE, lambda tmp: store.to_parquet(tmp, index=False))
+    files.atomic_write(out / STORE, lambda tmp: store.to_parquet(tmp, index=False))
     return store
 
 
@@ -218,7 +219,7 @@ def submit(grid: Grid, out: Path, data_dir: str | None, cluster: str | None, par
     executor.update_parameters(name=f"xlpeft-{grid.name}", **parameters)
     jobs = executor.map_array(run_one, [grid] * len(todo), todo, [out] * len(todo), [data_dir] * len(todo))
     (out / "submitit").mkdir(parents=True, exist_ok=True)
-    rd.atomic_write(out / "submitit" / "jobs.json",
+    files.atomic_write(out / "submitit" / "jobs.json",
                     lambda tmp: tmp.write_text(json.dumps({j.job_id: rid for j, rid in zip(jobs, todo)}, indent=2)))
     if wait:
         for job in jobs:

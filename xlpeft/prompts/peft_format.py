@@ -6,7 +6,7 @@ tensor to the *output* of the model's embedding module, so it is stored scaled: 
 live in the embedding table's space (before XGLM's sqrt(d) scale, as in the published recipe) and are
 multiplied by the backbone's embedding scale on the way out and divided on the way in.
 
-PEFT places a prompt before every token (:data:`~xlpeft.composition.layout.Placement` ``start``), which
+PEFT places a prompt before every token (:data:`~xlpeft.heads.layout.Placement` ``start``), which
 equals xlpeft's ``prefix`` for causal LMs and mT5; suffix prompts and prompts after an encoder's [CLS]
 cannot be expressed in PEFT: they are saved in the same files and the placement is recorded in xlpeft's
 own run config. For encoder-decoders PEFT would by default allocate a second, never used block of L
@@ -47,7 +47,7 @@ def peft_config(backbone: Backbone, length: int, base_model: str) -> PromptTunin
 
 def save_peft_prompt(directory: Path, prompt: torch.Tensor, backbone: Backbone, base_model: str) -> None:
     """Write ``prompt`` (unscaled, [L, d]) as a PEFT prompt-tuning adapter into ``directory`` (atomic files)."""
-    from xlpeft.experiments.run_dir import atomic_write, write_json
+    from xlpeft.files import atomic_write, write_json
 
     config = peft_config(backbone, prompt.shape[0], base_model).to_dict()
     config = {k: (v.value if isinstance(v, TaskType) else v) for k, v in config.items()}

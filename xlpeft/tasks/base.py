@@ -185,7 +185,7 @@ class ClassificationTask(Task):
         return picked
 
     def score(self, examples: Examples, inputs: Examples, predictions: list[int]) -> dict:
-        from xlpeft.evaluation.metrics import classification_metrics
+        from xlpeft.metrics.classification import classification_metrics
 
         return classification_metrics(examples.labels, predictions, len(self.labels))
 

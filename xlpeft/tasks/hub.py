@@ -19,8 +19,8 @@ from xlpeft.data.tasks.americasnli import LABELS as NLI_LABELS
 from xlpeft.data.tasks.common import load_hub
 from xlpeft.data.tasks.masakhaner import NerSentence
 from xlpeft.errors import XlpeftError
-from xlpeft.tasks.classification import AmericasNliTask
 from xlpeft.tasks.base import Examples
+from xlpeft.tasks.classification import AmericasNliTask
 from xlpeft.tasks.text_to_text import MasakhanerTask, ner_examples
 
 XNLI_LANGUAGES = tuple("ar bg de el en es fr hi ru sw th tr ur vi zh".split())

@@ -1,7 +1,7 @@
 """Text-to-text tasks: MasakhaNER as "PER: X$$LOC: Y" strings, XQuAD answers generated from question + context.
 
 Both train by teacher forcing on the target string and predict by greedy generation
-(``xlpeft.composition.generation``), on decoder-only and encoder-decoder backbones alike.
+(``xlpeft.heads.generation``), on decoder-only and encoder-decoder backbones alike.
 
 - MasakhaNER 2.0: English CoNLL-2003 train/dev as the source, the 20 African languages' test sets as
   targets; PER/ORG/LOC only on both sides (``xlpeft.data.tasks.masakhaner`` explains why DATE/MISC go);
@@ -32,7 +32,7 @@ class MasakhanerTask(TextTask):
     default_targets = masakhaner.LANGUAGES
     flores = masakhaner.FLORES
     metric_columns = ("f1", "precision", "recall", "n")
-    tags = TAGS  # encoders tag tokens instead of generating (composition/tagging.py)
+    tags = TAGS  # encoders tag tokens instead of generating (heads/tagging.py)
 
     @property
     def languages(self):
@@ -52,7 +52,7 @@ class MasakhanerTask(TextTask):
     def score(self, examples, inputs, predictions):
         """Generated "PER: X$$LOC: Y" strings, scored as (type, text) pairs; or, from a tagging encoder, tag
         sequences scored by seqeval-style span F1 (the two agree when no pair repeats within a sentence)."""
-        from xlpeft.evaluation.task_metrics import entity_scores, text_entity_scores
+        from xlpeft.metrics.text import entity_scores, text_entity_scores
 
         if predictions and isinstance(predictions[0], list):
             scores = entity_scores([s.tags for s in examples.items], predictions)
@@ -114,7 +114,7 @@ class XquadTask(TextTask):
                         groups=[c.id for c in chunks], items=chunks)
 
     def score(self, examples, inputs, predictions):
-        from xlpeft.evaluation.task_metrics import squad_scores
+        from xlpeft.metrics.text import squad_scores
 
         gathered = xquad.gather_answers(inputs.items, [xquad.ChunkAnswer(i, p.text, p.score)
                                                       for i, p in enumerate(predictions)])

@@ -28,7 +28,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from xlpeft import __version__, faults
+from xlpeft import __version__, faults, files
+from xlpeft import runs as rd
 from xlpeft.adapters import (
     AdapterConfig,
     adapter_names,
@@ -41,18 +42,17 @@ from xlpeft.adapters import (
 )
 from xlpeft.adapters.adapterhub import save_adapterhub
 from xlpeft.backbones import Backbone, load_backbone
-from xlpeft.composition.registry import (
+from xlpeft.data.languages import resolve_languages
+from xlpeft.data.text import available_sources, load_text, tokenize
+from xlpeft.errors import XlpeftError
+from xlpeft.modular.registry import (
     ADAPTER_DIR,
     KIND_NAMES,
     MODULE_JSON,
     ModuleRegistry,
     backbone_identity,
 )
-from xlpeft.composition.stack import LANGUAGE_ADAPTER, splice_lm_prompt
-from xlpeft.data.languages import resolve_languages
-from xlpeft.data.text import available_sources, load_text, tokenize
-from xlpeft.errors import XlpeftError
-from xlpeft.experiments import run_dir as rd
+from xlpeft.modular.stack import LANGUAGE_ADAPTER, splice_lm_prompt
 from xlpeft.objectives.language_modeling import LMObjective, objective_for
 from xlpeft.prompts import SoftPrompt, initial_prompt
 from xlpeft.prompts.peft_format import save_peft_prompt
@@ -160,7 +160,7 @@ class LanguageModuleTrainer:
         c = self.config
         if (self.final / MODULE_JSON).is_file():
             return self._finished()
-        rd.ensure_writable(self.work, "--modules-dir")
+        files.ensure_writable(self.work, "--modules-dir")
         seed_everything(c.seed)
         backbone = self._backbone or load_backbone(c.model, device=self.device)
         objective = self._objective(backbone)
@@ -229,7 +229,7 @@ class LanguageModuleTrainer:
         if val < state["best"].get("val_loss", float("inf")):
             state["best"] = {"step": state["step"], "val_loss": val}
             state["best_weights"] = self._weights(backbone, prompt)
-        rd.append_jsonl(self.work / LOG, {"step": state["step"], "train_loss": float(np.mean(losses)),
+        files.append_jsonl(self.work / LOG, {"step": state["step"], "train_loss": float(np.mean(losses)),
                                           "val_loss": val, "tokens_seen": state["tokens_seen"],
                                           "seconds": round(seconds, 3)})
 
@@ -267,7 +267,7 @@ class LanguageModuleTrainer:
         scheduler.load_state_dict(saved["scheduler"])
         lines = (self.work / LOG).read_text().splitlines(keepends=True) if (self.work / LOG).exists() else []
         kept = [line for line in lines if json.loads(line)["step"] <= saved["state"]["step"]]
-        rd.atomic_write(self.work / LOG, lambda tmp: tmp.write_text("".join(kept)))
+        files.atomic_write(self.work / LOG, lambda tmp: tmp.write_text("".join(kept)))
         log.info("resuming %s at step %d", self.work, saved["state"]["step"])
         return {**saved["state"], "best_weights": saved["best_weights"]}
 
@@ -280,7 +280,7 @@ class LanguageModuleTrainer:
             module = {"prompt_length": c.prompt_length, "init_text": c.init_text_used,
                       "parameters": prompt.weight.numel()}
         else:
-            rd.atomic_dir(self.work / ADAPTER_DIR, lambda tmp: save_adapterhub(backbone.model, LANGUAGE_ADAPTER, tmp))
+            files.atomic_dir(self.work / ADAPTER_DIR, lambda tmp: save_adapterhub(backbone.model, LANGUAGE_ADAPTER, tmp))
             module = {"adapter": AdapterConfig(reduction_factor=c.reduction_factor).to_dict(),
                       "parameters": sum(p.numel() for p in adapter_parameters(backbone.model, LANGUAGE_ADAPTER))}
         meta = {
@@ -292,7 +292,7 @@ class LanguageModuleTrainer:
             "cpu_matmul": fp32_cpu_matmul(self.device, self.precision),
             "xlpeft_version": __version__, "torch_version": torch.__version__, **module,
         }
-        rd.write_json(self.work / MODULE_JSON, meta)
+        files.write_json(self.work / MODULE_JSON, meta)
         (self.work / CHECKPOINT).unlink(missing_ok=True)
         if self.final.exists():  # an unfinished leftover without module.json
             shutil.rmtree(self.final)

@@ -1,5 +1,5 @@
 """The training loop for the three regimes (prompt / joint / full), cached or not, and for method B's
-task modules (a task prompt or task adapter, alone or on a frozen language module; composition/stack.py),
+task modules (a task prompt or task adapter, alone or on a frozen language module; modular/stack.py),
 on any task of ``xlpeft.tasks``: classification (verbalizer, label strings or a linear head) or
 text-to-text (teacher forcing on the target string, or on an encoder a tag per word; the epoch kept is
 the one with the lowest validation loss). Classification keeps the epoch with the lowest validation loss
@@ -23,26 +23,27 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from xlpeft import __version__, faults
+from xlpeft import __version__, faults, files
+from xlpeft import runs as rd
 from xlpeft.adapters import AdapterConfig, adapter_names, adapter_parameters, adapter_state_dict, load_adapter_state_dict
 from xlpeft.adapters.adapterhub import save_adapterhub
 from xlpeft.backbones import Backbone, load_backbone
-from xlpeft.composition.classifier import (
+from xlpeft.config import TrainConfig
+from xlpeft.errors import XlpeftError
+from xlpeft.heads.build import build_head
+from xlpeft.heads.classifier import (
     Classifier,
     LinearHeadClassifier,
     VerbalizerClassifier,
-    build_classifier,
 )
-from xlpeft.composition.configurations import Configuration
-from xlpeft.composition.layout import TEXT_ONLY
-from xlpeft.composition.llama_prompt_step import fuse_frozen_projections
-from xlpeft.composition.registry import LanguageModule, ModuleRegistry
-from xlpeft.composition.stack import TASK_ADAPTER, ModuleStack
-from xlpeft.composition.tagging import TokenTagger
-from xlpeft.composition.text_cache import TextCache, prompt_hidden
-from xlpeft.errors import XlpeftError
-from xlpeft.evaluation.metrics import classification_metrics
-from xlpeft.experiments import run_dir as rd
+from xlpeft.heads.layout import TEXT_ONLY
+from xlpeft.heads.tagging import TokenTagger
+from xlpeft.heads.text_cache import TextCache, prompt_hidden
+from xlpeft.kernels.llama_prompt_step import fuse_frozen_projections
+from xlpeft.metrics.classification import classification_metrics
+from xlpeft.modular.configurations import Configuration
+from xlpeft.modular.registry import LanguageModule, ModuleRegistry
+from xlpeft.modular.stack import TASK_ADAPTER, ModuleStack
 from xlpeft.prompts import SoftPrompt, initial_prompt
 from xlpeft.prompts.peft_format import save_peft_prompt
 from xlpeft.runtime import (
@@ -56,7 +57,6 @@ from xlpeft.runtime import (
     store_frozen_linears_in_bf16,
 )
 from xlpeft.tasks import Examples, FewShotSample, TextTask, get_task
-from xlpeft.training.config import TrainConfig
 
 log = logging.getLogger("xlpeft")
 
@@ -93,7 +93,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, out_dir: Path, data_dir: str | None = None, backbone: Backbone | None = None):
         self.config = config
-        self.out = rd.ensure_writable(Path(out_dir))
+        self.out = files.ensure_writable(Path(out_dir))
         self.task = get_task(config.task, data_dir)
         self.device = resolve_device(config.device)
         self.precision = resolve_precision(config.precision, self.device)
@@ -104,7 +104,7 @@ class Trainer:
         self.configuration = Configuration(config.configuration) if config.configuration else None
         self.language_module = self._language_module()
         language_rows = 0 if self.language_module is None else self.language_module.meta.get("prompt_length", 0)
-        self.classifier: Classifier = build_classifier(
+        self.classifier: Classifier = build_head(
             self.backbone, config.placement_used, config.prompt_length + language_rows, config.max_length,
             config.head, config.label_words, config.seed, config.text_prefix, self.task,
         )
@@ -343,7 +343,7 @@ class Trainer:
             if improves(record, state["best"], c.select):
                 state["best"] = {**record}
                 state["best_weights"] = self._snapshot(prompt)
-            rd.append_jsonl(self.out / rd.LOG, record)
+            files.append_jsonl(self.out / rd.LOG, record)
             state["epoch"] = epoch + 1
             self._checkpoint(state, prompt, optimizer, scheduler)
             faults.crash_point(faults.TRAIN_EPOCH_END)
@@ -428,7 +428,7 @@ class Trainer:
         """Drop log lines of an epoch that finished after the last checkpoint (no duplicates on resume)."""
         path = self.out / rd.LOG
         lines = path.read_text().splitlines(keepends=True)[:epochs] if path.exists() else []
-        rd.atomic_write(path, lambda tmp: tmp.write_text("".join(lines)))
+        files.atomic_write(path, lambda tmp: tmp.write_text("".join(lines)))
 
     def _parameter_counts(self, prompt: SoftPrompt | None) -> dict:
         model = self.backbone.model
@@ -445,7 +445,7 @@ class Trainer:
                 "task_adapter": task_adapter, "language_module": language, "trainable": trainable}
 
     def _write_setup(self, sample: FewShotSample, counts: dict) -> None:
-        rd.write_json(self.out / rd.CONFIG, {
+        files.write_json(self.out / rd.CONFIG, {
             "train": self.config.to_dict(),
             "max_length_counts": TEXT_ONLY,  # max_length is text tokens; runs without this key counted everything
             "backbone": self.weights,
@@ -465,7 +465,7 @@ class Trainer:
             "parameters": counts,
             **self._module_record(),
         })
-        rd.write_json(self.out / rd.SAMPLE, {"task": self.task.name, "source": self.config.source,
+        files.write_json(self.out / rd.SAMPLE, {"task": self.task.name, "source": self.config.source,
                                              "source_data": self.config.source_data, "seed": self.config.seed,
                                              **sample.record()})
 
@@ -506,19 +506,19 @@ class Trainer:
             self._save_task_adapter()
         metrics = {"best_epoch": state["best"]["epoch"], **{k: state["best"][k] for k in
                    ("train_loss", "val_loss", "val_accuracy", "val_macro_f1")}}
-        rd.write_json(self.out / rd.METRICS, metrics)
+        files.write_json(self.out / rd.METRICS, metrics)
         (self.out / rd.CHECKPOINT).unlink(missing_ok=True)
         return metrics
 
     def _save_task_adapter(self) -> None:
-        rd.atomic_dir(self.out / rd.TASK_ADAPTER, lambda tmp: save_adapterhub(self.backbone.model, TASK_ADAPTER, tmp))
+        files.atomic_dir(self.out / rd.TASK_ADAPTER, lambda tmp: save_adapterhub(self.backbone.model, TASK_ADAPTER, tmp))
 
     def _save_model(self) -> None:
         def write(tmp: Path) -> None:
             self.backbone.model.save_pretrained(tmp)
             self.backbone.tokenizer.save_pretrained(tmp)
 
-        rd.atomic_dir(self.out / rd.MODEL, write)
+        files.atomic_dir(self.out / rd.MODEL, write)
 
     def _finished(self) -> dict:
         saved = json.loads((self.out / rd.CONFIG).read_text())["train"]

@@ -2,7 +2,7 @@
 
 ``TASKS`` names, per task, its reader (``load(language, split, data_dir=None)``), its languages (in the
 dataset's own codes), the language transfer starts from, its splits, the metric in
-``xlpeft.evaluation.task_metrics.METRICS`` it is scored with, where online users find it, and the
+``xlpeft.metrics.text.METRICS`` it is scored with, where online users find it, and the
 SIB-200 codes of the languages SIB-200 also covers. Each module's docstring says where its English
 source training data come from when the local copy has none (XQuAD, AmericasNLI, XCOPA).
 """
@@ -22,7 +22,7 @@ class TaskSpec:
     languages: tuple[str, ...]  # every language the reader accepts
     source: str  # the transfer source; "en" outside ``languages`` means English data from the hub
     splits: tuple[str, ...]
-    metric: str  # a key of xlpeft.evaluation.task_metrics.METRICS
+    metric: str  # a key of xlpeft.metrics.text.METRICS
     origin: str  # where the files come from
     hub: str  # the dataset's hub name, for users who are online
     flores: Mapping[str, str]  # language -> SIB-200 (FLORES-200) code, where SIB-200 has the language

@@ -32,9 +32,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from xlpeft.backbones import Backbone
-from xlpeft.composition.classifier import seeded_linear
-from xlpeft.composition.layout import PromptLayout, sequence_hidden
 from xlpeft.errors import XlpeftError
+from xlpeft.heads.classifier import seeded_linear
+from xlpeft.heads.layout import PromptLayout, sequence_hidden
 
 ENCODER_NEEDED = "token tagging is for encoders; decoder backbones do NER as text-to-text generation"
 

@@ -13,7 +13,7 @@ checksum of its embedding table), so a module trained for one backbone is refuse
 clear error instead of silently computing nonsense.
 
 A language without a module of its own can *borrow* the module of the nearest language that has one,
-by a URIEL distance (``xlpeft.analysis.distances``); evaluation records which module was used.
+by a URIEL distance (``xlpeft.data.distances``); evaluation records which module was used.
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ class ModuleRegistry:
 
     def nearest(self, model: str, language: str, kind: str, distance_kind: str) -> tuple[str, float]:
         """The language with a ``kind`` module closest to ``language`` by ``distance_kind`` (ties: code order)."""
-        from xlpeft.analysis.distances import ALL_KINDS, distances  # urielplus only when borrowing
+        from xlpeft.data.distances import ALL_KINDS, distances  # urielplus only when borrowing
 
         if distance_kind not in ALL_KINDS:
             raise XlpeftError(f"unknown --borrow {distance_kind!r}: use none or a URIEL distance "

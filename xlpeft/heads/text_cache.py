@@ -18,8 +18,8 @@ from transformers import DynamicCache
 
 from xlpeft import faults
 from xlpeft.backbones import Backbone
-from xlpeft.composition.layout import run_base
-from xlpeft.composition.llama_prompt_step import llama_prompt_step
+from xlpeft.heads.layout import run_base
+from xlpeft.kernels.llama_prompt_step import llama_prompt_step
 
 
 @dataclass

@@ -23,12 +23,9 @@ as a run: prefix placement as PEFT does it, the base model's LM head, default la
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -37,8 +34,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from xlpeft import faults
 from xlpeft.errors import XlpeftError
+from xlpeft.files import atomic_write
 from xlpeft.prompts.peft_format import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
@@ -53,59 +50,6 @@ CONFIG, SAMPLE, LOG, HEAD, MODEL, METRICS, CHECKPOINT = (
 TASK_ADAPTER = "task_adapter"
 
 
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` then rename over ``path``: readers see the old file or the new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_leftovers(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; results are meant to be shared like any other
-    try:
-        write(Path(tmp))
-        faults.crash_point(faults.BEFORE_RENAME, path.name)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _remove_leftovers(path: Path) -> None:
-    """Delete the temporary files of earlier writes of ``path`` that were killed before their rename.
-
-    A SIGKILL skips ``finally``, so such a file stays: junk that a language module's directory would
-    publish with it, and that a joint run's checkpoint (the whole model) makes large. The rerun redoes
-    the killed write, and so removes it here. One process writes a given file at a time (a second would
-    overwrite the first's rows anyway), so no live write's temporary file is removed.
-    """
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        stale.unlink(missing_ok=True)
-
-
-def atomic_dir(path: Path, write) -> None:
-    """Call ``write(tmp_dir)`` then swap the directory into ``path``: a reader never sees half a directory."""
-    tmp = path.parent / f".{path.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    write(tmp)
-    shutil.rmtree(path, ignore_errors=True)
-    tmp.rename(path)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_json(path: Path, data: Any) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n"))
-
-
-def append_jsonl(path: Path, record: dict) -> None:
-    """Rewrite the log with one more line (atomic; logs are a few dozen lines)."""
-    old = path.read_text() if path.exists() else ""
-    atomic_write(path, lambda tmp: tmp.write_text(old + json.dumps(record, sort_keys=True) + "\n"))
-
-
 def save_head(path: Path, state: dict[str, torch.Tensor]) -> None:
     tensors = {k: v.detach().float().cpu().contiguous() for k, v in state.items()}
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
@@ -113,17 +57,6 @@ def save_head(path: Path, state: dict[str, torch.Tensor]) -> None:
 
 def save_torch(path: Path, obj: Any) -> None:
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
-
-
-def ensure_writable(directory: Path, flag: str = "--out") -> Path:
-    """Create ``directory`` and prove it is writable before hours of work go into it."""
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=directory):
-            pass
-    except OSError as exc:
-        raise XlpeftError(f"cannot write to {directory} ({exc.strerror}); choose a writable {flag} directory") from exc
-    return directory
 
 
 @dataclass(frozen=True)
@@ -202,8 +135,8 @@ def load_run(path: str | os.PathLike) -> Run:
 def _peft_run(path: Path) -> Run:
     """A run description for a prompt trained with PEFT: its placement, the base model, default words, and no
     text budget but the model's context (PEFT truncates nothing, so its own predictions are reproduced)."""
-    from xlpeft.composition.layout import NO_LIMIT, TEXT_ONLY
-    from xlpeft.training.config import TrainConfig
+    from xlpeft.config import TrainConfig
+    from xlpeft.heads.layout import NO_LIMIT, TEXT_ONLY
 
     peft = read_peft_config(path)
     if not peft.get("base_model_name_or_path"):

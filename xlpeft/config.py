@@ -62,7 +62,7 @@ class TrainConfig:
     frozen_dropout: bool = False  # keep the frozen model's dropout on, as the reference code did (uncached only)
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     device: str = "auto"
-    # method B (composition/stack.py): "" = method A's soft prompt; else zero-shot, ta, tp, la+ta, la+tp, slp+ta,
+    # method B (modular/stack.py): "" = method A's soft prompt; else zero-shot, ta, tp, la+ta, la+tp, slp+ta,
     # slp+tp. The task prompt (tp) has prompt_length rows; language modules come from the registry modules_dir.
     configuration: str = ""
     modules_dir: str = ""

@@ -45,10 +45,9 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
-from xlpeft.backbones.embedded import cache_dir
 from xlpeft.data.languages import codes_by_iso, registry, resolve_languages
 from xlpeft.errors import XlpeftError
-from xlpeft.experiments.run_dir import write_json
+from xlpeft.files import cache_dir, write_json
 
 log = logging.getLogger(__name__)
 

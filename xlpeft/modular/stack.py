@@ -25,9 +25,9 @@ from xlpeft.adapters import (
     set_active,
 )
 from xlpeft.backbones import Backbone
-from xlpeft.composition.configurations import Configuration
-from xlpeft.composition.registry import LanguageModule
 from xlpeft.errors import XlpeftError
+from xlpeft.modular.configurations import Configuration
+from xlpeft.modular.registry import LanguageModule
 
 LANGUAGE_ADAPTER, TASK_ADAPTER = "language", "task"
 

@@ -37,8 +37,8 @@ from torch import nn
 from transformers import DynamicCache
 
 from xlpeft.backbones import Backbone
-from xlpeft.composition.layout import PromptLayout, run_base
 from xlpeft.errors import XlpeftError
+from xlpeft.heads.layout import PromptLayout, run_base
 
 DECODER_NEEDED = "text-to-text tasks need a decoder: use a decoder-only or encoder-decoder backbone"
 

@@ -1,0 +1,49 @@
+"""The one function that builds a run's head from its configuration, at training and at evaluation alike:
+a classifier (LM-head verbalizer, label strings, linear head), a text-to-text generator, or an encoder's
+word tagger. Every other module gets its head from here, so the choice is made in one place."""
+
+from __future__ import annotations
+
+from xlpeft.backbones import Backbone
+from xlpeft.errors import XlpeftError
+from xlpeft.heads.classifier import (
+    Head,
+    LabelStringClassifier,
+    LinearHeadClassifier,
+    VerbalizerClassifier,
+    resolve_head,
+)
+from xlpeft.heads.generation import build_text_to_text
+from xlpeft.heads.layout import PromptLayout
+from xlpeft.heads.tagging import build_tagger
+from xlpeft.objectives.label_strings import LabelStrings
+from xlpeft.objectives.verbalizer import Verbalizer, label_words
+from xlpeft.tasks import ClassificationTask, Task, TextTask
+from xlpeft.tasks.classification import Sib200Task
+
+
+def build_head(backbone: Backbone, placement: str, prompt_length: int, max_length: int, head: Head = "auto",
+                     label_words_spec: str = "", seed: int = 0, text_prefix: str = "", task: Task | None = None):
+    """The classifier (for a text-to-text ``task`` the generator, or on an encoder the token tagger) a run
+    configuration describes: the same call at training and at evaluation. ``task`` defaults to SIB-200."""
+    task = task or Sib200Task()
+    if isinstance(task, TextTask) and backbone.kind == "encoder" and task.tags:
+        return build_tagger(backbone, placement, prompt_length, max_length, len(task.tags), seed)
+    if isinstance(task, TextTask):
+        if head == "linear":
+            raise XlpeftError(f"{task.name} is a text-to-text task: it generates with the LM head; use --head auto")
+        return build_text_to_text(backbone, placement, prompt_length, max_length)
+    assert isinstance(task, ClassificationTask)
+    head = resolve_head(backbone, head)
+    mask_slot = head == "lm" and backbone.kind == "encoder"
+    try:
+        layout = PromptLayout(backbone, placement, prompt_length, max_length, mask_slot=mask_slot,
+                              text_prefix=text_prefix)
+    except ValueError as exc:
+        raise XlpeftError(str(exc)) from exc
+    if head == "linear":
+        return LinearHeadClassifier(backbone, layout, len(task.labels), seed)
+    words = label_words(task, backbone.family, backbone.tokenizer, label_words_spec)
+    if backbone.kind == "seq2seq":
+        return LabelStringClassifier(backbone, layout, LabelStrings.build(backbone.tokenizer, words))
+    return VerbalizerClassifier(backbone, layout, Verbalizer.build(backbone.tokenizer, words))
