@@ -7,9 +7,9 @@ error of an element scales with the magnitudes summed into it, not with the elem
 gradient entry can come from cancelling large terms). A fixed absolute tolerance tuned on one machine
 therefore fails on another (1.05e-6 against 1e-6 on 1 of 192 gradient entries), and a relative one
 fails on entries near zero. Here the tolerance is a multiple of the tensor's largest magnitude,
-``FP32`` = 2e-5: the equivalence tests' float32 rounding reached 3e-6 of it (tests/test_text_cache.py,
+``FP32`` = 2e-5: the equivalence tests' float32 rounding reached 3e-6 of it (tests/heads/test_text_cache.py,
 this machine, 2026-12-03), while one weight matrix off by a factor 1.001 shows as 3e-4 to 9e-4 of it
-(tests/test_numerics.py checks both sides).
+(tests/base/test_numerics.py checks both sides).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ languages have, then ``2 * arccos(cos(u, v)) / pi`` rounded to 4 decimals. 0 is 
 its pair call loops over features in Python: ~30 s for one source x 205 targets x 6 kinds, mostly the
 3,718 genetic features, against ~1 s here. Here the per-feature work is vectorised with numpy on urielplus's own
 arrays and each pair repeats urielplus's arithmetic step by step (same shared-feature order, same
-dtypes), so the values are the same, not merely close: ``tests/test_distances.py`` checks a handful
+dtypes), so the values are the same, not merely close: ``tests/data/test_distances.py`` checks a handful
 of pairs against urielplus for all six kinds, and all 205 targets x 6 kinds from eng, zho, yor, fra
 and hin (6,150 values) were checked once: no difference.
 Loading the arrays directly also avoids ``URIELPlus()``'s side effects: it copies its data into its

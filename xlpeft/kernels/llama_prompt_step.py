@@ -18,7 +18,7 @@ L = 10), so work that is negligible for a full sequence is a large share of it. 
 
 The forward runs transformers' eager operations in their order (RMSNorm, rotary embedding and activation as
 the model's modules compute them), so bf16 forward results are bit-identical in practice and fp32 ones agree
-to rounding; tests/test_text_cache.py checks values and gradients against the full forward. Llama, Mistral,
+to rounding; tests/heads/test_text_cache.py checks values and gradients against the full forward. Llama, Mistral,
 Qwen2 and Gemma3 text models take this path (see :func:`supported`); everything else runs through
 transformers (text_cache.prompt_hidden decides). The written-out backward is used when no parameter of the
 model is trained and the activation is one whose derivative is written out here (SiLU, Gemma's tanh GELU);

@@ -1,5 +1,5 @@
 """runtime.store_frozen_linears_in_bf16 on encoders and encoder-decoders: bit-identical under bf16 autocast
-(causal models: tests/test_text_cache.py); frozen fp32 Linear layers routed to oneDNN: same outputs and input
+(causal models: tests/heads/test_text_cache.py); frozen fp32 Linear layers routed to oneDNN: same outputs and input
 gradients, the choice of library per machine."""
 
 import pytest

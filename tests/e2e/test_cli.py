@@ -246,7 +246,7 @@ def test_bf16_training_on_its_own_backbone_stores_weights_in_bf16(tmp_path, tiny
 
     switched, converted, fused = [], [], []
     monkeypatch.setattr(trainer, "eager_attention", switched.append)
-    # fused q|k|v products round their backward sums differently (tests/test_text_cache.py checks them)
+    # fused q|k|v products round their backward sums differently (tests/heads/test_text_cache.py checks them)
     monkeypatch.setattr(trainer, "fuse_frozen_projections", fused.append)
     store = trainer.store_frozen_linears_in_bf16
     monkeypatch.setattr(trainer, "store_frozen_linears_in_bf16", lambda model: converted.append(store(model)))

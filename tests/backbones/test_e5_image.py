@@ -21,7 +21,7 @@ from xlpeft.backbones import e5_image
 from xlpeft.backbones.e5_image import E5_IMAGE, E5_NAME, load_e5_small, read_image
 from xlpeft.errors import XlpeftError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 HIDDEN, LAYERS, HEADS, FFN, MAX_POS, TYPES = 64, 2, 4, 128, 16, 2
 PIECES = {  # piece -> score; ids in this order, XLM-R's specials first and <mask> last
     "<s>": 0.0, "<pad>": 0.0, "</s>": 0.0, "<unk>": 0.0, "\u2581": -2.0, "a": -3.0, "b": -3.0, "c": -3.0,
