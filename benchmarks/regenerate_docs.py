@@ -207,8 +207,14 @@ def bench(args: argparse.Namespace, extra: list[str]) -> None:
     lines = [line for line in done.stdout.splitlines() if not line.startswith(("RESULT ", "# bench_speed"))]
     first_table = next(i for i, line in enumerate(lines) if line.startswith("|"))
     preamble = "\n".join(line for line in lines[:first_table] if line.strip())
+    preamble = preamble.replace(args.data_dir, _beside_checkout(args.data_dir))  # the docs name no machine's paths
     body = f"{stamp_line}\n\n```\n{preamble}\n```\n\n" + "\n".join(lines[first_table:])
     replace_block(BENCHMARKS, f"bench-{Path(args.model).name}-{args.precision}", body)
+
+
+def _beside_checkout(path: str) -> str:
+    """``path`` relative to the checkout (``../shared/data``), as a reader's machine would spell it."""
+    return os.path.relpath(Path(path).resolve(), REPO)
 
 
 def main() -> None:
