@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (
     AutoModel,
     AutoModelForCausalLM,
@@ -140,3 +140,12 @@ def make_seq2seq(tokenizer, seed: int = 0) -> Backbone:
                        decoder_start_token_id=tokenizer.pad_token_id, dropout_rate=0.0, initializer_factor=1.0)
     model = AutoModelForSeq2SeqLM.from_config(config).eval()
     return Backbone(name="tiny-mt5", model=model, tokenizer=tokenizer)
+
+
+def with_template(tiny_tokenizer, first: str) -> PreTrainedTokenizerFast:
+    """The tiny BPE whose own encoding starts with ``first``, with ``<bos>`` as its BOS token."""
+    backend = tiny_tokenizer.backend_tokenizer.__class__.from_str(tiny_tokenizer.backend_tokenizer.to_str())
+    backend.add_special_tokens(["<bos>"])
+    backend.post_processor = processors.TemplateProcessing(
+        single=f"{first} $A", special_tokens=[(first, backend.token_to_id(first))])
+    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<bos>", eos_token="</s>", pad_token="<pad>")

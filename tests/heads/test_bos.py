@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_backbone
+from conftest import make_backbone, with_template
 from numerics import assert_close_scaled
-from tokenizers import processors
-from transformers import PreTrainedTokenizerFast
 
 from xlpeft.heads.layout import PromptLayout, prediction_hidden
 from xlpeft.heads.text_cache import TextCache, prompt_hidden
@@ -17,25 +15,16 @@ TEXTS = ["The minister spoke about the election results today.", "Football seaso
          "Scientists found water on a distant planet using a new telescope."]
 
 
-def _with_template(tiny_tokenizer, first: str) -> PreTrainedTokenizerFast:
-    """The tiny BPE whose own encoding starts with ``first``, with ``<bos>`` as its BOS token."""
-    backend = tiny_tokenizer.backend_tokenizer.__class__.from_str(tiny_tokenizer.backend_tokenizer.to_str())
-    backend.add_special_tokens(["<bos>"])
-    backend.post_processor = processors.TemplateProcessing(
-        single=f"{first} $A", special_tokens=[(first, backend.token_to_id(first))])
-    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<bos>", eos_token="</s>", pad_token="<pad>")
-
-
 @pytest.fixture
 def bos_tokenizer(tiny_tokenizer):
-    return _with_template(tiny_tokenizer, "<bos>")
+    return with_template(tiny_tokenizer, "<bos>")
 
 
 def test_lead_is_bos_only_where_the_tokenizer_puts_its_bos_first(tiny_tokenizer, bos_tokenizer):
     assert make_backbone("llama", tiny_tokenizer).lead_ids == ()  # no template: SmolLM2, BLOOM
     with_bos = make_backbone("gemma3", bos_tokenizer)
     assert with_bos.bos_first and with_bos.lead_ids == (bos_tokenizer.bos_token_id,)
-    xglm_like = _with_template(tiny_tokenizer, "</s>")  # XGLM's tokenizer starts with </s>, not its BOS
+    xglm_like = with_template(tiny_tokenizer, "</s>")  # XGLM's tokenizer starts with </s>, not its BOS
     assert make_backbone("llama", xglm_like).lead_ids == ()
 
 

@@ -8,7 +8,7 @@ import json
 import pandas as pd
 import pytest
 import torch
-from conftest import make_backbone, make_encoder, make_seq2seq
+from conftest import make_backbone, make_encoder, make_seq2seq, with_template
 from transformers import PreTrainedTokenizerFast
 
 from xlpeft import runs as rd
@@ -117,8 +117,20 @@ def test_each_backbone_kind_trains_both_modules_with_its_objective(tmp_path, dat
         assert meta["objective"] == objective and meta["val_loss_best"] < meta["val_loss_initial"]
 
 
+def test_a_bos_first_models_language_module_trains_on_blocks_that_start_with_bos(tmp_path, tiny_tokenizer, data_dir):
+    """Issue 17: Gemma's language modules packed blocks without the BOS it always reads at evaluation."""
+    with_bos = with_template(tiny_tokenizer, "<bos>")
+    for backbone, lead in ((make_backbone("gemma3", with_bos), [with_bos.bos_token_id]),
+                           (make_backbone("llama", tiny_tokenizer), [])):  # SmolLM2: no BOS, the paper's layout
+        objective = lm_trainer(tmp_path, backbone, "eng_Latn", "slp", data_dir)._objective(backbone)
+        batch = next(objective.batches([[10, 11, 12]] * 40, batch_size=2, seed=0))
+        assert batch["input_ids"].shape[1] == LM["block_length"]
+        assert (batch["input_ids"][:, :len(lead)] == torch.tensor(lead)).all() and batch["input_ids"][0, len(lead)] == 10
+
+
 def test_splice_puts_the_prompt_before_the_text_and_never_predicts_it(tiny_tokenizer, special_tokenizer):
-    for backbone, at in ((make_backbone("llama", tiny_tokenizer), 0), (make_encoder(special_tokenizer), 1)):
+    gemma = make_backbone("gemma3", with_template(tiny_tokenizer, "<bos>"))  # reads [BOS][prompt][text], as evaluated
+    for backbone, at in ((make_backbone("llama", tiny_tokenizer), 0), (make_encoder(special_tokenizer), 1), (gemma, 1)):
         ids = torch.tensor([[5, 6, 7, 8], [9, 10, 0, 0]])
         batch = {"input_ids": ids, "attention_mask": (ids > 0).long(), "labels": torch.where(ids > 0, ids, -100)}
         prompt = torch.randn(3, 32)

@@ -145,6 +145,17 @@ def test_causal_lm_packs_with_eos_and_masks_padding(tiny_tokenizer):
     assert batch["labels"].tolist() == [[10, 11, 12, eos], [13, 14, eos, IGNORE_INDEX]]
 
 
+def test_causal_lm_blocks_start_with_the_lead_a_bos_first_model_reads(tiny_tokenizer):
+    """Gemma reads [BOS] first at evaluation ([BOS][prompt][text]); its language modules train on that layout."""
+    eos, pad, bos = tiny_tokenizer.eos_token_id, tiny_tokenizer.pad_token_id, 7
+    objective = CausalLM(tiny_tokenizer, block_length=4, lead=(bos,))
+    batch = next(objective.batches([[10, 11, 12], [], [13, 14]], batch_size=8, seed=0))
+    assert batch["input_ids"].tolist() == [[bos, 10, 11, 12], [bos, eos, 13, 14], [bos, eos, pad, pad]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 0, 0]]
+    assert batch["labels"].tolist() == [[IGNORE_INDEX, 10, 11, 12], [IGNORE_INDEX, eos, 13, 14],
+                                        [IGNORE_INDEX, eos, IGNORE_INDEX, IGNORE_INDEX]]
+
+
 @pytest.fixture(scope="module")
 def mlm_batch(special_tokenizer):
     rng = np.random.default_rng(0)

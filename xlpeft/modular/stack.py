@@ -114,8 +114,8 @@ class ModuleStack:
 def splice_lm_prompt(backbone: Backbone, batch: dict[str, torch.Tensor], prompt: torch.Tensor | None) -> dict:
     """Model inputs of a language-modelling batch (``objectives.language_modeling``) with ``prompt`` before the text.
 
-    Causal LMs and mT5's encoder get ``[prompt, tokens]``; encoders ``[CLS, prompt, tokens]`` (the prompt
-    follows [CLS], as the classification layouts put it). Prompt positions are attended and never
+    Causal LMs and mT5's encoder get ``[prompt, tokens]``; encoders ``[CLS, prompt, tokens]`` and causal LMs
+    that read a BOS first ``[BOS, prompt, tokens]`` (the prompt follows the lead, as the prefix layout puts it). Prompt positions are attended and never
     predicted (label -100). Padding stays on the right, where every kind's positions are correct.
     """
     device = backbone.model.device
@@ -125,7 +125,7 @@ def splice_lm_prompt(backbone: Backbone, batch: dict[str, torch.Tensor], prompt:
     embed = backbone.model.get_input_embeddings()
     tokens = embed(batch["input_ids"])
     rows = (prompt.to(tokens.dtype) * backbone.embed_scale).unsqueeze(0).expand(tokens.shape[0], -1, -1)
-    at = 1 if backbone.kind == "encoder" else 0
+    at = 1 if backbone.kind == "encoder" else len(backbone.lead_ids)  # after [CLS] or a causal LM's BOS
     n = prompt.shape[0]
     mask = batch["attention_mask"]
     out = {k: v for k, v in batch.items() if k not in ("input_ids", "attention_mask", "labels")}

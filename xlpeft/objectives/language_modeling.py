@@ -103,19 +103,28 @@ class SpanCorruption(LMObjective):
 
 
 class CausalLM(LMObjective):
-    """Next-token prediction: labels are the inputs (the model shifts them), padding labelled -100."""
+    """Next-token prediction: labels are the inputs (the model shifts them), padding labelled -100.
 
-    def __init__(self, tokenizer, block_length: int = DEFAULT_LENGTH):
-        self.block_length = block_length
+    ``lead`` starts every block: the BOS of a model that reads one first (``Backbone.lead_ids``: Gemma,
+    Llama 3), so that a language module learns the layout it is used in at evaluation,
+    ``[BOS] [prompt] [text]`` (heads/layout.py). It is attended, never a label, and counts in ``length``.
+    """
+
+    def __init__(self, tokenizer, block_length: int = DEFAULT_LENGTH, lead: tuple[int, ...] = ()):
+        self.length = block_length
+        self.lead = np.asarray(lead, dtype=np.int64)
+        self.block_length = block_length - len(lead)  # text tokens per block
         self.separator = _token_id(tokenizer, "eos", "causal LM")
         # many causal tokenizers have no pad token; padded positions are masked, so any id will do
         self.pad_id = self.separator if tokenizer.pad_token_id is None else tokenizer.pad_token_id
 
     def example(self, block: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        ids = np.concatenate([self.lead, block])
+        labels = np.concatenate([np.full(len(self.lead), IGNORE_INDEX, dtype=np.int64), block])
         return {
-            "input_ids": _pad(block, self.block_length, self.pad_id),
-            "attention_mask": _pad(np.ones_like(block), self.block_length, 0),
-            "labels": _pad(block, self.block_length, IGNORE_INDEX),
+            "input_ids": _pad(ids, self.length, self.pad_id),
+            "attention_mask": _pad(np.ones_like(ids), self.length, 0),
+            "labels": _pad(labels, self.length, IGNORE_INDEX),
         }
 
 

@@ -122,7 +122,8 @@ class LanguageModuleTrainer:
         if backbone.kind == "encoder" and not backbone.has_lm_head:
             raise XlpeftError(f"{backbone.name} has no masked-LM head to train a language module with; load the "
                               "model with its MLM head (e.g. the ...ForMaskedLM checkpoint)")
-        return objective_for(backbone.kind, backbone.tokenizer, block_length=c.block_length)
+        lead = {"lead": backbone.lead_ids} if backbone.kind == "causal" else {}  # Gemma's blocks start with BOS
+        return objective_for(backbone.kind, backbone.tokenizer, block_length=c.block_length, **lead)
 
     def _make_module(self, backbone: Backbone) -> tuple[SoftPrompt | None, list[torch.nn.Parameter]]:
         """The module being trained, initialised from the seed; returns (prompt or None, its parameters)."""
