@@ -6,11 +6,14 @@ Every user-fixable problem ends with one line ``xlpeft: error: ...`` naming the 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
+import types
+import typing
 from pathlib import Path
 
-from xlpeft.config import REGIME_HELP, TrainConfig
+from xlpeft.config import EvalOptions, LanguageModuleConfig, TrainConfig
 from xlpeft.data.languages import (
     NAMED_SET_HELP,
     NAMED_SETS,
@@ -18,11 +21,6 @@ from xlpeft.data.languages import (
     resolve_languages,
 )
 from xlpeft.errors import XlpeftError
-from xlpeft.modular.configurations import CONFIGURATIONS
-from xlpeft.training.language_config import DEFAULT_LR, LanguageModuleConfig
-
-# the names in xlpeft.tasks.TASKS (written out so that the CLI starts without importing the data readers)
-TASK_CHOICES = ("sib200", "nusax", "americasnli", "masakhaner", "xquad", "xnli", "wikiann")
 
 EPILOG = """examples:
   xlpeft run configs/quickstart.yaml --data-dir ../shared/data   # a whole grid, resumable
@@ -54,13 +52,53 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
         return super()._get_help_string(action)
 
 
-def _shots(value: str) -> int | None:
-    if value == "all":
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number of examples per class or 'all'") from None
+def add_config_options(parser: argparse.ArgumentParser, config_type: type) -> None:
+    """One option per field of ``config_type`` (a dataclass of xlpeft.config), everything taken from the field:
+    ``--prompt-length`` for ``prompt_length``, its default, its help (``metadata["help"]``), its type, and its
+    choices (the values of its ``Literal``). A bool field is an on/off flag: ``--frozen-dropout`` turns an off
+    default on, ``--no-text-cache`` an on default off."""
+    hints = typing.get_type_hints(config_type)
+    for f in dataclasses.fields(config_type):
+        name = f.name.replace("_", "-")
+        if hints[f.name] is bool:
+            parser.add_argument(f"--no-{name}" if f.default else f"--{name}", dest=f.name, default=f.default,
+                                action="store_false" if f.default else "store_true", help=f.metadata["help"])
+        else:
+            parser.add_argument(f"--{name}", dest=f.name, help=f.metadata["help"], **_value_settings(f, hints[f.name]))
+
+
+def _value_settings(f: dataclasses.Field, hint: typing.Any) -> dict:
+    """argparse's settings for a field that takes a value: required or its default, choices or a type."""
+    meta = f.metadata
+    settings: dict = {"required": True} if meta.get("required") else {"default": f.default}
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):  # int | None: None is the default or meta["none"]
+        [hint] = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+    if typing.get_origin(hint) is typing.Literal:
+        settings["choices"] = list(typing.get_args(hint))
+    elif "choices" in meta:
+        settings["choices"] = list(meta["choices"])
+    if "none" in meta:
+        settings["type"] = _or_none(hint, meta["none"])
+    elif hint in (int, float):
+        settings["type"] = hint
+    return settings
+
+
+def _or_none(parse: type, word: str):
+    """A value of type ``parse``, or the word that means None (``--shots all``)."""
+    def convert(value: str):
+        if value == word:
+            return None
+        try:
+            return parse(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a number or {word!r}") from None
+    return convert
+
+
+def config_from(config_type: type, args: argparse.Namespace):
+    """The config the options of :func:`add_config_options` filled in."""
+    return config_type(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config_type)})
 
 
 def _data_arg(parser: argparse.ArgumentParser) -> None:
@@ -69,23 +107,11 @@ def _data_arg(parser: argparse.ArgumentParser) -> None:
                         "Davlan/sib200 (the other tasks are read from local copies)")
 
 
-def _runtime_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ...; auto = cuda when available")
-    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                        help="bf16 autocast; auto = bf16 on GPU, fp32 on CPU. On CPUs with AVX512-BF16 bf16 trains a "
-                             "frozen suffix prompt about 1.6x faster, and accuracies move by about a point, so "
-                             "there it is opt-in (docs/benchmarks.md). fp32 products of the frozen model run on "
-                             "oneDNN on non-Intel x86 CPUs (2x MKL's speed there); XLPEFT_CPU_MATMUL=mkl|onednn "
-                             "overrides")
-    parser.add_argument("--no-text-cache", dest="text_cache", action="store_false",
-                        help="run the whole sequence every step instead of caching the text's states "
-                             "(the cache is on by default where it applies: frozen model, suffix prompt; "
-                             "same numbers; for checking, and needed for --frozen-dropout)")
+def _quiet_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _train_parser(sub) -> None:
-    d = TrainConfig()
     p = sub.add_parser("train", formatter_class=_Formatter, help="train a soft prompt (or model) on one language",
                        description="Train a soft prompt (or, method B, a task module) on a task (SIB-200 by default) "
                                    "in one language with a (frozen) language model and write a run directory: config, "
@@ -96,79 +122,10 @@ def _train_parser(sub) -> None:
                                    "Text-to-text tasks (masakhaner, xquad) train on the target string by teacher "
                                    "forcing and are evaluated by greedy generation.",
                        epilog=EPILOG)
-    p.add_argument("--model", default=d.model, help="offline model (smollm2-135m, gemma-3-270m, multilingual-e5-small), hub id "
-                   "(facebook/xglm-564M, bigscience/bloom-560m, bigscience/mt0-base, FacebookAI/xlm-roberta-base, "
-                   "...) or a local model directory")
-    p.add_argument("--task", choices=TASK_CHOICES, default=d.task,
-                   help="sib200: topic classification, 205 languages; nusax: sentiment, English -> 11 languages of "
-                   "Indonesia; americasnli: NLI in 10 languages of the Americas; masakhaner: NER as text-to-text "
-                   "('PER: X$$LOC: Y'; encoders tag words), English CoNLL -> 20 African languages; xquad: "
-                   "extractive QA as answer generation, 12 languages; online (--source-data hub): xnli, wikiann (docs/tasks.md)")
-    p.add_argument("--source", default=d.source, help="training language in the task's codes (SIB-200: FLORES, e.g. "
-                   "eng_Latn; nusax/masakhaner: eng; xquad/americasnli: en); default: the task's source")
-    p.add_argument("--source-data", choices=["local", "hub"], default=d.source_data,
-                   help="where the source data come from: local copies, or the standard hub source where the local "
-                   "data have none (xquad: SQuAD v1.1 train; americasnli: English XNLI). Offline, xquad trains on half "
-                   "of XQuAD's English articles and evaluates the other half, and americasnli trains on one of its "
-                   "languages' dev pairs (--source quy)")
-    p.add_argument("--shots", type=_shots, default=d.shots, help="classification: k examples per class after balanced "
-                   "undersampling (validation: ceil(k/4) per class); text-to-text tasks: k examples (validation: "
-                   "ceil(k/4), at least 8); 'all' = whole train/dev splits")
-    p.add_argument("--prompt-length", type=int, default=d.prompt_length, help="L, soft prompt vectors (0 with "
-                   "--head linear trains the head alone)")
-    p.add_argument("--placement", choices=["suffix", "prefix", "start"], default=d.placement,
-                   help="suffix: [text][prompt][EOS] (Philippy et al.; cached on causal LMs); prefix: [prompt][text][EOS] "
-                   "(Lester et al.; after [CLS] on encoders); start: before every token, PEFT's layout (differs from "
-                   "prefix only on encoders)")
-    p.add_argument("--head", choices=["auto", "lm", "linear"], default=d.head,
-                   help="lm: the model's LM / masked-LM head with label words (encoder-decoders: label strings scored "
-                   "by the decoder); linear: a trainable linear head on mean-pooled encoder states (causal: on the "
-                   "prediction position); auto: lm when the model has such a head, else linear (e5)")
-    p.add_argument("--reparam", choices=["none", "mlp", "residual"], default=d.reparam,
-                   help="MLP reparameterization during training (folded into a plain prompt afterwards)")
-    p.add_argument("--reparam-hidden", type=int, default=d.reparam_hidden, help="hidden width h of the MLP")
-    p.add_argument("--init", choices=["uniform", "vocab", "text"], default=d.init,
-                   help="uniform(-0.5, 0.5) (the paper's); embeddings of random vocabulary tokens (the default: "
-                   "docs/backbones.md, 'Defaults and what was tried'); or of --init-text")
-    p.add_argument("--init-text", default=d.init_text, help="text whose token embeddings initialise the prompt (--init text)")
-    p.add_argument("--regime", choices=list(REGIME_HELP), default=d.regime,
-                   help="; ".join(f"{k}: {v}" for k, v in REGIME_HELP.items()))
-    p.add_argument("--epochs", type=int, default=d.epochs, help="training epochs; the best epoch on the "
-                   "source-language validation set (--select) is kept")
-    p.add_argument("--select", choices=["val_loss", "val_accuracy"], default=d.select,
-                   help="the epoch kept: lowest validation loss, or highest validation accuracy (ties: lower "
-                   "loss; text-to-text tasks always use the loss)")
-    p.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate of the prompt (and of the model in full)")
-    p.add_argument("--lr-model", type=float, default=d.lr_model, help="joint/full: learning rate of the model "
-                   "(default: same as --lr, the paper's joint setting)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="sentences per step")
-    p.add_argument("--warmup-ratio", type=float, default=d.warmup_ratio, help="linear warm-up share of all steps")
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay")
-    p.add_argument("--max-length", type=int, default=d.max_length, help="text tokens per sequence, the same "
-                   "for every prompt length, placement, model and configuration (prompt and special tokens come on "
-                   "top); longer texts are cut and the cuts counted in each result row")
-    p.add_argument("--label-words", default=d.label_words, help="override verbalizer words, e.g. 'sports= play,"
-                   "geography= earth' (each must be one token, except on encoder-decoders, which score strings); "
-                   "default: the paper's words for XGLM/BLOOM, space-prefixed where the tokenizer does not mark word "
-                   "starts itself (byte-level BPE, Gemma)")
-    p.add_argument("--text-prefix", default=d.text_prefix, help="prepended to every text (training and evaluation), "
-                   "e.g. 'query: ' as multilingual-e5 expects")
-    p.add_argument("--seed", type=int, default=d.seed, help="seeds sampling, prompt init, head init, data order and "
-                   "dropout")
-    p.add_argument("--frozen-dropout", action="store_true", help="keep dropout on in the frozen model, as the "
-                   "reference code did (forces the uncached path)")
-    p.add_argument("--configuration", choices=["", *CONFIGURATIONS], default=d.configuration,
-                   help="method B (Vykopal et al.): a task adapter (ta) or task prompt (tp), alone or on top of the "
-                   "source language's frozen language adapter (la+) or soft language prompt (slp+) from "
-                   "--modules-dir; zero-shot trains nothing. Prompts go [language prompt, task prompt, text] "
-                   "(--placement prefix). Empty: method A's soft prompt")
-    p.add_argument("--modules-dir", default=d.modules_dir, help="language module registry written by 'xlpeft "
-                   "language-module train' (la+/slp+ configurations)")
-    p.add_argument("--adapter-reduction-factor", type=float, default=d.adapter_reduction_factor,
-                   help="task adapter bottleneck: hidden size / this (16: 576 -> 36 on SmolLM2, 768 -> 48 on mT0-base)")
+    add_config_options(p, TrainConfig)
     p.add_argument("--out", required=True, type=Path, help="run directory to write (an interrupted run resumes)")
     _data_arg(p)
-    _runtime_args(p)
+    _quiet_arg(p)
 
 
 def _evaluate_parser(sub) -> None:
@@ -183,27 +140,16 @@ def _evaluate_parser(sub) -> None:
     p.add_argument("--languages", default=None, help="SIB-200: named set (" + ", ".join(NAMED_SETS) + ") or comma list "
                    "of codes, e.g. 'paper52' or 'eng_Latn,yor_Latn' (default quick); other tasks: all, targets (all but "
                    "the source) or codes in the task's own scheme, e.g. 'jav,sun' (default all)")
-    p.add_argument("--split", choices=["test", "dev", "train"], default="test", help="split to evaluate")
     p.add_argument("--out", type=Path, default=None, help="results CSV (default: RUN_DIR/results_<split>.csv for one "
                    "run, results_<split>.csv in the working directory for several)")
-    p.add_argument("--batch-size", type=int, default=32, help="sentences per batch on the uncached path")
+    add_config_options(p, EvalOptions)
     p.add_argument("--no-plot", action="store_true", help="do not draw the per-language accuracy plot "
                    "(written next to the CSV, .png)")
-    p.add_argument("--max-memory-gb", type=float, default=None, help="cap on cached text states in memory "
-                   "(default: a quarter of available RAM, at most 4)")
-    p.add_argument("--modules-dir", default=None, help="method B runs: the language module registry to take each "
-                   "target language's module from (default: the one the run was trained with)")
-    p.add_argument("--borrow", default="none", help="method B runs: a target language without its own module "
-                   "borrows the nearest language's by this URIEL distance (syntactic, geographic, inventory, genetic, "
-                   "phonological, featural); none = an error naming the missing module. Rows record the module used")
-    p.add_argument("--max-new-tokens", type=int, default=None, help="text-to-text runs: tokens to generate (default: "
-                   "what the run's training answers needed, recorded at training; never the evaluated answers)")
     _data_arg(p)
-    _runtime_args(p)
+    _quiet_arg(p)
 
 
 def _language_module_parser(sub) -> None:
-    d = LanguageModuleConfig()
     p = sub.add_parser("language-module", formatter_class=_Formatter,
                        help="method B: train and list language modules (adapters, soft language prompts)",
                        description="Language modules represent a language on a frozen backbone (Vykopal et al. 2025): "
@@ -214,38 +160,10 @@ def _language_module_parser(sub) -> None:
                        epilog=LANGUAGE_MODULE_EPILOG)
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     t = actions.add_parser("train", formatter_class=_Formatter, help="train one language module into the registry")
-    t.add_argument("--model", default=d.model, help="backbone: offline name, hub id or local directory")
-    t.add_argument("--language", required=True, help="FLORES code of the language, e.g. swh_Latn")
-    t.add_argument("--kind", choices=["la", "slp"], required=True, help="la: language adapter (seq_bn after every "
-                   "block's feed-forward); slp: soft language prompt before the text")
-    t.add_argument("--text", default=d.text, help="text source: a folder of DATA/text (udhr, tatoeba, lafand, ...), "
-                   "sib200-train (the unlabeled SIB-200 train split), a file, or a hub dataset such as "
-                   "wikimedia/wikipedia; auto = the largest local source of the language")
-    t.add_argument("--max-lines", type=int, default=d.max_lines, help="use at most this many lines (seeded choice)")
-    t.add_argument("--steps", type=int, default=d.steps, help="optimizer steps (the paper: 100k on a GPU)")
-    t.add_argument("--batch-size", type=int, default=d.batch_size, help="blocks per step")
-    t.add_argument("--block-length", type=int, default=d.block_length, help="tokens per block (span corruption: "
-                   "encoder input length; the paper: 256)")
-    t.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate (default: "
-                   + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + ")")
-    t.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay")
-    t.add_argument("--warmup-ratio", type=float, default=d.warmup_ratio, help="linear warm-up share of the steps")
-    t.add_argument("--prompt-length", type=int, default=d.prompt_length, help="slp: prompt rows (the paper: 50)")
-    t.add_argument("--init-text", default=d.init_text, help="slp: text whose embeddings initialise the prompt, "
-                   "repeated to fill it (default: 'Generate the output in <language name>:')")
-    t.add_argument("--reduction-factor", type=float, default=d.reduction_factor, help="la: hidden size / bottleneck")
-    t.add_argument("--noise-density", type=float, default=d.noise_density, help="span corruption: share of noise")
-    t.add_argument("--mean-noise-span-length", type=float, default=d.mean_noise_span_length,
-                   help="span corruption: mean span length")
-    t.add_argument("--validation-lines", type=int, default=d.validation_lines, help="held-out lines (at most a "
-                   "tenth of the text) for the validation loss; the best step's weights are kept")
-    t.add_argument("--eval-every", type=int, default=d.eval_every, help="steps between validations and checkpoints")
-    t.add_argument("--seed", type=int, default=d.seed, help="seeds line order, held-out lines, noise, initial values")
+    add_config_options(t, LanguageModuleConfig)
     t.add_argument("--modules-dir", required=True, type=Path, help="registry directory (created if missing)")
     _data_arg(t)
-    t.add_argument("--device", default="auto", help="cpu, cuda, ...; auto = cuda when available")
-    t.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto", help="bf16 autocast (auto: on GPU)")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    _quiet_arg(t)
     ls = actions.add_parser("list", formatter_class=_Formatter, help="list the modules of a registry")
     ls.add_argument("--modules-dir", required=True, type=Path, help="registry directory")
 
@@ -272,7 +190,7 @@ def _run_parser(sub) -> None:
                    "--slurm gpus_per_node=1 --slurm timeout_min=120")
     p.add_argument("--wait", action="store_true", help="with a scheduler: wait for the jobs and gather the results")
     _data_arg(p)
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _quiet_arg(p)
 
 
 def _languages_parser(sub) -> None:
@@ -337,8 +255,7 @@ def cmd_train(args) -> None:
 
     _quiet_libraries(args.verbose)
 
-    fields = set(TrainConfig.__dataclass_fields__)
-    config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    config = config_from(TrainConfig, args)
     metrics = Trainer(config, args.out, data_dir=args.data_dir).run(progress=not args.quiet)
     scores = "" if metrics.get("val_accuracy") is None else (
         f"validation accuracy {metrics['val_accuracy']:.3f}, macro-F1 {metrics['val_macro_f1']:.3f}, ")
@@ -347,7 +264,7 @@ def cmd_train(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from xlpeft.evaluation.evaluate import EvalOptions, evaluate, summary_table, truncation_warnings
+    from xlpeft.evaluation.evaluate import evaluate, summary_table, truncation_warnings
     from xlpeft.files import ensure_writable
     from xlpeft.runs import load_run
     from xlpeft.tasks import get_task
@@ -363,10 +280,7 @@ def cmd_evaluate(args) -> None:
     languages = task.resolve_languages(args.languages or ("quick" if task.name == "sib200" else "all"))
     out = args.out or (args.runs[0] / f"results_{args.split}.csv" if len(runs) == 1 else Path(f"results_{args.split}.csv"))
     ensure_writable(out.parent)
-    options = EvalOptions(split=args.split, batch_size=args.batch_size, max_memory_gb=args.max_memory_gb,
-                          text_cache=args.text_cache, precision=args.precision, device=args.device,
-                          modules_dir=args.modules_dir, borrow=args.borrow, max_new_tokens=args.max_new_tokens)
-    results = evaluate(runs, languages, args.data_dir, out, options, progress=not args.quiet)
+    results = evaluate(runs, languages, args.data_dir, out, config_from(EvalOptions, args), progress=not args.quiet)
     metric = task.metric_columns[0]
     print(summary_table(results, runs, languages, metric))
     for warning in truncation_warnings(results, runs, languages):
@@ -437,8 +351,7 @@ def cmd_language_module(args) -> None:
     from xlpeft.training.language_module import LanguageModuleTrainer
 
     _quiet_libraries(args.verbose)
-    fields = set(LanguageModuleConfig.__dataclass_fields__)
-    config = LanguageModuleConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    config = config_from(LanguageModuleConfig, args)
     trainer = LanguageModuleTrainer(config, args.modules_dir, data_dir=args.data_dir)
     meta = trainer.run(progress=not args.quiet)
     print(f"{config.kind} {config.language}: {meta['tokens_seen']:,} tokens seen ({meta['text']['source']}), validation "

@@ -1,23 +1,50 @@
-"""The typed configuration of one training run (what ``xlpeft train`` flags fill in)."""
+"""The typed configurations: one training run (TrainConfig, what ``xlpeft train`` fills in), one language module
+(LanguageModuleConfig, ``xlpeft language-module train``) and how runs are evaluated (EvalOptions, ``xlpeft evaluate``).
+
+Each field declares its command-line help next to it (:func:`option`) and its allowed values in its ``Literal`` type;
+xlpeft/cli.py derives the options, defaults and choices from them. Kept free of torch and transformers (and of
+the data readers) so that the CLI starts instantly.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from xlpeft.data.languages import registry as language_registry
+from xlpeft.data.task_names import TASK_HELP, TASK_NAMES, SourceData
 from xlpeft.errors import XlpeftError
 
 if TYPE_CHECKING:
     from xlpeft.tasks import Task
 
+# the allowed values, declared once: argparse's choices and the code that checks a value read them from here
+Placement = Literal["suffix", "prefix", "start"]
+Head = Literal["auto", "lm", "linear"]
+Reparam = Literal["none", "mlp", "residual"]
+Init = Literal["uniform", "vocab", "text"]
 Regime = Literal["prompt", "joint", "full"]
+Select = Literal["val_loss", "val_accuracy"]
+Precision = Literal["auto", "fp32", "bf16"]
+Split = Literal["test", "dev", "train"]
+LanguageKind = Literal["la", "slp"]  # method B's language modules: language adapter, soft language prompt
+ConfigurationName = Literal["zero-shot", "ta", "tp", "la+ta", "la+tp", "slp+ta", "slp+tp"]  # modular/configurations.py
+
 REGIME_HELP = {
     "prompt": "model frozen, only the soft prompt (its MLP while it exists, and a linear head if any) is trained",
     "joint": "soft prompt and the whole model trained together ('unfrozen' in the paper)",
     "full": "fine-tune the whole model with no prompt, predicting from the last text position",
 }
 
+DEVICE_HELP = "cpu, cuda, cuda:1 ...; auto = cuda when available"
+PRECISION_HELP = ("bf16 autocast; auto = bf16 on GPU, fp32 on CPU. On CPUs with AVX512-BF16 bf16 trains a frozen suffix "
+                  "prompt about 1.6x faster, and accuracies move by about a point, so there it is opt-in "
+                  "(docs/benchmarks.md). fp32 products of the frozen model run on oneDNN on non-Intel x86 CPUs (2x MKL's "
+                  "speed there); XLPEFT_CPU_MATMUL=mkl|onednn overrides")
+TEXT_CACHE_HELP = ("run the whole sequence every step instead of caching the text's states (the cache is on by default "
+                   "where it applies: frozen model, suffix prompt; same numbers; for checking, and needed for "
+                   "--frozen-dropout)")
 
 # fields added once runs existed, with the value every earlier run implicitly had
 ADDED_LATER = {"task": "sib200", "source_data": "local", "select": "val_loss"}
@@ -26,47 +53,82 @@ ADDED_LATER = {"task": "sib200", "source_data": "local", "select": "val_loss"}
 NO_TASK_PROMPT = ("zero-shot", "ta", "la+ta", "slp+ta")
 
 
+def option(default: Any, help: str, **cli: Any) -> Any:
+    """A field with its command-line help. A bool field is an on/off flag (``--no-<name>`` when on by default: its
+    help says what the flag does). ``cli`` adds what the type alone does not say: ``none="all"`` (the word that
+    means None), ``choices`` (a str whose values are declared elsewhere), ``required=True`` (the command line must
+    name it, although configs read from files have a default)."""
+    return field(default=default, metadata={"help": help, **cli})
+
+
 @dataclass
 class TrainConfig:
     """Everything that decides a run's numbers; stored in RUN_DIR/config.json."""
 
-    model: str = "smollm2-135m"
-    task: str = "sib200"  # a name in xlpeft.tasks.TASKS
-    source: str = ""  # the source language in the task's codes; "" = the task's default (eng_Latn for SIB-200)
-    source_data: str = "local"  # local copy, or "hub": the standard source where it is online (SQuAD, XNLI)
-    shots: int | None = 32  # examples per class; None = the whole train/dev split
-    prompt_length: int = 10
-    placement: Literal["suffix", "prefix", "start"] = "suffix"
-    head: Literal["auto", "lm", "linear"] = "auto"  # auto: the LM / masked-LM head if the model has one
-    reparam: Literal["none", "mlp", "residual"] = "none"
-    reparam_hidden: int = 200
+    model: str = option("smollm2-135m", "offline model (smollm2-135m, gemma-3-270m, multilingual-e5-small), hub id "
+                        "(facebook/xglm-564M, bigscience/bloom-560m, bigscience/mt0-base, FacebookAI/xlm-roberta-base, "
+                        "...) or a local model directory")
+    task: str = option("sib200", "; ".join(f"{name}: {text}" for name, text in TASK_HELP.items()) + " (docs/tasks.md)",
+                       choices=TASK_NAMES)
+    source: str = option("", "training language in the task's codes (SIB-200: FLORES, e.g. eng_Latn; nusax/masakhaner: "
+                         "eng; xquad/americasnli: en); default: the task's source")
+    source_data: SourceData = option("local", "where the source data come from: local copies, or the standard hub "
+                                     "source where the local data have none (xquad: SQuAD v1.1 train; americasnli: "
+                                     "English XNLI). Offline, xquad trains on half of XQuAD's English articles and "
+                                     "evaluates the other half, and americasnli trains on one of its languages' dev "
+                                     "pairs (--source quy)")
+    shots: int | None = option(32, "classification: k examples per class after balanced undersampling (validation: "
+                               "ceil(k/4) per class); text-to-text tasks: k examples (validation: ceil(k/4), at least "
+                               "8); 'all' = whole train/dev splits", none="all")
+    prompt_length: int = option(10, "L, soft prompt vectors (0 with --head linear trains the head alone)")
+    placement: Placement = option("suffix", "suffix: [text][prompt][EOS] (Philippy et al.; cached on causal LMs); "
+                                  "prefix: [prompt][text][EOS] (Lester et al.; after [CLS] on encoders); start: before "
+                                  "every token, PEFT's layout (differs from prefix only on encoders)")
+    head: Head = option("auto", "lm: the model's LM / masked-LM head with label words (encoder-decoders: label strings "
+                        "scored by the decoder); linear: a trainable linear head on mean-pooled encoder states (causal: "
+                        "on the prediction position); auto: lm when the model has such a head, else linear (e5)")
+    reparam: Reparam = option("none", "MLP reparameterization during training (folded into a plain prompt afterwards)")
+    reparam_hidden: int = option(200, "hidden width h of the MLP")
     # random vocabulary embeddings: +10 points on SmolLM2 and +21.6 English / +17.9 nine-language mean on
     # Gemma-3-270M over the paper's uniform(-0.5, 0.5) (docs/backbones.md, "Defaults and what was tried")
-    init: Literal["uniform", "vocab", "text"] = "vocab"
-    init_text: str = ""
-    regime: Regime = "prompt"
-    epochs: int = 20
-    # the epoch kept: lowest source validation loss, or highest validation accuracy (ties: lower loss);
-    # text-to-text tasks have no validation accuracy and always use the loss
-    select: Literal["val_loss", "val_accuracy"] = "val_loss"
-    lr: float = 5e-3
-    lr_model: float | None = None  # joint/full: the model's rate; None = same as lr (the paper's joint setting)
-    batch_size: int = 8
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    max_length: int = 128
-    label_words: str = ""  # overrides, "label=word,..."
-    text_prefix: str = ""  # prepended to every text, e.g. "query: " for e5 models
-    seed: int = 0
-    text_cache: bool = True
-    frozen_dropout: bool = False  # keep the frozen model's dropout on, as the reference code did (uncached only)
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    device: str = "auto"
-    # method B (modular/stack.py): "" = method A's soft prompt; else zero-shot, ta, tp, la+ta, la+tp, slp+ta,
-    # slp+tp. The task prompt (tp) has prompt_length rows; language modules come from the registry modules_dir.
-    configuration: str = ""
-    modules_dir: str = ""
-    adapter_reduction_factor: float = 16  # the task adapter's d / bottleneck
+    init: Init = option("vocab", "uniform(-0.5, 0.5) (the paper's); embeddings of random vocabulary tokens (the "
+                        "default: docs/backbones.md, 'Defaults and what was tried'); or of --init-text")
+    init_text: str = option("", "text whose token embeddings initialise the prompt (--init text)")
+    regime: Regime = option("prompt", "; ".join(f"{k}: {v}" for k, v in REGIME_HELP.items()))
+    epochs: int = option(20, "training epochs; the best epoch on the source-language validation set (--select) is kept")
+    select: Select = option("val_loss", "the epoch kept: lowest validation loss, or highest validation accuracy (ties: "
+                            "lower loss; text-to-text tasks always use the loss)")
+    lr: float = option(5e-3, "AdamW learning rate of the prompt (and of the model in full)")
+    lr_model: float | None = option(None, "joint/full: learning rate of the model (default: same as --lr, the paper's "
+                                    "joint setting)")
+    batch_size: int = option(8, "sentences per step")
+    warmup_ratio: float = option(0.1, "linear warm-up share of all steps")
+    weight_decay: float = option(0.01, "AdamW weight decay")
+    max_length: int = option(128, "text tokens per sequence, the same for every prompt length, placement, model and "
+                             "configuration (prompt and special tokens come on top); longer texts are cut and the cuts "
+                             "counted in each result row")
+    label_words: str = option("", "override verbalizer words, e.g. 'sports= play,geography= earth' (each must be one "
+                              "token, except on encoder-decoders, which score strings); default: the paper's words for "
+                              "XGLM/BLOOM, space-prefixed where the tokenizer does not mark word starts itself "
+                              "(byte-level BPE, Gemma)")
+    text_prefix: str = option("", "prepended to every text (training and evaluation), e.g. 'query: ' as "
+                              "multilingual-e5 expects")
+    seed: int = option(0, "seeds sampling, prompt init, head init, data order and dropout")
+    text_cache: bool = option(True, TEXT_CACHE_HELP)
+    frozen_dropout: bool = option(False, "keep dropout on in the frozen model, as the reference code did (forces the "
+                                  "uncached path)")
+    precision: Precision = option("auto", PRECISION_HELP)
+    device: str = option("auto", DEVICE_HELP)
+    # method B (modular/stack.py): "" = method A's soft prompt. The task prompt (tp) has prompt_length rows;
+    # language modules come from the registry modules_dir.
+    configuration: Literal["", ConfigurationName] = option(
+        "", "method B (Vykopal et al.): a task adapter (ta) or task prompt (tp), alone or on top of the source "
+        "language's frozen language adapter (la+) or soft language prompt (slp+) from --modules-dir; zero-shot trains "
+        "nothing. Prompts go [language prompt, task prompt, text] (--placement prefix). Empty: method A's soft prompt")
+    modules_dir: str = option("", "language module registry written by 'xlpeft language-module train' (la+/slp+ "
+                              "configurations)")
+    adapter_reduction_factor: float = option(16, "task adapter bottleneck: hidden size / this (16: 576 -> 36 on "
+                                             "SmolLM2, 768 -> 48 on mT0-base)")
 
     def __post_init__(self) -> None:
         if self.regime == "full" or self.configuration in NO_TASK_PROMPT:
@@ -114,3 +176,85 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         # a run written before a field existed had that field's earlier value, whatever today's default is
         return cls(**{k: v for k, v in {**ADDED_LATER, **data}.items() if k in known})
+
+
+DEFAULT_LR = {"la": 1e-3, "slp": 3e-2}  # a language module's learning rate by kind, unless --lr is given
+
+
+@dataclass
+class LanguageModuleConfig:
+    """Everything that decides a language module's weights; stored in module.json."""
+
+    model: str = option("smollm2-135m", "backbone: offline name, hub id or local directory")
+    language: str = option("eng_Latn", "FLORES code of the language, e.g. swh_Latn", required=True)
+    kind: LanguageKind = option("la", "la: language adapter (seq_bn after every block's feed-forward); slp: soft "
+                                "language prompt before the text", required=True)
+    text: str = option("auto", "text source: a folder of DATA/text (udhr, tatoeba, lafand, ...), sib200-train (the "
+                       "unlabeled SIB-200 train split), a file, or a hub dataset such as wikimedia/wikipedia; auto = the "
+                       "largest local source of the language")
+    max_lines: int | None = option(None, "use at most this many lines (seeded choice)")
+    steps: int = option(300, "optimizer steps (the paper: 100k on a GPU)")
+    batch_size: int = option(8, "blocks per step")
+    block_length: int = option(128, "tokens per block (span corruption: encoder input length; the paper: 256)")
+    lr: float | None = option(None, "AdamW learning rate (default: " + ", ".join(f"{k} {v:g}" for k, v in
+                                                                                 DEFAULT_LR.items()) + ")")
+    weight_decay: float = option(0.0, "AdamW weight decay")  # the paper's SLP used 1e-5 with Adafactor
+    warmup_ratio: float = option(0.06, "linear warm-up share of the steps")
+    prompt_length: int = option(50, "slp: prompt rows (the paper: 50)")
+    init_text: str = option("", "slp: text whose embeddings initialise the prompt, repeated to fill it (default: "
+                            "'Generate the output in <language name>:')")
+    reduction_factor: float = option(16, "la: hidden size / bottleneck")  # the paper: 16
+    noise_density: float = option(0.15, "span corruption: share of noise")
+    mean_noise_span_length: float = option(3.0, "span corruption: mean span length")
+    validation_lines: int = option(200, "held-out lines (at most a tenth of the text) for the validation loss; the best "
+                                   "step's weights are kept")
+    eval_every: int = option(50, "steps between validations and checkpoints")
+    seed: int = option(0, "seeds line order, held-out lines, noise, initial values")
+    precision: Precision = option("auto", "bf16 autocast (auto: on GPU)")
+    device: str = option("auto", "cpu, cuda, ...; auto = cuda when available")
+
+    @property
+    def lr_used(self) -> float:
+        return DEFAULT_LR[self.kind] if self.lr is None else self.lr
+
+    @property
+    def init_text_used(self) -> str:
+        return self.init_text or f"Generate the output in {language_registry()[self.language].name}:"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> LanguageModuleConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+BORROW_NONE = "none"  # EvalOptions.borrow: no borrowing, a missing language module is an error
+
+
+@dataclass
+class EvalOptions:
+    """How to evaluate (never what: the runs decide the numbers)."""
+
+    split: Split = option("test", "split to evaluate")
+    batch_size: int = option(32, "sentences per batch on the uncached path")
+    max_memory_gb: float | None = option(None, "cap on cached text states in memory (default: a quarter of available "
+                                         "RAM, at most 4)")
+    text_cache: bool = option(True, TEXT_CACHE_HELP)
+    precision: Precision = option("auto", PRECISION_HELP)
+    device: str = option("auto", DEVICE_HELP)
+    modules_dir: str | None = option(None, "method B runs: the language module registry to take each target language's "
+                                     "module from (default: the one the run was trained with)")
+    borrow: str = option(BORROW_NONE, "method B runs: a target language without its own module borrows the nearest "
+                         "language's by this URIEL distance (syntactic, geographic, inventory, genetic, phonological, "
+                         "featural); none = an error naming the missing module. Rows record the module used")
+    max_new_tokens: int | None = option(None, "text-to-text runs: tokens to generate (default: what the run's training "
+                                        "answers needed, recorded at training; never the evaluated answers)")
+
+    def memory_budget(self) -> int:
+        import psutil  # here, not at the top: the CLI imports this module at start
+
+        if self.max_memory_gb is not None:
+            return int(self.max_memory_gb * 2**30)
+        return int(min(4 * 2**30, psutil.virtual_memory().available / 4))

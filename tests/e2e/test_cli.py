@@ -1,7 +1,11 @@
 """The command line: the train/evaluate contract, its output format, and one-line errors for bad input."""
 
+import dataclasses
 import json
 import shutil
+import subprocess
+import sys
+import typing
 
 import by_hand
 import pandas as pd
@@ -10,6 +14,8 @@ import torch
 
 from xlpeft import __version__
 from xlpeft.cli import main
+from xlpeft.config import EvalOptions, LanguageModuleConfig, TrainConfig
+from xlpeft.data.task_names import TASK_NAMES
 
 
 @pytest.fixture(autouse=True)
@@ -360,3 +366,53 @@ def test_a_joint_run_is_labelled_with_the_weights_it_was_trained_from_and_its_ro
     assert row["backbone_fingerprint"] == config["backbone"]["fingerprint"]
     before = out.stat().st_mtime_ns
     assert main(args) == 0 and out.stat().st_mtime_ns == before
+
+
+def _subparser(parser, *path):
+    for name in path:
+        [sub] = [a for a in parser._actions if a.dest in ("command", "action")]
+        parser = sub.choices[name]
+    return parser
+
+
+@pytest.mark.parametrize("config_type, command", [(TrainConfig, ("train",)), (EvalOptions, ("evaluate",)),
+                                                  (LanguageModuleConfig, ("language-module", "train"))])
+def test_every_config_field_is_an_option_with_its_default_help_and_choices(config_type, command):
+    """The options are derived from the dataclass fields (cli.add_config_options): nothing copied by hand."""
+    from xlpeft.cli import build_parser
+
+    actions = {a.dest: a for a in _subparser(build_parser(), *command)._actions}
+    hints = typing.get_type_hints(config_type)
+    for f in dataclasses.fields(config_type):
+        action, name = actions[f.name], f.name.replace("_", "-")
+        assert action.help and action.help == f.metadata["help"], f.name
+        if f.metadata.get("required"):  # the command line must name it (a grid's YAML may leave it out)
+            assert action.required, f.name
+        else:
+            assert action.default == f.default, f.name
+        if hints[f.name] is bool:
+            assert action.option_strings == [f"--no-{name}" if f.default else f"--{name}"]
+        else:
+            assert action.option_strings == [f"--{name}"]
+        if typing.get_origin(hints[f.name]) is typing.Literal:
+            assert action.choices == list(typing.get_args(hints[f.name])), f.name
+    if config_type is TrainConfig:
+        assert actions["task"].choices == list(TASK_NAMES)
+
+
+def test_shots_all_means_the_whole_split_and_other_words_are_refused(capsys):
+    from xlpeft.cli import build_parser
+
+    parse = build_parser().parse_args
+    assert parse(["train", "--out", "x", "--shots", "all"]).shots is None
+    assert parse(["train", "--out", "x", "--shots", "16"]).shots == 16
+    with pytest.raises(SystemExit):
+        parse(["train", "--out", "x", "--shots", "many"])
+    assert "--shots: 'many' is not a number or 'all'" in capsys.readouterr().err
+
+
+def test_the_cli_starts_without_torch_pandas_or_the_data_readers():
+    code = ("import sys; from xlpeft.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'transformers', 'pandas', 'numpy', 'xlpeft.tasks') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

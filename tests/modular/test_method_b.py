@@ -13,7 +13,7 @@ from transformers import PreTrainedTokenizerFast
 
 from xlpeft import runs as rd
 from xlpeft.adapters import adapter_names, adapter_state_dict
-from xlpeft.config import TrainConfig
+from xlpeft.config import LanguageModuleConfig, TrainConfig
 from xlpeft.data.sib200 import Sib200
 from xlpeft.errors import XlpeftError
 from xlpeft.evaluation import evaluate as ev
@@ -21,7 +21,6 @@ from xlpeft.evaluation.predict import predict_modular
 from xlpeft.modular.configurations import CONFIGURATIONS, Configuration
 from xlpeft.modular.registry import ModuleRegistry, list_modules
 from xlpeft.modular.stack import TASK_ADAPTER, ModuleStack, splice_lm_prompt
-from xlpeft.training.language_config import LanguageModuleConfig
 from xlpeft.training.language_module import CHECKPOINT, LanguageModuleTrainer
 from xlpeft.training.trainer import Trainer
 

@@ -8,14 +8,13 @@ import pytest
 from conftest import make_backbone, make_seq2seq
 
 from xlpeft import runs as rd
-from xlpeft.config import TrainConfig
+from xlpeft.config import LanguageModuleConfig, TrainConfig
 from xlpeft.data.tasks.xquad import Answer, QaExample
 from xlpeft.errors import XlpeftError
 from xlpeft.evaluation import evaluate as ev
 from xlpeft.experiments.grid import expand, run_id
 from xlpeft.heads.generation import Generated
 from xlpeft.tasks import Examples, get_task
-from xlpeft.training.language_config import LanguageModuleConfig
 from xlpeft.training.language_module import LanguageModuleTrainer
 from xlpeft.training.trainer import Trainer
 
@@ -247,10 +246,11 @@ def test_a_grid_of_another_task_resolves_its_languages_in_the_tasks_codes():
 
 
 def test_cli_trains_and_evaluates_a_text_task(tmp_path, tiny_model_dir, data_root):
-    from xlpeft.cli import TASK_CHOICES, main
+    from xlpeft.cli import main
+    from xlpeft.data.task_names import TASK_NAMES
     from xlpeft.tasks import TASKS
 
-    assert set(TASK_CHOICES) == set(TASKS)
+    assert set(TASK_NAMES) == set(TASKS)
     run = tmp_path / "ner"
     assert main(["train", "--task", "masakhaner", "--model", str(tiny_model_dir), "--shots", "4", "--epochs", "1",
                  "--placement", "prefix", "--prompt-length", "3", "--max-length", "64", "--out", str(run),

@@ -22,15 +22,14 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import psutil
 from tqdm.auto import tqdm
 
 from xlpeft import __version__, faults
 from xlpeft.backbones import Backbone, load_backbone
+from xlpeft.config import EvalOptions
 from xlpeft.errors import XlpeftError
 from xlpeft.evaluation.identity import EvalIdentity, read_rows, run_identity
 from xlpeft.evaluation.predict import (
@@ -52,7 +51,7 @@ from xlpeft.files import atomic_write
 from xlpeft.heads.layout import PromptLayout
 from xlpeft.kernels.llama_prompt_step import fuse_frozen_projections
 from xlpeft.modular.configurations import Configuration
-from xlpeft.modular.registry import BORROW_NONE, ModuleRegistry, Resolved, module_fingerprint
+from xlpeft.modular.registry import ModuleRegistry, Resolved, module_fingerprint
 from xlpeft.runs import Run
 from xlpeft.runtime import (
     autocast,
@@ -67,26 +66,6 @@ from xlpeft.tasks import Examples, Task, TextTask, get_task
 log = logging.getLogger("xlpeft")
 KEY = ["run", "run_id", "language"]
 RUN_COLUMNS = ("model", "regime", "placement", "prompt_length", "head", "reparam", "shots", "seed")
-
-
-@dataclass
-class EvalOptions:
-    """How to evaluate (never what: the runs decide the numbers)."""
-
-    split: str = "test"
-    batch_size: int = 32
-    max_memory_gb: float | None = None  # cap on cached text states; default: a quarter of free RAM, at most 4 GiB
-    text_cache: bool = True
-    precision: str = "auto"
-    device: str = "auto"
-    modules_dir: str | None = None  # method B: the language module registry (default: the one each run names)
-    borrow: str = BORROW_NONE  # method B: a URIEL distance to borrow the nearest language's module by, or "none"
-    max_new_tokens: int | None = None  # text-to-text: generation length (default: what the run's training targets needed)
-
-    def memory_budget(self) -> int:
-        if self.max_memory_gb is not None:
-            return int(self.max_memory_gb * 2**30)
-        return int(min(4 * 2**30, psutil.virtual_memory().available / 4))
 
 
 def evaluate(runs: list[Run], languages: list[str], data_dir: str | None, out_csv: Path, options: EvalOptions,

@@ -41,11 +41,10 @@ from typing import Any
 
 import yaml
 
-from xlpeft.config import TrainConfig
+from xlpeft.config import LanguageModuleConfig, TrainConfig
 from xlpeft.data.languages import resolve_languages
 from xlpeft.errors import XlpeftError
 from xlpeft.tasks import Task, get_task
-from xlpeft.training.language_config import LanguageModuleConfig
 
 TRAIN_FIELDS = {f.name for f in fields(TrainConfig)}
 EVAL_FIELDS = {"languages", "split", "batch_size", "max_memory_gb", "text_cache", "precision", "borrow", "modules_dir",

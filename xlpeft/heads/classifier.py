@@ -13,19 +13,16 @@ turn those outputs into a training loss and per-label scores. The kinds:
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from xlpeft.backbones import Backbone
+from xlpeft.config import Head
 from xlpeft.errors import XlpeftError
 from xlpeft.heads.layout import PromptLayout, pooled_hidden, prediction_hidden
 from xlpeft.objectives.label_strings import LabelStrings
 from xlpeft.objectives.verbalizer import Verbalizer
-
-Head = Literal["auto", "lm", "linear"]
 
 
 class Classifier(nn.Module):

@@ -36,8 +36,9 @@ from typing import Literal
 import torch
 
 from xlpeft.backbones import Backbone
+from xlpeft.config import Placement as PromptPlacement
 
-Placement = Literal["suffix", "prefix", "start", "none"]
+Placement = Literal[PromptPlacement, "none"]  # "none": no prompt (regime full, or a prompt of length 0)
 Counts = Literal["text", "all"]
 TEXT_ONLY: Counts = "text"  # config.json's ``max_length_counts`` since max_length counts text tokens only
 NO_LIMIT = 0

@@ -6,10 +6,12 @@ Kept free of torch and transformers so that the CLI can list the choices instant
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import get_args
 
+from xlpeft.config import ConfigurationName
 from xlpeft.errors import XlpeftError
 
-CONFIGURATIONS = ("zero-shot", "ta", "tp", "la+ta", "la+tp", "slp+ta", "slp+tp")
+CONFIGURATIONS: tuple[str, ...] = get_args(ConfigurationName)
 @dataclass(frozen=True)
 class Configuration:
     """One of CONFIGURATIONS: which language module (la / slp / none) and task module (ta / tp / none)."""

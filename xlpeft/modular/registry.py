@@ -24,19 +24,20 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 import torch
 
 from xlpeft.backbones import Backbone
 from xlpeft.backbones.identity import embedding_checksum
+from xlpeft.config import BORROW_NONE, LanguageKind
 from xlpeft.errors import XlpeftError
 from xlpeft.prompts.peft_format import load_peft_embeddings, unscale
 
-LANGUAGE_KINDS = ("la", "slp")
+LANGUAGE_KINDS: tuple[str, ...] = get_args(LanguageKind)
 KIND_NAMES = {"la": "language adapter", "slp": "soft language prompt"}
 MODULE_JSON = "module.json"
 ADAPTER_DIR = "adapter"
-BORROW_NONE = "none"
 
 
 def backbone_slug(name: str) -> str:

@@ -16,13 +16,10 @@ embedding matrix; the splice multiplies by the scale.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch import nn
 
-Reparam = Literal["none", "mlp", "residual"]
-Init = Literal["uniform", "vocab", "text"]
+from xlpeft.config import Init, Reparam
 
 
 class PromptMLP(nn.Module):

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from xlpeft.data.task_names import TASK_NAMES
 from xlpeft.errors import XlpeftError
 from xlpeft.tasks.base import ClassificationTask, Examples, FewShotSample, Task, TextTask
 from xlpeft.tasks.classification import AmericasNliTask, NusaxTask, Sib200Task
 from xlpeft.tasks.hub import WikiannTask, XnliTask
 from xlpeft.tasks.text_to_text import MasakhanerTask, XquadTask
 
-TASKS: dict[str, type[Task]] = {t.name: t for t in (Sib200Task, NusaxTask, AmericasNliTask, MasakhanerTask, XquadTask,
-                                                    XnliTask, WikiannTask)}
+_CLASSES = {t.name: t for t in (Sib200Task, NusaxTask, AmericasNliTask, MasakhanerTask, XquadTask, XnliTask, WikiannTask)}
+# the tasks that exist, in the order of their declaration (data/task_names.py, which the CLI reads without the readers)
+TASKS: dict[str, type[Task]] = {name: _CLASSES[name] for name in TASK_NAMES}
 
 
 def get_task(name: str, data_dir=None) -> Task:

@@ -15,11 +15,13 @@ NLI pairs are one text, premise and hypothesis on two lines; the verbalizer word
 from __future__ import annotations
 
 import functools
+from typing import get_args
 
 import numpy as np
 
 from xlpeft.data import sib200
 from xlpeft.data.languages import SIB200_CODES, resolve_languages
+from xlpeft.data.task_names import SourceData
 from xlpeft.data.tasks import americasnli, nusax
 from xlpeft.errors import XlpeftError
 from xlpeft.tasks.base import ClassificationTask, Examples
@@ -95,7 +97,7 @@ class AmericasNliTask(ClassificationTask):
     default_targets = americasnli.LANGUAGES
     flores = {**americasnli.FLORES, "en": "eng_Latn"}
     label_words_by_family = {"default": ("yes", "maybe", "no")}
-    source_data_choices = ("local", "hub")
+    source_data_choices = get_args(SourceData)
 
     @property
     def languages(self):

@@ -18,6 +18,9 @@ Both train by teacher forcing on the target string and predict by greedy generat
 
 from __future__ import annotations
 
+from typing import get_args
+
+from xlpeft.data.task_names import SourceData
 from xlpeft.data.tasks import masakhaner, xquad
 from xlpeft.tasks.base import Examples, TextTask
 
@@ -75,7 +78,7 @@ class XquadTask(TextTask):
     default_targets = xquad.LANGUAGES
     flores = xquad.FLORES
     metric_columns = ("f1", "exact_match", "n")
-    source_data_choices = ("local", "hub")
+    source_data_choices = get_args(SourceData)
     overlap = 32  # tokens shared by consecutive windows: answers up to this long are never cut
 
     @property

@@ -64,7 +64,7 @@ from xlpeft.runtime import (
     route_frozen_linears_to_onednn,
     seed_everything,
 )
-from xlpeft.training.language_config import LanguageModuleConfig
+from xlpeft.config import LanguageModuleConfig
 
 log = logging.getLogger("xlpeft")
 LOG, CHECKPOINT = "train_log.jsonl", "checkpoint.pt"

@@ -18,6 +18,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 import torch
 from tqdm.auto import tqdm
@@ -28,7 +29,7 @@ from xlpeft import runs as rd
 from xlpeft.adapters import AdapterConfig, adapter_names, adapter_parameters, adapter_state_dict, load_adapter_state_dict
 from xlpeft.adapters.adapterhub import save_adapterhub
 from xlpeft.backbones import Backbone, load_backbone
-from xlpeft.config import TrainConfig
+from xlpeft.config import Select, TrainConfig
 from xlpeft.errors import XlpeftError
 from xlpeft.heads.build import build_head
 from xlpeft.heads.classifier import (
@@ -71,7 +72,7 @@ def improves(record: dict, best: dict, select: str = "val_loss") -> bool:
     if select == "val_accuracy" and record.get("val_accuracy") is not None and best.get("val_accuracy") is not None:
         if record["val_accuracy"] != best["val_accuracy"]:
             return record["val_accuracy"] > best["val_accuracy"]
-    elif select not in ("val_loss", "val_accuracy"):
+    elif select not in get_args(Select):
         raise ValueError(f"unknown epoch selection {select!r}: val_loss or val_accuracy")
     return record["val_loss"] < best["val_loss"]
 
@@ -122,7 +123,7 @@ class Trainer:
             raise XlpeftError(f"--prompt-length must not be negative (got {c.prompt_length})")
         if c.epochs < 1 or c.batch_size < 1:
             raise XlpeftError("--epochs and --batch-size must be at least 1")
-        if c.select not in ("val_loss", "val_accuracy"):
+        if c.select not in get_args(Select):
             raise XlpeftError(f"--select must be val_loss or val_accuracy (got {c.select!r})")
         if c.init == "text" and not c.init_text:
             raise XlpeftError("--init text needs --init-text 'some words' to take the embeddings from")
