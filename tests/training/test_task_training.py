@@ -326,7 +326,7 @@ def test_borrowed_rows_are_recomputed_when_the_borrowing_distance_changes(tmp_pa
 
 def test_a_grid_of_a_text_task_stores_its_own_metrics(tmp_path, tiny_model_dir, data_root):
     """The results store holds the task's metric columns (MasakhaNER: f1, precision, recall), not SIB-200's."""
-    from xlpeft.analysis.report import analyse
+    from xlpeft.analysis.tables import analyse
     from xlpeft.experiments import runner
 
     grid = expand({"name": "ner", "train": {"task": "masakhaner", "model": str(tiny_model_dir), "shots": 2,
