@@ -21,7 +21,6 @@ from xlpeft.errors import XlpeftError
 
 TASK = "nusax"
 ORIGIN = "github.com/IndoNLP/nusax"
-HUB = "indonlp/NusaX-senti"
 # ISO 639-3 code (the hub's config names) -> the repository's folder name.
 FOLDERS: dict[str, str] = {
     "ace": "acehnese",

@@ -36,7 +36,6 @@ from xlpeft.errors import XlpeftError
 
 TASK = "xquad"
 ORIGIN = "github.com/deepmind/xquad"
-HUB = "google/xquad"
 SQUAD_HUB = "rajpurkar/squad"
 LANGUAGES: tuple[str, ...] = tuple("ar de el en es hi ro ru th tr vi zh".split())
 SOURCE = "en"
