@@ -1,7 +1,8 @@
 """The report's files from a :class:`~xlpeft.analysis.tables.Report`: the tables as CSV and the summary as
 a LaTeX booktabs tabular (:func:`write_tables`), the figures (:func:`draw_figures`, drawn by
 :mod:`xlpeft.analysis.plots`), and the document (:func:`document`) as Markdown and self-contained HTML
-(:func:`write_document`). Nothing here computes a statistic: numbers are only rounded and laid out."""
+(:func:`write_document`). Nothing here computes a statistic: numbers are rounded and laid out, and the
+truncation warnings compare the shares cut with a threshold."""
 
 from __future__ import annotations
 
