@@ -12,13 +12,19 @@ so the expected numbers can be worked out by hand:
 from __future__ import annotations
 
 import math
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from scipy.stats import linregress
 
-from xlpeft.analysis import report as R
+from xlpeft.analysis.render import truncation_warnings
+from xlpeft.analysis.report import write_report
+from xlpeft.analysis.tables import analyse, gain_pairs
 from xlpeft.cli import main
 from xlpeft.experiments import runner
 from xlpeft.experiments.grid import expand
@@ -58,8 +64,8 @@ def grid(tmp_path_factory):
         patch.setenv("XLPEFT_CACHE_DIR", str(root / "cache"))
         out = _grid_dir(root / "grid", {"regime": ["prompt", "joint"], "prompt_length": [4, 16], "seed": [0, 1]},
                         partial="hin_Deva")
-        written = R.write_report(out)
-        yield out, R.analyse(out), written
+        written = write_report(out)
+        yield out, analyse(out), written
 
 
 @pytest.fixture(autouse=True)
@@ -95,7 +101,7 @@ def test_only_languages_every_run_has_are_used(grid):
 
 def test_gains_pair_configurations_that_differ_in_one_axis(grid):
     _, report, _ = grid
-    pairs = R.gain_pairs(report.configs, report.axes)
+    pairs = gain_pairs(report.configs, report.axes)
     assert sorted(pairs) == sorted([(P4, J4, "regime"), (P16, J16, "regime"),
                                     (P4, P16, "prompt_length"), (J4, J16, "prompt_length")])
     row = report.gains.set_index(["a", "b"]).loc[(P4, J4)]
@@ -175,14 +181,14 @@ def test_truncation_per_language_and_its_warnings(tmp_path):
     store["n_truncated"] = [cut.get((language, length), 0)
                             for language, length in zip(store["language"], store["cfg_prompt_length"])]
     store.to_parquet(out / "results.parquet", index=False)
-    written = R.write_report(out, tmp_path / "r")
-    report = R.analyse(out)
+    written = write_report(out, tmp_path / "r")
+    report = analyse(out)
     share = report.truncation
     assert share.loc["zho_Hans", "prompt_length=16"] == pytest.approx(0.10)  # 2 runs x 20 of 2 x 200
     assert share.loc["zho_Hans", "prompt_length=4"] == pytest.approx(0.02)
     assert share.loc["yor_Latn"].tolist() == pytest.approx([0.01, 0.01]) and share.loc["eng_Latn"].sum() == 0
     assert report.inputs["eng_Latn"] == 200
-    warnings = R.truncation_warnings(share, R.gain_pairs(report.configs, report.axes))
+    warnings = truncation_warnings(share, gain_pairs(report.configs, report.axes))
     assert len(warnings) == 2
     assert warnings[0].startswith("`zho_Hans` loses more than 5% of its inputs: 10.0 % in prompt_length=16")
     assert "cut different shares in 1 language(s), by up to 8.0 pp (`zho_Hans`: 2.0 % vs 10.0 %)" in warnings[1]
@@ -215,3 +221,12 @@ def test_the_quickstart_shaped_grid_gets_its_claims_worked_out_by_hand(grid):
     # mean over the 6 targets gains 0.001 * 12 * (1 + mean OFFSET) from L = 4 to 16: two doublings
     assert shorter.estimate == pytest.approx(100 * 0.001 * 12 * (1 + (0.10 - 0.30) / 6) / 2)
     assert shorter.languages == 6 and shorter.direction == -1
+
+
+def test_the_report_does_not_import_torch():
+    """``xlpeft report`` reads a table and draws plots: importing it must not load torch (seconds at start)."""
+    code = "import sys, xlpeft.analysis.report; print([m for m in ('torch', 'transformers') if m in sys.modules])"
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo,
+                          env={**os.environ, "PYTHONPATH": str(repo)})
+    assert done.stdout.strip() == "[]"

@@ -11,7 +11,6 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from xlpeft.analysis import stats as S
-from xlpeft.errors import XlpeftError
 
 
 def test_mean_ci_matches_a_hand_computed_t_interval():
@@ -63,19 +62,6 @@ def test_correlation_of_a_linear_relation_drops_nan_pairs():
 def test_spearman_is_rank_based():
     result = S.correlation([1, 2, 3, 4, 5], [1, 4, 9, 16, 1000])
     assert result["spearman_rho"] == pytest.approx(1.0) and result["pearson_r"] < 1.0
-
-
-def test_gain_is_the_difference_of_seed_means_per_language():
-    results = pd.DataFrame({
-        "regime": ["frozen", "frozen", "joint", "joint", "frozen", "joint"],
-        "language": ["eng_Latn", "eng_Latn", "eng_Latn", "eng_Latn", "yor_Latn", "deu_Latn"],
-        "accuracy": [0.6, 0.8, 0.5, 0.5, 0.3, 0.9],
-    })
-    g = S.gain(results, "regime", "frozen", "joint")
-    assert g["eng_Latn"] == pytest.approx(0.2)
-    assert math.isnan(g["yor_Latn"]) and math.isnan(g["deu_Latn"])  # evaluated in one regime only
-    with pytest.raises(XlpeftError, match="full"):
-        S.gain(results, "regime", "frozen", "full")
 
 
 def test_seed_test_is_students_t_over_seeds_and_underpowered_below_three():

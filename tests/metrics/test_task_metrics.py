@@ -2,17 +2,9 @@
 
 import pytest
 
-from xlpeft.metrics.text import (
-    accuracy,
-    bio_spans,
-    entity_scores,
-    macro_f1,
-    normalize_answer,
-    squad_exact_match,
-    squad_f1,
-    squad_scores,
-    text_entity_scores,
-)
+from xlpeft.metrics.classification import classification_metrics
+from xlpeft.metrics.entities import bio_spans, entity_scores, text_entity_scores
+from xlpeft.metrics.squad import normalize_answer, squad_exact_match, squad_f1, squad_scores
 
 # seqeval's README example: MISC boundaries are wrong, PER is right.
 SEQEVAL_GOLD = [["O", "O", "O", "B-MISC", "I-MISC", "I-MISC", "O"], ["B-PER", "I-PER", "O"]]
@@ -21,11 +13,12 @@ SEQEVAL_PRED = [["O", "O", "B-MISC", "I-MISC", "I-MISC", "I-MISC", "O"], ["B-PER
 
 def test_classification_by_hand():
     gold, pred = [0, 0, 1, 2], [0, 1, 1, 1]
-    assert accuracy(gold, pred) == 0.5
+    scores = classification_metrics(gold, pred, n_labels=3)
+    assert scores["accuracy"] == 0.5 and scores["n"] == 4
     # F1 per class: 0 -> P 1, R 1/2 = 2/3; 1 -> P 1/3, R 1 = 1/2; 2 -> never predicted = 0.
-    assert macro_f1(gold, pred, n_labels=3) == pytest.approx((2 / 3 + 1 / 2 + 0) / 3)
+    assert scores["macro_f1"] == pytest.approx((2 / 3 + 1 / 2 + 0) / 3)
     with pytest.raises(ValueError, match="predictions"):
-        accuracy([0, 1], [0])
+        classification_metrics([0, 1], [0], n_labels=2)
 
 
 def test_seqeval_readme_example():

@@ -102,7 +102,7 @@ def test_each_task_trains_and_is_scored_with_its_metric(tmp_path, llama, data_ro
 def test_text_task_on_an_encoder_decoder_scores_its_generated_outputs(tmp_path, special_tokenizer, data_root):
     from xlpeft.data.tasks.masakhaner import parse_target
     from xlpeft.evaluation.predict import predict_text
-    from xlpeft.metrics.text import text_entity_scores
+    from xlpeft.metrics.entities import text_entity_scores
 
     mt5 = make_seq2seq(special_tokenizer)
     train(tmp_path / "run", mt5, data_root, "masakhaner", placement="prefix")
@@ -118,7 +118,7 @@ def test_ner_on_an_encoder_tags_words_and_is_scored_by_span_f1(tmp_path, special
     from conftest import make_encoder
 
     from xlpeft.evaluation.predict import predict_text
-    from xlpeft.metrics.text import entity_scores
+    from xlpeft.metrics.entities import entity_scores
 
     xlmr = make_encoder(special_tokenizer)
     train(tmp_path / "run", xlmr, data_root, "masakhaner", placement="prefix", shots=8)
@@ -326,7 +326,7 @@ def test_borrowed_rows_are_recomputed_when_the_borrowing_distance_changes(tmp_pa
 
 def test_a_grid_of_a_text_task_stores_its_own_metrics(tmp_path, tiny_model_dir, data_root):
     """The results store holds the task's metric columns (MasakhaNER: f1, precision, recall), not SIB-200's."""
-    from xlpeft.analysis.report import analyse
+    from xlpeft.analysis.tables import analyse
     from xlpeft.experiments import runner
 
     grid = expand({"name": "ner", "train": {"task": "masakhaner", "model": str(tiny_model_dir), "shots": 2,

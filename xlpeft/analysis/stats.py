@@ -23,7 +23,6 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from xlpeft.errors import XlpeftError
 
 MIN_SEEDS = 3  # fewer seeds than this: a test over seeds is underpowered and no p-value is given
 
@@ -75,22 +74,6 @@ def correlation(x, y) -> dict[str, float | int]:
         out.update(pearson_r=float(pearson.statistic), pearson_p=float(pearson.pvalue),
                    spearman_rho=float(spearman.statistic), spearman_p=float(spearman.pvalue))
     return out
-
-
-def gain(results: pd.DataFrame, config_col: str, a, b, value: str = "accuracy",
-         language_col: str = "language") -> pd.Series:
-    """Per language, mean ``value`` over the rows with ``config_col == a`` minus that with ``== b``.
-
-    E.g. ``gain(results, "regime", "frozen", "joint")``: the mean is over seeds, so filter the table
-    first if other columns (model, prompt length) vary too. Indexed by language, ready for
-    :func:`correlation` against a distance column; a language evaluated in only one of the two
-    configurations gets NaN, which :func:`correlation` then counts as dropped.
-    """
-    means = results.groupby([config_col, language_col])[value].mean()
-    if a not in means.index.get_level_values(0) or b not in means.index.get_level_values(0):
-        present = sorted(map(str, means.index.get_level_values(0).unique()))
-        raise XlpeftError(f"{config_col} must contain both {a!r} and {b!r}; it has {', '.join(present)}: pick two of those")
-    return (means.loc[a] - means.loc[b]).rename(f"{value}_gain")
 
 
 @dataclass(frozen=True)

@@ -94,7 +94,6 @@ class Language:
     iso639_3: str  # "zho"
     script: str  # ISO 15924, "Hans"
     name: str  # "Chinese"
-    script_name: str  # "Han (Simplified variant)"
 
 
 @cache
@@ -116,7 +115,7 @@ def _make_language(code: str) -> Language:
     iso, script = code.split("_")
     lang = pycountry.languages.get(alpha_3=iso)
     name = lang.name if lang is not None else _RETIRED_NAMES[iso]
-    return Language(code, iso, script, name, pycountry.scripts.get(alpha_4=script).name)
+    return Language(code, iso, script, name)
 
 
 def resolve_languages(spec: str) -> list[str]:

@@ -128,10 +128,6 @@ class TextCorpus:
     def n_lines(self) -> int:
         return len(self.lines)
 
-    @property
-    def n_chars(self) -> int:
-        return sum(len(line) for line in self.lines)
-
 
 def available_sources(code: str, data_dir: str | os.PathLike | None = None) -> dict[str, int]:
     """UTF-8 bytes (lines plus newlines) of each local source that has text for ``code``.
@@ -194,11 +190,6 @@ def tokenize(lines: Iterable[str], tokenizer, chunk: int = 1000) -> Iterator[lis
     it = iter(lines)
     while batch := list(islice(it, chunk)):
         yield from tokenizer(batch, add_special_tokens=False)["input_ids"]
-
-
-def count_tokens(corpus: TextCorpus, tokenizer) -> int:
-    """Tokens of text in ``corpus`` (special tokens that objectives add between documents not counted)."""
-    return sum(len(ids) for ids in tokenize(corpus.lines, tokenizer))
 
 
 def wikipedia_config(code: str) -> str:

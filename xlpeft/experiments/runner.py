@@ -34,10 +34,10 @@ from xlpeft import runs as rd
 from xlpeft.errors import XlpeftError
 from xlpeft.evaluation.identity import ROW_RECORD, EvalIdentity, read_rows
 from xlpeft.experiments.grid import Grid, RunSpec
+from xlpeft.experiments.store import GRID, STORE, load_results  # noqa: F401  (load_results re-exported for the CLI)
 from xlpeft.tasks import get_task
 
 log = logging.getLogger("xlpeft")
-STORE = "results.parquet"
 LOCAL_TABLE = "local"
 MODULE_COLUMNS = ("module_language", "module_borrowed", "module_distance_kind", "module_distance")
 
@@ -96,7 +96,7 @@ def _run_config(out: Path, spec: RunSpec) -> dict:
 
 def write_grid(grid: Grid, out: Path) -> None:
     files.ensure_writable(out)
-    files.write_json(out / "grid.json", {
+    files.write_json(out / GRID, {
         "name": grid.name, "axes": grid.axes,
         "runs": [{"run_id": s.run_id, "axes": s.axes, "train": s.config.to_dict()} for s in grid.runs],
         "evaluate": {"languages": grid.evaluation.languages, "split": grid.evaluation.split,
@@ -186,14 +186,6 @@ def _evaluation_rows(out: Path) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(columns=["run", "run_id", "language"])
     return pd.concat(frames, ignore_index=True)
-
-
-def load_results(out: str | Path) -> pd.DataFrame:
-    """The results store of a grid output directory, as a DataFrame."""
-    path = Path(out) / STORE
-    if not path.is_file():
-        raise XlpeftError(f"{path} does not exist: run 'xlpeft run CONFIG --out {out}' first")
-    return pd.read_parquet(path)
 
 
 def _describe(spec: RunSpec) -> str:

@@ -55,7 +55,7 @@ class MasakhanerTask(TextTask):
     def score(self, examples, inputs, predictions):
         """Generated "PER: X$$LOC: Y" strings, scored as (type, text) pairs; or, from a tagging encoder, tag
         sequences scored by seqeval-style span F1 (the two agree when no pair repeats within a sentence)."""
-        from xlpeft.metrics.text import entity_scores, text_entity_scores
+        from xlpeft.metrics.entities import entity_scores, text_entity_scores
 
         if predictions and isinstance(predictions[0], list):
             scores = entity_scores([s.tags for s in examples.items], predictions)
@@ -117,7 +117,7 @@ class XquadTask(TextTask):
                         groups=[c.id for c in chunks], items=chunks)
 
     def score(self, examples, inputs, predictions):
-        from xlpeft.metrics.text import squad_scores
+        from xlpeft.metrics.squad import squad_scores
 
         gathered = xquad.gather_answers(inputs.items, [xquad.ChunkAnswer(i, p.text, p.score)
                                                       for i, p in enumerate(predictions)])

@@ -28,7 +28,6 @@ from xlpeft.errors import XlpeftError
 
 TASK = "americasnli"
 ORIGIN = "github.com/abteen/americasnli"
-HUB = "americas_nli"
 XNLI_HUB = "facebook/xnli"
 LANGUAGES: tuple[str, ...] = tuple("aym bzd cni gn hch nah oto quy shp tar".split())
 SOURCE = "en"  # English XNLI from the hub: not one of LANGUAGES, which are all targets

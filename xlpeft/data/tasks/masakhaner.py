@@ -19,7 +19,7 @@ MasakhaNER F1.
 Text-to-text form (methods.md B, as on WikiANN): a sentence's target is its entities in order,
 ``"PER: Gani Adams$$LOC: Yorùbá"``, and :data:`NO_ENTITIES` when it has none; :func:`parse_target`
 reads such a string (a model's output included) back into (type, text) pairs for
-``xlpeft.metrics.text.text_entity_scores``.
+``xlpeft.metrics.entities.text_entity_scores``.
 
 Only a local copy is read: the hub copies (``masakhane/masakhaner2``, ``eriktks/conll2003``) are
 loading-script datasets that current ``datasets`` releases no longer run.
@@ -34,11 +34,10 @@ from pathlib import Path
 
 from xlpeft.data.tasks.common import check_choice, find_task_dir, require_dir, require_file
 from xlpeft.errors import XlpeftError
-from xlpeft.metrics.text import bio_spans
+from xlpeft.metrics.entities import bio_spans
 
 TASK = "masakhaner"
 ORIGIN = "github.com/masakhane-io/masakhane-ner"
-HUB = "masakhane/masakhaner2"
 SOURCE = "eng"
 TARGETS: tuple[str, ...] = tuple(
     "bam bbj ewe fon hau ibo kin lug luo mos nya pcm sna swa tsn twi wol xho yor zul".split()

@@ -21,7 +21,6 @@ from xlpeft.errors import XlpeftError
 
 TASK = "nusax"
 ORIGIN = "github.com/IndoNLP/nusax"
-HUB = "indonlp/NusaX-senti"
 # ISO 639-3 code (the hub's config names) -> the repository's folder name.
 FOLDERS: dict[str, str] = {
     "ace": "acehnese",
@@ -39,7 +38,6 @@ FOLDERS: dict[str, str] = {
 }
 LANGUAGES: tuple[str, ...] = tuple(FOLDERS)
 SOURCE = "eng"
-TARGETS: tuple[str, ...] = tuple(code for code in LANGUAGES if code != SOURCE)
 # SIB-200 (FLORES-200) codes, for languages SIB-200 covers: links tasks to per-language modules.
 FLORES: dict[str, str] = {
     "ace": "ace_Latn", "ban": "ban_Latn", "bjn": "bjn_Latn", "bug": "bug_Latn", "eng": "eng_Latn",

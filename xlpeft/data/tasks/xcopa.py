@@ -10,6 +10,9 @@ Source training data. XCOPA translates COPA's English validation and test items,
 training split. The English source is COPA's 400 training items (SuperGLUE's ``copa`` on the hub),
 which this copy does not contain; offline, the only labelled items are the 100 validation items per
 language, and training on them is an in-language setting, not zero-shot transfer.
+
+Not a task yet: nothing in :mod:`xlpeft.tasks` reads this module (only its tests do). It is kept for
+issue 19, which builds XCOPA on it as a multiple-choice task (two alternatives scored per premise).
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ from xlpeft.errors import XlpeftError
 
 TASK = "xcopa"
 ORIGIN = "github.com/cambridgeltl/xcopa"
-HUB = "cambridgeltl/xcopa"
 LANGUAGES: tuple[str, ...] = tuple("et ht id it qu sw ta th tr vi zh".split())
 SOURCE = "en"  # English COPA: not one of LANGUAGES, which are all targets
 # qu is Eastern Apurímac Quechua (qve), which SIB-200's quy_Latn (Ayacucho) is not, so it is left out.

@@ -20,7 +20,8 @@ Long contexts. The reference code (methods.md B) predicted chunks of a long cont
 question. :func:`chunk_examples` windows the context by tokens with overlap, keeps the full question
 in every chunk, and records each window's character offsets; :func:`gather_answers` maps answers back
 to the whole context and keeps the best-scoring one per question. Answers may be long (the reference
-code capped predictions at 20 tokens); :func:`longest_answer_tokens` sizes generation from the data.
+code capped predictions at 20 tokens); ``xlpeft.tasks.base.TextTask.answer_tokens`` sizes generation
+from the training data instead.
 """
 
 from __future__ import annotations
@@ -36,11 +37,9 @@ from xlpeft.errors import XlpeftError
 
 TASK = "xquad"
 ORIGIN = "github.com/deepmind/xquad"
-HUB = "google/xquad"
 SQUAD_HUB = "rajpurkar/squad"
 LANGUAGES: tuple[str, ...] = tuple("ar de el en es hi ro ru th tr vi zh".split())
 SOURCE = "en"
-TARGETS: tuple[str, ...] = tuple(code for code in LANGUAGES if code != SOURCE)
 FLORES: dict[str, str] = {
     "ar": "arb_Arab", "de": "deu_Latn", "el": "ell_Grek", "en": "eng_Latn", "es": "spa_Latn", "hi": "hin_Deva",
     "ro": "ron_Latn", "ru": "rus_Cyrl", "th": "tha_Thai", "tr": "tur_Latn", "vi": "vie_Latn", "zh": "zho_Hans",
@@ -135,11 +134,6 @@ def article_split(split: QaSplit, eval_articles: int = 24, seed: int = 0) -> tup
     evaluation = [e for e in split.examples if e.article in held_out]
     return (QaSplit(split.language, f"{split.name}-train", train),
             QaSplit(split.language, f"{split.name}-eval", evaluation))
-
-
-def longest_answer_tokens(examples: Iterable[QaExample], tokenizer) -> int:
-    """The longest gold answer in tokens: a data-driven generation length instead of a fixed cap."""
-    return max(len(tokenizer(a.text, add_special_tokens=False)["input_ids"]) for e in examples for a in e.answers)
 
 
 # ---------------------------------------------------------------------------------------------------
