@@ -30,32 +30,19 @@ from xlpeft.adapters.adapterhub import save_adapterhub
 from xlpeft.backbones import Backbone, load_backbone
 from xlpeft.config import TrainConfig
 from xlpeft.errors import XlpeftError
-from xlpeft.heads.build import build_head
-from xlpeft.heads.classifier import (
-    Classifier,
-    LinearHeadClassifier,
-    VerbalizerClassifier,
-)
+from xlpeft.heads.build import head_for
+from xlpeft.heads.classifier import Classifier, head_alone
 from xlpeft.heads.layout import TEXT_ONLY
 from xlpeft.heads.tagging import TokenTagger
-from xlpeft.heads.text_cache import TextCache, prompt_hidden
-from xlpeft.kernels.llama_prompt_step import fuse_frozen_projections
+from xlpeft.heads.text_cache import TextCache, prompt_hidden, text_cache_exact
+from xlpeft.kernels.frozen import prepare_frozen_model
 from xlpeft.metrics.classification import classification_metrics
 from xlpeft.modular.configurations import Configuration
 from xlpeft.modular.registry import LanguageModule, ModuleRegistry
 from xlpeft.modular.stack import TASK_ADAPTER, ModuleStack
 from xlpeft.prompts import SoftPrompt, initial_prompt
 from xlpeft.prompts.peft_format import save_peft_prompt
-from xlpeft.runtime import (
-    autocast,
-    eager_attention,
-    fp32_cpu_matmul,
-    resolve_device,
-    resolve_precision,
-    route_frozen_linears_to_onednn,
-    seed_everything,
-    store_frozen_linears_in_bf16,
-)
+from xlpeft.runtime import autocast, fp32_cpu_matmul, resolve_device, resolve_precision, seed_everything
 from xlpeft.tasks import Examples, FewShotSample, TextTask, get_task
 
 log = logging.getLogger("xlpeft")
@@ -104,16 +91,11 @@ class Trainer:
         self.configuration = Configuration(config.configuration) if config.configuration else None
         self.language_module = self._language_module()
         language_rows = 0 if self.language_module is None else self.language_module.meta.get("prompt_length", 0)
-        self.classifier: Classifier = build_head(
-            self.backbone, config.placement_used, config.prompt_length + language_rows, config.max_length,
-            config.head, config.label_words, config.seed, config.text_prefix, self.task,
-        )
+        self.classifier: Classifier = head_for(self.backbone, config, self.task, language_rows)
         self.text = isinstance(self.task, TextTask)
         self.stack: ModuleStack | None = None  # attached while run() trains
         self._validate_for_backbone()
-        # the text cache needs a causal LM read by its LM head at the last prompt position
-        self.cached = (config.uses_text_cache and self.backbone.kind == "causal"
-                       and isinstance(self.classifier, VerbalizerClassifier))  # never for text-to-text tasks
+        self.cached = config.text_cache and text_cache_exact(config, self.classifier, dropout=config.frozen_dropout)
 
     def _validate(self) -> None:
         c = self.config
@@ -187,10 +169,7 @@ class Trainer:
 
     @property
     def _head_alone(self) -> bool:
-        """A linear head on a frozen, dropout-free model without a prompt: its inputs never change."""
-        c = self.config
-        return (isinstance(self.classifier, LinearHeadClassifier) and c.placement_used == "none"
-                and c.regime == "prompt" and not c.frozen_dropout and not c.configuration)
+        return head_alone(self.config, self.classifier, dropout=self.config.frozen_dropout)
 
     def _make_prompt(self) -> SoftPrompt | None:
         """The trained prompt (method B: the task prompt), None when the run trains none."""
@@ -224,20 +203,10 @@ class Trainer:
         return groups
 
     def _fast_frozen(self) -> None:
-        """Faster products on a frozen model this trainer loaded. bf16: its Linear weights stored in bf16
-        (bit-identical under autocast) and, for Llama, Mistral and Qwen2, fused per layer
-        (llama_prompt_step.py); on CPU the cached prompt step takes eager attention. fp32 on CPU: frozen
-        Linear products on oneDNN where MKL is the slower library (runtime.py says why)."""
-        if not self._own_backbone or self.config.regime != "prompt":
-            return
-        if fp32_cpu_matmul(self.device, self.precision):
-            route_frozen_linears_to_onednn(self.backbone.model)
-        if self.precision != "bf16":
-            return
-        store_frozen_linears_in_bf16(self.backbone.model)
-        fuse_frozen_projections(self.backbone.model)
-        if self.cached and self.device == "cpu":
-            eager_attention(self.backbone.model)
+        """Faster products on a frozen model this trainer loaded (kernels/frozen.py; a shared backbone is left
+        as it was given)."""
+        if self._own_backbone and self.config.regime == "prompt":
+            prepare_frozen_model(self.backbone.model, self.device, self.precision, cached_backward=self.cached)
 
     @property
     def _task_adapter(self) -> bool:
