@@ -25,8 +25,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from xlpeft import __version__, faults, files
 from xlpeft import runs as rd
-from xlpeft.adapters import AdapterConfig, adapter_names, adapter_parameters, adapter_state_dict, load_adapter_state_dict
-from xlpeft.adapters.adapterhub import save_adapterhub
+from xlpeft.adapters import AdapterConfig, adapter_names, adapter_parameters
 from xlpeft.backbones import Backbone, load_backbone
 from xlpeft.config import TrainConfig
 from xlpeft.errors import XlpeftError
@@ -41,9 +40,9 @@ from xlpeft.modular.configurations import Configuration
 from xlpeft.modular.registry import LanguageModule, ModuleRegistry
 from xlpeft.modular.stack import TASK_ADAPTER, ModuleStack
 from xlpeft.prompts import SoftPrompt, initial_prompt
-from xlpeft.prompts.peft_format import save_peft_prompt
 from xlpeft.runtime import autocast, fp32_cpu_matmul, resolve_device, resolve_precision, seed_everything
 from xlpeft.tasks import Examples, FewShotSample, TextTask, get_task
+from xlpeft.training.parts import HeadPart, ModelPart, Part, PromptPart, TaskAdapterPart
 
 log = logging.getLogger("xlpeft")
 
@@ -182,24 +181,30 @@ class Trainer:
         weight = initial_prompt(c.init, c.prompt_length, embeddings.cpu(), generator, text_ids)
         return SoftPrompt(weight, c.reparam, c.reparam_hidden).to(self.device)
 
-    def _set_trainable(self, prompt: SoftPrompt | None) -> list[dict]:
-        """Freeze or unfreeze per regime and return optimizer parameter groups."""
+    def _parts(self, prompt: SoftPrompt | None) -> list[Part]:
+        """What this run trains (training/parts.py), in the order of its optimizer groups and checkpoint entries:
+        the prompt if any, the head, the whole model (joint / full), method B's task adapter."""
         c = self.config
-        model = self.backbone.model
-        for p in model.parameters():
-            p.requires_grad_(c.regime != "prompt")
-        groups = []
-        if prompt is not None:
-            groups.append({"params": list(prompt.parameters()), "lr": c.lr})
-        if list(self.classifier.parameters()):
-            groups.append({"params": list(self.classifier.parameters()), "lr": c.lr})
+        parts: list[Part] = [] if prompt is None else [PromptPart(prompt, self.backbone, c.model, c.lr)]
+        parts.append(HeadPart(self.classifier, c.lr))
         if c.regime != "prompt":
-            groups.append({"params": list(model.parameters()), "lr": c.lr_model or c.lr})
+            parts.append(ModelPart(self.backbone, c.lr_model or c.lr))
         if self._task_adapter:
-            params = adapter_parameters(model, TASK_ADAPTER)
+            parts.append(TaskAdapterPart(self.backbone.model, c.lr))
+        return parts
+
+    def _set_trainable(self, prompt: SoftPrompt | None) -> list[dict]:
+        """Freeze the backbone, then make the trained parts trainable; returns the optimizer's parameter groups
+        (a part without parameters, such as an LM-head verbalizer, has none)."""
+        for p in self.backbone.model.parameters():
+            p.requires_grad_(False)
+        groups = []
+        for part in self._parts(prompt):
+            params = part.parameters()
             for p in params:
                 p.requires_grad_(True)
-            groups.append({"params": params, "lr": c.lr})
+            if params:
+                groups.append({"params": params, "lr": part.lr})
         return groups
 
     def _fast_frozen(self) -> None:
@@ -342,26 +347,18 @@ class Trainer:
 
     # ------------------------------------------------------------------ state
     def _trainable_state(self, prompt: SoftPrompt | None) -> dict:
-        state = {} if prompt is None else {f"prompt.{k}": v for k, v in prompt.state_dict().items()}
-        state.update({f"head.{k}": v for k, v in self.classifier.state_dict().items()})
-        if self.config.regime != "prompt":
-            state.update({f"model.{k}": v for k, v in self.backbone.model.state_dict().items()})
-        if self._task_adapter:
-            state.update({f"task_adapter.{k}": v for k, v in adapter_state_dict(self.backbone.model, TASK_ADAPTER).items()})
-        return state
+        return {f"{part.key}.{k}": v for part in self._parts(prompt) for k, v in part.state_dict().items()}
 
     def _snapshot(self, prompt: SoftPrompt | None) -> dict:
         return {k: v.detach().clone() for k, v in self._trainable_state(prompt).items()}
 
-    def _load_trainable(self, state: dict, prompt: SoftPrompt | None) -> None:
-        if prompt is not None:
-            prompt.load_state_dict({k[7:]: v for k, v in state.items() if k.startswith("prompt.")})
-        self.classifier.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("head.")})
-        if self.config.regime != "prompt":
-            self.backbone.model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
-        if self._task_adapter:
-            load_adapter_state_dict(self.backbone.model, TASK_ADAPTER,
-                                    {k[13:]: v for k, v in state.items() if k.startswith("task_adapter.")})
+    def _load_trainable(self, state: dict, prompt: SoftPrompt | None) -> list[Part]:
+        """Load ``state`` (``_trainable_state``'s keys) into the trained parts; returns them."""
+        parts = self._parts(prompt)
+        for part in parts:
+            prefix = f"{part.key}."
+            part.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+        return parts
 
     def _checkpoint(self, state, prompt, optimizer, scheduler) -> None:
         rd.save_torch(self.out / rd.CHECKPOINT, {
@@ -408,8 +405,7 @@ class Trainer:
         head_params = sum(p.numel() for p in self.classifier.parameters())
         task_adapter = adapters.get(TASK_ADAPTER, 0)
         language = 0 if self.language_module is None else self.language_module.meta["parameters"]
-        trainable = (prompt_params + mlp_params + head_params + task_adapter
-                     + (model_params if self.config.regime != "prompt" else 0))
+        trainable = sum(p.numel() for part in self._parts(prompt) for p in part.parameters())
         return {"model": model_params, "prompt": prompt_params, "reparam_mlp": mlp_params, "head": head_params,
                 "task_adapter": task_adapter, "language_module": language, "trainable": trainable}
 
@@ -462,32 +458,14 @@ class Trainer:
         return {"configuration": self.configuration.name, "language_module": record}
 
     def _finish(self, state: dict) -> dict:
-        """Restore the best epoch, fold the prompt, save artefacts; metrics.json last marks the run done."""
-        prompt = self._make_prompt()
-        self._load_trainable(state["best_weights"], prompt)
-        if prompt is not None:
-            save_peft_prompt(self.out, prompt.fold().weight, self.backbone, self.config.model)
-        if list(self.classifier.parameters()):
-            rd.save_head(self.out / rd.HEAD, self.classifier.state_dict())
-        if self.config.regime != "prompt":
-            self._save_model()
-        if self._task_adapter:
-            self._save_task_adapter()
+        """Restore the best epoch, save each trained part (the prompt folded); metrics.json last marks the run done."""
+        for part in self._load_trainable(state["best_weights"], self._make_prompt()):
+            part.save(self.out)
         metrics = {"best_epoch": state["best"]["epoch"], **{k: state["best"][k] for k in
                    ("train_loss", "val_loss", "val_accuracy", "val_macro_f1")}}
         files.write_json(self.out / rd.METRICS, metrics)
         (self.out / rd.CHECKPOINT).unlink(missing_ok=True)
         return metrics
-
-    def _save_task_adapter(self) -> None:
-        files.atomic_dir(self.out / rd.TASK_ADAPTER, lambda tmp: save_adapterhub(self.backbone.model, TASK_ADAPTER, tmp))
-
-    def _save_model(self) -> None:
-        def write(tmp: Path) -> None:
-            self.backbone.model.save_pretrained(tmp)
-            self.backbone.tokenizer.save_pretrained(tmp)
-
-        files.atomic_dir(self.out / rd.MODEL, write)
 
     def _finished(self) -> dict:
         saved = json.loads((self.out / rd.CONFIG).read_text())["train"]
