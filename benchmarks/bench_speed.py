@@ -217,20 +217,13 @@ def evaluation(n_prompts: int, backbone, ctx, data_dir: str, languages: list[str
 
 
 def as_xlpeft_does(backbone, precision: str, cached_training: bool) -> None:
-    """What xlpeft's trainer and evaluator do to a frozen model (xlpeft/runtime.py). bf16: frozen Linear weights
-    stored in bf16 (for Llama, q|k|v and gate|up fused), and eager attention for the cached training step on
-    CPU. fp32 on CPU: frozen Linear products on oneDNN where it is the faster library."""
-    from xlpeft.kernels.llama_prompt_step import fuse_frozen_projections
-    from xlpeft.runtime import eager_attention, route_frozen_linears_to_onednn, store_frozen_linears_in_bf16
+    """What xlpeft's trainer and evaluator do to a frozen model (xlpeft/kernels/frozen.py). bf16: frozen Linear
+    weights stored in bf16 (for Llama, q|k|v and gate|up fused), and eager attention for the cached training step
+    on CPU. fp32 on CPU: frozen Linear products on oneDNN where it is the faster library."""
+    from xlpeft.kernels.frozen import prepare_frozen_model
 
-    if precision == "fp32":
-        if not torch.cuda.is_available():
-            route_frozen_linears_to_onednn(backbone.model)
-        return
-    store_frozen_linears_in_bf16(backbone.model)
-    fuse_frozen_projections(backbone.model)
-    if cached_training and not torch.cuda.is_available():
-        eager_attention(backbone.model)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    prepare_frozen_model(backbone.model, device, precision, cached_backward=cached_training)
 
 
 # --------------------------------------------------------------------------------------- orchestration

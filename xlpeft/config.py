@@ -135,15 +135,6 @@ class TrainConfig:
             self.prompt_length = 0
 
     @property
-    def uses_text_cache(self) -> bool:
-        """Caching is exact only for a frozen, dropout-free model with the prompt after the text (the trainer
-        also requires a causal LM classified by its LM head)."""
-        return (
-            self.text_cache and self.regime == "prompt" and self.placement == "suffix" and not self.frozen_dropout
-            and not self.configuration
-        )
-
-    @property
     def placement_used(self) -> str:
         if self.regime == "full" or (self.prompt_length == 0 and not self.configuration.startswith("slp")):
             return "none"

@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from xlpeft.config import TrainConfig
 from xlpeft.errors import XlpeftError
 from xlpeft.files import atomic_write
 from xlpeft.prompts.peft_format import (
@@ -44,6 +45,7 @@ from xlpeft.prompts.peft_format import (
     unscale,
 )
 
+# the file names of a run directory (a language module's partial folder keeps its LOG and CHECKPOINT too)
 CONFIG, SAMPLE, LOG, HEAD, MODEL, METRICS, CHECKPOINT = (
     "config.json", "sample.json", "train_log.jsonl", "head.safetensors", "model", "metrics.json", "checkpoint.pt",
 )
@@ -61,12 +63,18 @@ def save_torch(path: Path, obj: Any) -> None:
 
 @dataclass(frozen=True)
 class Run:
-    """A finished training run as evaluation needs it."""
+    """A finished training run as evaluation needs it: ``config`` is its config.json as written, ``train`` the
+    TrainConfig in it, read once (fields added later at the value earlier runs had); everything reads the run's
+    settings from ``train`` and only what training recorded (weights, label tokens, ...) from ``config``."""
 
     path: Path
     config: dict
     peft_prompt: torch.Tensor | None  # [L, d] as PEFT stores it (after the embedding scale); None without prompt
     head: dict[str, torch.Tensor] | None  # a linear head's weights, if the run trained one
+    train: TrainConfig = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "train", TrainConfig.from_dict(self.config["train"]))
 
     @property
     def name(self) -> str:
@@ -95,12 +103,12 @@ class Run:
     @property
     def configuration(self) -> str:
         """Method B's configuration (zero-shot, ta, ..., slp+tp), or "" for a method A run."""
-        return self.config["train"].get("configuration", "")
+        return self.train.configuration
 
     @property
     def task(self) -> str:
-        """The task the run was trained on (runs written before tasks existed are SIB-200)."""
-        return self.config["train"].get("task", "sib200")
+        """The task the run was trained on."""
+        return self.train.task
 
     @property
     def task_adapter_dir(self) -> Path:
@@ -113,7 +121,7 @@ class Run:
     @property
     def backbone_key(self) -> str:
         """Runs with equal keys share one frozen backbone and are evaluated together."""
-        return str(self.model_dir) if self.model_dir else self.config["train"]["model"]
+        return str(self.model_dir) if self.model_dir else self.train.model
 
 
 def load_run(path: str | os.PathLike) -> Run:
@@ -135,7 +143,6 @@ def load_run(path: str | os.PathLike) -> Run:
 def _peft_run(path: Path) -> Run:
     """A run description for a prompt trained with PEFT: its placement, the base model, default words, and no
     text budget but the model's context (PEFT truncates nothing, so its own predictions are reproduced)."""
-    from xlpeft.config import TrainConfig
     from xlpeft.heads.layout import NO_LIMIT, TEXT_ONLY
 
     peft = read_peft_config(path)

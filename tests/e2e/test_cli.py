@@ -49,7 +49,7 @@ def assert_scores_recomputed(table: pd.DataFrame, run_dir, sib_dir) -> None:
 
     run = load_run(run_dir)
     backbone = load_backbone(run.config["train"]["model"])
-    classifier = classifier_for_run(backbone, run.config)
+    classifier = classifier_for_run(backbone, run)
     if run.head is not None:
         classifier.load_state_dict(run.head)
     classifier.eval()
@@ -228,8 +228,8 @@ def test_train_and_evaluate_work_unchanged_for_encoders_and_encoder_decoders(tmp
 
 @pytest.mark.parametrize("cache", [[], ["--no-text-cache"]])
 def test_bf16_evaluation_equals_per_call_casts(trained_run, sib_dir, tmp_path, monkeypatch, cache):
-    """Evaluation under bf16 stores the frozen weights in bf16 (evaluate.py): the same rows as autocast alone."""
-    import xlpeft.evaluation.evaluate as evaluate
+    """Evaluation under bf16 stores the frozen weights in bf16 (kernels/frozen.py): the same rows as autocast alone."""
+    import xlpeft.kernels.frozen as frozen
 
     def table(name):
         out = tmp_path / f"{name}.csv"
@@ -238,24 +238,24 @@ def test_bf16_evaluation_equals_per_call_casts(trained_run, sib_dir, tmp_path, m
         return pd.read_csv(out)[["language", "accuracy", "macro_f1"]]
 
     stored = table("stored")
-    monkeypatch.setattr(evaluate, "store_frozen_linears_in_bf16", lambda model: 0)
+    monkeypatch.setattr(frozen, "store_frozen_linears_in_bf16", lambda model: 0)
     pd.testing.assert_frame_equal(stored, table("per_call"))
 
 
 def test_bf16_training_on_its_own_backbone_stores_weights_in_bf16(tmp_path, tiny_model_dir, sib_dir, monkeypatch):
-    """A bf16 prompt-regime run on a model it loads keeps the frozen weights in bf16 (trainer.py): the same
+    """A bf16 prompt-regime run on a model it loads keeps the frozen weights in bf16 (kernels/frozen.py): the same
     prompt as with autocast's per-call casts (eager attention and unfused projections held fixed on both sides),
     and on CPU its cached step uses eager attention."""
     import safetensors.torch
 
-    import xlpeft.training.trainer as trainer
+    import xlpeft.kernels.frozen as frozen
 
     switched, converted, fused = [], [], []
-    monkeypatch.setattr(trainer, "eager_attention", switched.append)
+    monkeypatch.setattr(frozen, "eager_attention", switched.append)
     # fused q|k|v products round their backward sums differently (tests/heads/test_text_cache.py checks them)
-    monkeypatch.setattr(trainer, "fuse_frozen_projections", fused.append)
-    store = trainer.store_frozen_linears_in_bf16
-    monkeypatch.setattr(trainer, "store_frozen_linears_in_bf16", lambda model: converted.append(store(model)))
+    monkeypatch.setattr(frozen, "fuse_frozen_projections", fused.append)
+    store = frozen.store_frozen_linears_in_bf16
+    monkeypatch.setattr(frozen, "store_frozen_linears_in_bf16", lambda model: converted.append(store(model)))
 
     def prompt(name):
         out = tmp_path / name
@@ -265,7 +265,7 @@ def test_bf16_training_on_its_own_backbone_stores_weights_in_bf16(tmp_path, tiny
 
     stored = prompt("stored")
     assert len(switched) == len(fused) == 1 and converted[0] > 0  # stored in bf16, fusion asked, eager on CPU
-    monkeypatch.setattr(trainer, "store_frozen_linears_in_bf16", lambda model: 0)
+    monkeypatch.setattr(frozen, "store_frozen_linears_in_bf16", lambda model: 0)
     per_call = prompt("per_call")
     assert stored.keys() == per_call.keys()
     assert all(torch.equal(stored[k], per_call[k]) for k in stored)

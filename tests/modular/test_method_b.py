@@ -21,7 +21,8 @@ from xlpeft.evaluation.predict import predict_modular
 from xlpeft.modular.configurations import CONFIGURATIONS, Configuration
 from xlpeft.modular.registry import ModuleRegistry, list_modules
 from xlpeft.modular.stack import TASK_ADAPTER, ModuleStack, splice_lm_prompt
-from xlpeft.training.language_module import CHECKPOINT, LanguageModuleTrainer
+from xlpeft.runs import CHECKPOINT
+from xlpeft.training.language_module import LanguageModuleTrainer
 from xlpeft.training.trainer import Trainer
 
 LM = dict(text="sib200-train", steps=6, batch_size=4, block_length=32, eval_every=3, prompt_length=4,
@@ -235,7 +236,7 @@ def test_swapping_the_language_module_changes_outputs_and_nothing_else(tmp_path,
         def logits():
             from xlpeft.evaluation.predict import classifier_for_run
 
-            classifier = classifier_for_run(llama, run.config)
+            classifier = classifier_for_run(llama, run)
             with torch.no_grad():
                 return classifier.outputs(classifier.tokenize(texts), None)
 

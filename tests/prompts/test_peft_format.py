@@ -220,7 +220,7 @@ def test_peft_directory_through_xlpeft_evaluate_gives_pefts_predictions(tmp_path
     # and the scores behind them: xlpeft's classifier for the directory against PEFT's numbers
     backbone = make()
     run = load_run(tmp_path / "adapter")
-    classifier = classifier_for_run(backbone, run.config)
+    classifier = classifier_for_run(backbone, run)
     with torch.no_grad():
         ours = classifier.scores(classifier.outputs(classifier.tokenize(texts), run.prompt_for(backbone)))
     torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)

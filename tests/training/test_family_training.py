@@ -55,8 +55,8 @@ def test_only_prompt_and_head_train_and_the_run_reloads_with_its_validation_numb
     preds = predict_uncached(trainer.backbone, run, sample.texts, batch_size=3)
     assert classification_metrics(sample.labels, preds, len(LABELS))["accuracy"] == pytest.approx(metrics["val_accuracy"])
     # a head trained alone reads features computed once, in training and in evaluation, with the same result
-    assert run.config["feature_cache_used"] == head_alone(run) == (case == "bert-linear-head-only")
-    if head_alone(run):
+    assert run.config["feature_cache_used"] == head_alone(trainer.backbone, run) == (case == "bert-linear-head-only")
+    if head_alone(trainer.backbone, run):
         assert predict_heads_alone(trainer.backbone, [run], sample.texts, batch_size=5)[run.name] == preds
 
 

@@ -162,7 +162,7 @@ def test_finished_run_with_other_config_is_refused(tmp_path, tiny_tokenizer, sib
 @pytest.mark.parametrize("frozen_dropout", [False, True])
 def test_frozen_model_dropout_only_when_asked(tmp_path, tiny_tokenizer, sib_dir, frozen_dropout):
     trainer = _trainer(tmp_path, tiny_tokenizer, sib_dir, frozen_dropout=frozen_dropout)
-    assert trainer.config.uses_text_cache is not frozen_dropout  # a cache cannot resample dropout
+    assert trainer.cached is not frozen_dropout  # a cache cannot resample dropout
     trainer._set_mode(True)
     assert trainer.backbone.model.training is frozen_dropout
     trainer._set_mode(False)

@@ -34,7 +34,7 @@ from xlpeft.errors import XlpeftError
 from xlpeft.evaluation.identity import EvalIdentity, read_rows, run_identity
 from xlpeft.evaluation.predict import (
     TextCounts,
-    cache_text_budget,
+    cached_text_ids,
     head_alone,
     kv_bytes_per_token,
     modules_attached,
@@ -48,19 +48,11 @@ from xlpeft.evaluation.predict import (
     uses_cache,
 )
 from xlpeft.files import atomic_write
-from xlpeft.heads.layout import PromptLayout
-from xlpeft.kernels.llama_prompt_step import fuse_frozen_projections
+from xlpeft.kernels.frozen import prepare_frozen_model
 from xlpeft.modular.configurations import Configuration
 from xlpeft.modular.registry import ModuleRegistry, Resolved, module_fingerprint
 from xlpeft.runs import Run
-from xlpeft.runtime import (
-    autocast,
-    fp32_cpu_matmul,
-    resolve_device,
-    resolve_precision,
-    route_frozen_linears_to_onednn,
-    store_frozen_linears_in_bf16,
-)
+from xlpeft.runtime import autocast, resolve_device, resolve_precision
 from xlpeft.tasks import Examples, Task, TextTask, get_task
 
 log = logging.getLogger("xlpeft")
@@ -84,13 +76,8 @@ def evaluate(runs: list[Run], languages: list[str], data_dir: str | None, out_cs
         check_weights(backbone, group)
         backbone.model.eval()
         per_token = kv_bytes_per_token(backbone) if backbone.kind == "causal" else 0
-        if precision == "bf16":  # everything below runs under autocast: same numbers, no per-call weight casts
-            backbone.freeze()
-            store_frozen_linears_in_bf16(backbone.model)
-            fuse_frozen_projections(backbone.model)
-        elif fp32_cpu_matmul(device, precision):  # frozen Linear products on oneDNN where MKL is the slower library
-            backbone.freeze()
-            route_frozen_linears_to_onednn(backbone.model)
+        backbone.freeze()
+        prepare_frozen_model(backbone.model, device, precision)  # everything below runs under this precision
         bar = tqdm(todo, desc=f"evaluate {len(group)} run(s) on {Path(key).name}", disable=not progress, unit="lang")
         for language in bar:
             bar.set_postfix(lang=language)
@@ -169,14 +156,16 @@ def _evaluate_text(backbone: Backbone, task: TextTask, group: list[Run], languag
 
 def _predict(backbone: Backbone, runs: list[Run], texts: list[str], options: EvalOptions,
              per_token: int) -> dict[str, list[int]]:
-    cached = [run for run in runs if uses_cache(run, options.text_cache, backbone)]
+    cached = [run for run in runs if uses_cache(backbone, run, options.text_cache)]
     preds: dict[str, list[int]] = {}
-    if cached:
-        longest = max(cache_text_budget(run) for run in cached)  # each run is clipped to its own budget
-        token_ids = PromptLayout(backbone, "suffix", 0, longest).tokenize(texts)
-        plan = plan_memory(per_token, len(cached), max(map(len, token_ids)), options.memory_budget())
-        preds.update(predict_cached(backbone, cached, token_ids, plan))
-    alone = [run for run in runs if head_alone(run)]
+    by_prefix: dict[str, list[Run]] = {}  # the cache holds the texts as these runs read them, prefix included
+    for run in cached:
+        by_prefix.setdefault(run.train.text_prefix, []).append(run)
+    for group in by_prefix.values():
+        token_ids = cached_text_ids(backbone, group, texts)
+        plan = plan_memory(per_token, len(group), max(map(len, token_ids)), options.memory_budget())
+        preds.update(predict_cached(backbone, group, token_ids, plan))
+    alone = [run for run in runs if head_alone(backbone, run)]
     if alone:
         preds.update(predict_heads_alone(backbone, alone, texts, options.batch_size))
     for run in runs:
@@ -190,7 +179,7 @@ def _resolve_module(backbone: Backbone, run: Run, task: Task, language: str, opt
     kind = Configuration(run.configuration).language if run.configuration else None
     if kind is None:
         return None
-    root = options.modules_dir or run.config["train"]["modules_dir"]
+    root = options.modules_dir or run.train.modules_dir
     return ModuleRegistry(root).resolve(backbone, task.module_language(language), kind, options.borrow)
 
 
@@ -210,7 +199,7 @@ def _group(runs: list[Run]) -> dict[tuple[str, str, str], list[Run]]:
         raise XlpeftError("two runs share a directory name; the 'run' column needs unique names: rename one")
     groups: dict[tuple[str, str, str], list[Run]] = {}
     for run in runs:
-        groups.setdefault((run.backbone_key, run.task, run.config["train"].get("source_data", "local")), []).append(run)
+        groups.setdefault((run.backbone_key, run.task, run.train.source_data), []).append(run)
     return groups
 
 
@@ -230,11 +219,10 @@ def _language_rows(module: Resolved | None) -> int:
 
 def _row(run: Run, task: Task, language: str, metrics: dict, module: Resolved | None, identity: EvalIdentity,
          backbone: Backbone, counts: TextCounts) -> dict:
-    train = run.config["train"]
     name, script = task.language_info(language)
     row = {
         "run": run.name, "run_id": run.fingerprint, "language": language, "name": name, "script": script,
-        "task": task.name, **metrics, **{col: train[col] for col in RUN_COLUMNS},
+        "task": task.name, **metrics, **{col: getattr(run.train, col) for col in RUN_COLUMNS},
         **identity.as_row(), **_weights(run, backbone), "xlpeft_version": __version__, **counts.as_row(),
     }
     if run.configuration:
@@ -283,9 +271,8 @@ def _module_check(runs: list[Run], options: EvalOptions):
     @functools.cache
     def current(run_name: str, language: str) -> str | None:
         run = by_name[run_name]
-        train = run.config["train"]
-        registry = ModuleRegistry(options.modules_dir or train["modules_dir"])
-        return module_fingerprint(registry.path(train["model"], language, Configuration(run.configuration).language))
+        registry = ModuleRegistry(options.modules_dir or run.train.modules_dir)
+        return module_fingerprint(registry.path(run.train.model, language, Configuration(run.configuration).language))
 
     def unchanged(row: pd.Series) -> bool:
         if row["run"] not in by_name or pd.isna(row.get("module_id")):

@@ -1,10 +1,14 @@
 """Label predictions for many runs over one language's sentences.
 
+Which runs read cached text states and which linear heads read features computed once is decided where
+training decides it (heads/text_cache.text_cache_exact, heads/classifier.head_alone), and every run reads
+its own layout's text budget (heads/layout.py).
 Suffix prompts on a frozen backbone share the text: each length-sorted chunk of sentences is encoded
-once (text_cache.encode_texts) and every prompt runs only its L positions against it. Runs may differ in
-text budget (``max_length``, or for runs written before it counted text only, what their prompt leaves);
-by causality the keys/values of a truncated text are the prefix of those of the longer text, so one
-cache serves every budget by clipping lengths and masks.
+once (text_cache.encode_texts) and every prompt runs only its L positions against it (runs with one text
+prefix share a cache). Runs may differ in text budget (``max_length``, or for runs written before it
+counted text only, what their prompt and special tokens leave); by causality the keys/values of a
+truncated text are the prefix of those of the longer text, so one cache serves every budget by clipping
+lengths and masks.
 Linear heads trained alone on a frozen backbone read features that no prompt changes: runs that share
 a backbone, text prefix and length limit share one feature pass per language.
 Everything else (prefix placement, joint/full models, encoders, encoder-decoders, linear heads,
@@ -26,14 +30,14 @@ import torch
 
 from xlpeft import faults
 from xlpeft.backbones import Backbone
-from xlpeft.config import TrainConfig
 from xlpeft.errors import XlpeftError
-from xlpeft.heads.build import build_head
+from xlpeft.heads import classifier as heads
+from xlpeft.heads.build import head_for
 from xlpeft.heads.classifier import Classifier, VerbalizerClassifier
 from xlpeft.heads.generation import Generated, TextToText
-from xlpeft.heads.layout import max_length_counts, text_budget
+from xlpeft.heads.layout import max_length_counts
 from xlpeft.heads.tagging import TokenTagger
-from xlpeft.heads.text_cache import CachedBatch, encode_texts, prompt_hidden
+from xlpeft.heads.text_cache import CachedBatch, encode_texts, prompt_hidden, text_cache_exact
 from xlpeft.modular.configurations import Configuration
 from xlpeft.modular.registry import LanguageModule
 from xlpeft.modular.stack import ModuleStack
@@ -62,12 +66,28 @@ def label_logits(backbone: Backbone, hidden: torch.Tensor, token_ids: list[int])
     return scores + head.bias[token_ids] if getattr(head, "bias", None) is not None else scores
 
 
-def uses_cache(run: Run, text_cache: bool, backbone: Backbone) -> bool:
-    """A frozen causal LM, a suffix prompt and the LM-head verbalizer: the text cache is exact."""
-    train = run.config["train"]
-    return (text_cache and backbone.kind == "causal" and train["regime"] == "prompt" and train["placement"] == "suffix"
-            and run.prompt_length > 0 and run.config.get("head_used") == "lm" and not train.get("text_prefix")
-            and not run.configuration)
+def uses_cache(backbone: Backbone, run: Run, text_cache: bool) -> bool:
+    """Whether ``run`` is evaluated from cached text states: where they are exact (``text_cache_exact``, the rule
+    training follows too), unless ``text_cache`` is off (``--no-text-cache``)."""
+    return text_cache and text_cache_exact(run.train, classifier_for_run(backbone, run))
+
+
+def head_alone(backbone: Backbone, run: Run) -> bool:
+    """Whether ``run`` is a linear head trained alone (``heads.classifier.head_alone``, the rule training follows
+    too): its inputs are the backbone's features, computed once for every such run."""
+    return heads.head_alone(run.train, classifier_for_run(backbone, run))
+
+
+def run_text_budget(backbone: Backbone, run: Run) -> int:
+    """Text tokens ``run`` reads: its own layout's budget (heads/layout.py), as in training."""
+    return classifier_for_run(backbone, run).layout.text_budget
+
+
+def cached_text_ids(backbone: Backbone, runs: list[Run], texts: list[str]) -> list[list[int]]:
+    """``texts`` as cached runs that share one text prefix read them, cut to the longest of their budgets
+    (``predict_cached`` clips each run to its own)."""
+    layouts = [classifier_for_run(backbone, run).layout for run in runs]
+    return max(layouts, key=lambda layout: layout.text_budget).tokenize(texts)
 
 
 def kv_bytes_per_token(backbone: Backbone) -> int:
@@ -94,6 +114,7 @@ def plan_memory(per_token: int, n_prompts: int, max_tokens: int, budget_bytes: i
 @torch.inference_mode()
 def predict_cached(backbone: Backbone, runs: list[Run], token_ids: list[list[int]], plan: Plan) -> dict[str, list[int]]:
     """Predictions of every (suffix, frozen) run; ``token_ids`` truncated to the largest text budget."""
+    budgets = {run.name: run_text_budget(backbone, run) for run in runs}
     order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
     preds = {run.name: [0] * len(token_ids) for run in runs}
     for start in range(0, len(order), plan.chunk_sentences):
@@ -102,7 +123,7 @@ def predict_cached(backbone: Backbone, runs: list[Run], token_ids: list[list[int
         for group in _by_prompt_length(runs):
             for offset in range(0, len(group), plan.prompts_per_pass):
                 part = group[offset : offset + plan.prompts_per_pass]
-                scores = _score_prompts(backbone, cached, part)  # [B, N, labels]
+                scores = _score_prompts(backbone, cached, part, [budgets[run.name] for run in part])  # [B, N, labels]
                 for j, run in enumerate(part):
                     for row, idx in enumerate(chunk):
                         preds[run.name][idx] = int(scores[row, j].argmax())
@@ -117,12 +138,13 @@ def _by_prompt_length(runs: list[Run]) -> list[list[Run]]:
     return list(groups.values())
 
 
-def _score_prompts(backbone: Backbone, cached: CachedBatch, runs: list[Run]) -> torch.Tensor:
-    """Run N same-length prompts against B cached texts at once: B*N rows, L positions each."""
+def _score_prompts(backbone: Backbone, cached: CachedBatch, runs: list[Run], text_budgets: list[int]) -> torch.Tensor:
+    """Run N same-length prompts against B cached texts at once: B*N rows, L positions each, each run's rows
+    clipped to its text budget (after the backbone's lead tokens, which the cache holds before the text)."""
     n, batch = len(runs), cached.lengths.shape[0]
     device = cached.lengths.device
     prompts = torch.stack([run.prompt_for(backbone) for run in runs]).to(device)  # [N, L, d]
-    budgets = torch.tensor([cache_text_budget(run) for run in runs], device=device)
+    budgets = torch.tensor(text_budgets, device=device) + len(backbone.lead_ids)
     rep = cached.repeat(n)
     limit = budgets.repeat(batch)  # row b*n + j belongs to prompt j
     lengths = torch.minimum(rep.lengths, limit)
@@ -133,12 +155,6 @@ def _score_prompts(backbone: Backbone, cached: CachedBatch, runs: list[Run]) -> 
         label_logits(backbone, hidden.view(batch, n, -1)[:, j], run.config["label_token_ids"]) for j, run in enumerate(runs)
     ], dim=1)
     return scores.float()
-
-
-def cache_text_budget(run: Run) -> int:
-    """A cached run's text budget: a suffix prompt on a causal LM, no lead, EOS as the one tail token."""
-    train = run.config["train"]
-    return text_budget(train["max_length"], max_length_counts(run.config), train["prompt_length"] + 1)
 
 
 @dataclass(frozen=True)
@@ -158,7 +174,7 @@ class TextCounts:
 def text_counts(backbone: Backbone, run: Run, task, examples: Examples, language_rows: int = 0) -> TextCounts:
     """How the run's text budget treats ``examples``: the inputs it reads as the run's own classifier builds
     them (text-to-text: the task's model inputs, e.g. XQuAD windows; tagging: words)."""
-    model = classifier_for_run(backbone, run.config, language_rows)
+    model = classifier_for_run(backbone, run, language_rows)
     layout = model.layout
     if isinstance(model, TokenTagger):
         sentences = [list(sentence.tokens) for sentence in examples.items]
@@ -180,7 +196,7 @@ def predict_uncached(backbone: Backbone, run: Run, texts: list[str], batch_size:
     With a method B ``stack`` attached, the prompt is [language prompt, task prompt] (either may be absent).
     """
     language_rows = 0 if stack is None else stack.language_prompt_length
-    classifier = classifier_for_run(backbone, run.config, language_rows)
+    classifier = classifier_for_run(backbone, run, language_rows)
     if run.head is not None:
         classifier.load_state_dict(run.head)
     classifier.eval()
@@ -228,7 +244,7 @@ def predict_text(backbone: Backbone, run: Run, task: TextTask, examples: Example
     A tagging encoder's outputs are IOB2 tags per word instead.
     """
     language_rows = 0 if stack is None else stack.language_prompt_length
-    generator = classifier_for_run(backbone, run.config, language_rows)
+    generator = classifier_for_run(backbone, run, language_rows)
     prompt = run.prompt_for(backbone) if stack is None else stack.compose(run.prompt_for(backbone))
     if isinstance(generator, TokenTagger):
         return examples, _predict_tags(generator, run, task, examples, prompt, batch_size)
@@ -257,22 +273,15 @@ def _predict_tags(tagger: TokenTagger, run: Run, task: TextTask, examples: Examp
     return [[task.tags[t] for t in ids] + ["O"] * (len(words) - len(ids)) for ids, words in zip(predicted, sentences)]
 
 
-def head_alone(run: Run) -> bool:
-    """A linear head trained without a prompt on a frozen model: its inputs are the backbone's features."""
-    return (run.config["train"]["regime"] == "prompt" and run.prompt_length == 0 and run.head is not None
-            and not run.configuration)
-
-
 @torch.inference_mode()
 def predict_heads_alone(backbone: Backbone, runs: list[Run], texts: list[str], batch_size: int) -> dict[str, list[int]]:
     """Predictions of head-alone runs: one feature pass per (text prefix, max length), every head on it."""
     groups: dict[tuple, list[Run]] = {}
     for run in runs:
-        train = run.config["train"]
-        groups.setdefault((train.get("text_prefix", ""), train["max_length"]), []).append(run)
+        groups.setdefault((run.train.text_prefix, run.train.max_length), []).append(run)
     preds = {}
     for group in groups.values():
-        classifier = classifier_for_run(backbone, group[0].config)
+        classifier = classifier_for_run(backbone, group[0])
         features = classifier.all_features(classifier.tokenize(texts), batch_size)
         for run in group:
             classifier.load_state_dict(run.head)
@@ -280,14 +289,11 @@ def predict_heads_alone(backbone: Backbone, runs: list[Run], texts: list[str], b
     return preds
 
 
-def classifier_for_run(backbone: Backbone, config: dict, language_rows: int = 0) -> Classifier:
-    """The classifier a finished run was trained with (the run config's own placement rules), with the label
-    tokens it recorded; ``language_rows``: the length of the language prompt placed before the task's."""
-    train = TrainConfig.from_dict(config["train"])
-    classifier = build_head(backbone, train.placement_used, train.prompt_length + language_rows,
-                                  train.max_length, train.head, train.label_words, text_prefix=train.text_prefix,
-                                  task=get_task(train.task))
-    if isinstance(classifier, VerbalizerClassifier) and "label_token_ids" in config:
-        classifier.verbalizer = Verbalizer(tuple(config["label_words"]), tuple(config["label_token_ids"]))
-    classifier.layout.counts = max_length_counts(config)  # runs written before max_length counted text only
+def classifier_for_run(backbone: Backbone, run: Run, language_rows: int = 0) -> Classifier:
+    """The classifier a finished run was trained with (``head_for`` its TrainConfig), with the label tokens it
+    recorded; ``language_rows``: the length of the language prompt placed before the task's."""
+    classifier = head_for(backbone, run.train, get_task(run.task), language_rows)
+    if isinstance(classifier, VerbalizerClassifier) and "label_token_ids" in run.config:
+        classifier.verbalizer = Verbalizer(tuple(run.config["label_words"]), tuple(run.config["label_token_ids"]))
+    classifier.layout.counts = max_length_counts(run.config)  # runs written before max_length counted text only
     return classifier

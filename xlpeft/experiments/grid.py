@@ -125,7 +125,7 @@ def expand(spec: dict, default_name: str = "grid") -> Grid:
     if len(tasks) > 1:
         raise XlpeftError(f"a grid evaluates one task, this one trains {sorted(tasks)}: write one grid per task")
     modules_dir, modules = _language_modules(spec.get("language_modules") or {})
-    task = get_task(tasks.pop() if tasks else "sib200")
+    task = get_task(tasks.pop() if tasks else TrainConfig.task)  # no runs: the default task
     return Grid(spec.get("name", default_name), runs, _evaluation(spec.get("evaluate") or {}, task), axes,
                 spec.get("data_dir"), modules, modules_dir)
 

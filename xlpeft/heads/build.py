@@ -5,6 +5,7 @@ word tagger. Every other module gets its head from here, so the choice is made i
 from __future__ import annotations
 
 from xlpeft.backbones import Backbone
+from xlpeft.config import TrainConfig
 from xlpeft.errors import XlpeftError
 from xlpeft.heads.classifier import (
     Head,
@@ -47,3 +48,10 @@ def build_head(backbone: Backbone, placement: str, prompt_length: int, max_lengt
     if backbone.kind == "seq2seq":
         return LabelStringClassifier(backbone, layout, LabelStrings.build(backbone.tokenizer, words))
     return VerbalizerClassifier(backbone, layout, Verbalizer.build(backbone.tokenizer, words))
+
+
+def head_for(backbone: Backbone, config: TrainConfig, task: Task, language_rows: int = 0):
+    """The head a run with ``config`` trains and is evaluated with (``build_head`` on the config's own placement
+    rules); ``language_rows``: the length of a method B language prompt placed before the task's."""
+    return build_head(backbone, config.placement_used, config.prompt_length + language_rows, config.max_length,
+                      config.head, config.label_words, config.seed, config.text_prefix, task)

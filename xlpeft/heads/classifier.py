@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xlpeft.backbones import Backbone
-from xlpeft.config import Head
+from xlpeft.config import Head, TrainConfig
 from xlpeft.errors import XlpeftError
 from xlpeft.heads.layout import PromptLayout, pooled_hidden, prediction_hidden
 from xlpeft.objectives.label_strings import LabelStrings
@@ -125,6 +125,14 @@ class LinearHeadClassifier(Classifier):
 
     def scores(self, outputs):
         return outputs.float()
+
+
+def head_alone(config: TrainConfig, head: Classifier, dropout: bool = False) -> bool:
+    """Whether ``head`` is a linear head on a frozen model without a prompt (no method B module either): then its
+    inputs, the backbone's features, never change and are computed once, in training and in evaluation alike.
+    ``dropout``: the frozen model's dropout is on (training with ``frozen_dropout``), which changes them."""
+    return (isinstance(head, LinearHeadClassifier) and config.placement_used == "none" and config.regime == "prompt"
+            and not config.configuration and not dropout)
 
 
 class LabelStringClassifier(Classifier):

@@ -18,8 +18,20 @@ from transformers import DynamicCache
 
 from xlpeft import faults
 from xlpeft.backbones import Backbone
+from xlpeft.config import TrainConfig
+from xlpeft.heads.classifier import Classifier, VerbalizerClassifier
 from xlpeft.heads.layout import run_base
 from xlpeft.kernels.llama_prompt_step import llama_prompt_step
+
+
+def text_cache_exact(config: TrainConfig, head: Classifier, dropout: bool = False) -> bool:
+    """Whether cached text states give ``head``'s numbers exactly, in training and in evaluation alike: a frozen
+    model (regime prompt, no method B module in it), a causal LM whose LM head reads the label at the last
+    prompt position, the prompt after the text. A ``text_prefix`` is part of the text (it precedes the prompt
+    too), so it is cached with it: the cache holds the ids the head's own layout tokenized, prefix included.
+    ``dropout``: the frozen model's dropout is on (training with ``frozen_dropout``), which a cache cannot resample."""
+    return (isinstance(head, VerbalizerClassifier) and head.backbone.kind == "causal" and config.regime == "prompt"
+            and config.placement_used == "suffix" and not config.configuration and not dropout)
 
 
 @dataclass

@@ -56,18 +56,11 @@ from xlpeft.modular.stack import LANGUAGE_ADAPTER, splice_lm_prompt
 from xlpeft.objectives.language_modeling import LMObjective, objective_for
 from xlpeft.prompts import SoftPrompt, initial_prompt
 from xlpeft.prompts.peft_format import save_peft_prompt
-from xlpeft.runtime import (
-    autocast,
-    fp32_cpu_matmul,
-    resolve_device,
-    resolve_precision,
-    route_frozen_linears_to_onednn,
-    seed_everything,
-)
 from xlpeft.config import LanguageModuleConfig
+from xlpeft.kernels.frozen import prepare_frozen_model
+from xlpeft.runtime import autocast, fp32_cpu_matmul, resolve_device, resolve_precision, seed_everything
 
 log = logging.getLogger("xlpeft")
-LOG, CHECKPOINT = "train_log.jsonl", "checkpoint.pt"
 MAX_VALIDATION_BATCHES = 16
 
 
@@ -129,8 +122,10 @@ class LanguageModuleTrainer:
         """The module being trained, initialised from the seed; returns (prompt or None, its parameters)."""
         c = self.config
         backbone.freeze()
-        if self._backbone is None and fp32_cpu_matmul(self.device, self.precision):
-            route_frozen_linears_to_onednn(backbone.model)  # before the module's own layers: those are trained
+        if self._backbone is None:  # before the module's own layers: those are trained
+            # no bf16 weight storage: the adapter added next takes the dtype of the model's first parameter
+            # (adapters.add_adapter), and language-module training was never measured with it
+            prepare_frozen_model(backbone.model, self.device, self.precision, bf16_weights=False)
         generator = torch.Generator().manual_seed(c.seed)
         if c.kind == "slp":
             ids = backbone.tokenizer(c.init_text_used, add_special_tokens=False)["input_ids"]
@@ -230,7 +225,7 @@ class LanguageModuleTrainer:
         if val < state["best"].get("val_loss", float("inf")):
             state["best"] = {"step": state["step"], "val_loss": val}
             state["best_weights"] = self._weights(backbone, prompt)
-        files.append_jsonl(self.work / LOG, {"step": state["step"], "train_loss": float(np.mean(losses)),
+        files.append_jsonl(self.work / rd.LOG, {"step": state["step"], "train_loss": float(np.mean(losses)),
                                           "val_loss": val, "tokens_seen": state["tokens_seen"],
                                           "seconds": round(seconds, 3)})
 
@@ -247,17 +242,17 @@ class LanguageModuleTrainer:
             load_adapter_state_dict(backbone.model, LANGUAGE_ADAPTER, weights)
 
     def _checkpoint(self, state: dict, backbone, prompt, optimizer, scheduler) -> None:
-        rd.save_torch(self.work / CHECKPOINT, {
+        rd.save_torch(self.work / rd.CHECKPOINT, {
             "state": {k: v for k, v in state.items() if k != "best_weights"}, "best_weights": state["best_weights"],
             "weights": self._weights(backbone, prompt), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "config": self.config.to_dict(),
         })
 
     def _resume(self, backbone, prompt, optimizer, scheduler) -> dict:
-        path = self.work / CHECKPOINT
+        path = self.work / rd.CHECKPOINT
         fresh = {"step": 0, "tokens_seen": 0, "best": {}, "best_weights": None, "last_val_loss": float("nan")}
         if not path.exists():
-            (self.work / LOG).unlink(missing_ok=True)
+            (self.work / rd.LOG).unlink(missing_ok=True)
             return fresh
         saved = torch.load(path, map_location=self.device, weights_only=False)
         if saved["config"] != self.config.to_dict():
@@ -266,9 +261,9 @@ class LanguageModuleTrainer:
         self._load_weights(backbone, prompt, saved["weights"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
-        lines = (self.work / LOG).read_text().splitlines(keepends=True) if (self.work / LOG).exists() else []
+        lines = (self.work / rd.LOG).read_text().splitlines(keepends=True) if (self.work / rd.LOG).exists() else []
         kept = [line for line in lines if json.loads(line)["step"] <= saved["state"]["step"]]
-        files.atomic_write(self.work / LOG, lambda tmp: tmp.write_text("".join(kept)))
+        files.atomic_write(self.work / rd.LOG, lambda tmp: tmp.write_text("".join(kept)))
         log.info("resuming %s at step %d", self.work, saved["state"]["step"])
         return {**saved["state"], "best_weights": saved["best_weights"]}
 
@@ -294,7 +289,7 @@ class LanguageModuleTrainer:
             "xlpeft_version": __version__, "torch_version": torch.__version__, **module,
         }
         files.write_json(self.work / MODULE_JSON, meta)
-        (self.work / CHECKPOINT).unlink(missing_ok=True)
+        (self.work / rd.CHECKPOINT).unlink(missing_ok=True)
         if self.final.exists():  # an unfinished leftover without module.json
             shutil.rmtree(self.final)
         self.work.rename(self.final)

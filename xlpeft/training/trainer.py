@@ -26,38 +26,24 @@ from transformers import get_linear_schedule_with_warmup
 
 from xlpeft import __version__, faults, files
 from xlpeft import runs as rd
-from xlpeft.adapters import AdapterConfig, adapter_names, adapter_parameters, adapter_state_dict, load_adapter_state_dict
-from xlpeft.adapters.adapterhub import save_adapterhub
+from xlpeft.adapters import AdapterConfig, adapter_names, adapter_parameters
 from xlpeft.backbones import Backbone, load_backbone
 from xlpeft.config import Select, TrainConfig
 from xlpeft.errors import XlpeftError
-from xlpeft.heads.build import build_head
-from xlpeft.heads.classifier import (
-    Classifier,
-    LinearHeadClassifier,
-    VerbalizerClassifier,
-)
+from xlpeft.heads.build import head_for
+from xlpeft.heads.classifier import Classifier, head_alone
 from xlpeft.heads.layout import TEXT_ONLY
 from xlpeft.heads.tagging import TokenTagger
-from xlpeft.heads.text_cache import TextCache, prompt_hidden
-from xlpeft.kernels.llama_prompt_step import fuse_frozen_projections
+from xlpeft.heads.text_cache import TextCache, prompt_hidden, text_cache_exact
+from xlpeft.kernels.frozen import prepare_frozen_model
 from xlpeft.metrics.classification import classification_metrics
 from xlpeft.modular.configurations import Configuration
 from xlpeft.modular.registry import LanguageModule, ModuleRegistry
 from xlpeft.modular.stack import TASK_ADAPTER, ModuleStack
 from xlpeft.prompts import SoftPrompt, initial_prompt
-from xlpeft.prompts.peft_format import save_peft_prompt
-from xlpeft.runtime import (
-    autocast,
-    eager_attention,
-    fp32_cpu_matmul,
-    resolve_device,
-    resolve_precision,
-    route_frozen_linears_to_onednn,
-    seed_everything,
-    store_frozen_linears_in_bf16,
-)
+from xlpeft.runtime import autocast, fp32_cpu_matmul, resolve_device, resolve_precision, seed_everything
 from xlpeft.tasks import Examples, FewShotSample, TextTask, get_task
+from xlpeft.training.parts import HeadPart, ModelPart, Part, PromptPart, TaskAdapterPart
 
 log = logging.getLogger("xlpeft")
 
@@ -105,16 +91,11 @@ class Trainer:
         self.configuration = Configuration(config.configuration) if config.configuration else None
         self.language_module = self._language_module()
         language_rows = 0 if self.language_module is None else self.language_module.meta.get("prompt_length", 0)
-        self.classifier: Classifier = build_head(
-            self.backbone, config.placement_used, config.prompt_length + language_rows, config.max_length,
-            config.head, config.label_words, config.seed, config.text_prefix, self.task,
-        )
+        self.classifier: Classifier = head_for(self.backbone, config, self.task, language_rows)
         self.text = isinstance(self.task, TextTask)
         self.stack: ModuleStack | None = None  # attached while run() trains
         self._validate_for_backbone()
-        # the text cache needs a causal LM read by its LM head at the last prompt position
-        self.cached = (config.uses_text_cache and self.backbone.kind == "causal"
-                       and isinstance(self.classifier, VerbalizerClassifier))  # never for text-to-text tasks
+        self.cached = config.text_cache and text_cache_exact(config, self.classifier, dropout=config.frozen_dropout)
 
     def _validate(self) -> None:
         c = self.config
@@ -188,10 +169,7 @@ class Trainer:
 
     @property
     def _head_alone(self) -> bool:
-        """A linear head on a frozen, dropout-free model without a prompt: its inputs never change."""
-        c = self.config
-        return (isinstance(self.classifier, LinearHeadClassifier) and c.placement_used == "none"
-                and c.regime == "prompt" and not c.frozen_dropout and not c.configuration)
+        return head_alone(self.config, self.classifier, dropout=self.config.frozen_dropout)
 
     def _make_prompt(self) -> SoftPrompt | None:
         """The trained prompt (method B: the task prompt), None when the run trains none."""
@@ -204,41 +182,37 @@ class Trainer:
         weight = initial_prompt(c.init, c.prompt_length, embeddings.cpu(), generator, text_ids)
         return SoftPrompt(weight, c.reparam, c.reparam_hidden).to(self.device)
 
-    def _set_trainable(self, prompt: SoftPrompt | None) -> list[dict]:
-        """Freeze or unfreeze per regime and return optimizer parameter groups."""
+    def _parts(self, prompt: SoftPrompt | None) -> list[Part]:
+        """What this run trains (training/parts.py), in the order of its optimizer groups and checkpoint entries:
+        the prompt if any, the head, the whole model (joint / full), method B's task adapter."""
         c = self.config
-        model = self.backbone.model
-        for p in model.parameters():
-            p.requires_grad_(c.regime != "prompt")
-        groups = []
-        if prompt is not None:
-            groups.append({"params": list(prompt.parameters()), "lr": c.lr})
-        if list(self.classifier.parameters()):
-            groups.append({"params": list(self.classifier.parameters()), "lr": c.lr})
+        parts: list[Part] = [] if prompt is None else [PromptPart(prompt, self.backbone, c.model, c.lr)]
+        parts.append(HeadPart(self.classifier, c.lr))
         if c.regime != "prompt":
-            groups.append({"params": list(model.parameters()), "lr": c.lr_model or c.lr})
+            parts.append(ModelPart(self.backbone, c.lr_model or c.lr))
         if self._task_adapter:
-            params = adapter_parameters(model, TASK_ADAPTER)
+            parts.append(TaskAdapterPart(self.backbone.model, c.lr))
+        return parts
+
+    def _set_trainable(self, prompt: SoftPrompt | None) -> list[dict]:
+        """Freeze the backbone, then make the trained parts trainable; returns the optimizer's parameter groups
+        (a part without parameters, such as an LM-head verbalizer, has none)."""
+        for p in self.backbone.model.parameters():
+            p.requires_grad_(False)
+        groups = []
+        for part in self._parts(prompt):
+            params = part.parameters()
             for p in params:
                 p.requires_grad_(True)
-            groups.append({"params": params, "lr": c.lr})
+            if params:
+                groups.append({"params": params, "lr": part.lr})
         return groups
 
     def _fast_frozen(self) -> None:
-        """Faster products on a frozen model this trainer loaded. bf16: its Linear weights stored in bf16
-        (bit-identical under autocast) and, for Llama, Mistral and Qwen2, fused per layer
-        (llama_prompt_step.py); on CPU the cached prompt step takes eager attention. fp32 on CPU: frozen
-        Linear products on oneDNN where MKL is the slower library (runtime.py says why)."""
-        if not self._own_backbone or self.config.regime != "prompt":
-            return
-        if fp32_cpu_matmul(self.device, self.precision):
-            route_frozen_linears_to_onednn(self.backbone.model)
-        if self.precision != "bf16":
-            return
-        store_frozen_linears_in_bf16(self.backbone.model)
-        fuse_frozen_projections(self.backbone.model)
-        if self.cached and self.device == "cpu":
-            eager_attention(self.backbone.model)
+        """Faster products on a frozen model this trainer loaded (kernels/frozen.py; a shared backbone is left
+        as it was given)."""
+        if self._own_backbone and self.config.regime == "prompt":
+            prepare_frozen_model(self.backbone.model, self.device, self.precision, cached_backward=self.cached)
 
     @property
     def _task_adapter(self) -> bool:
@@ -374,26 +348,18 @@ class Trainer:
 
     # ------------------------------------------------------------------ state
     def _trainable_state(self, prompt: SoftPrompt | None) -> dict:
-        state = {} if prompt is None else {f"prompt.{k}": v for k, v in prompt.state_dict().items()}
-        state.update({f"head.{k}": v for k, v in self.classifier.state_dict().items()})
-        if self.config.regime != "prompt":
-            state.update({f"model.{k}": v for k, v in self.backbone.model.state_dict().items()})
-        if self._task_adapter:
-            state.update({f"task_adapter.{k}": v for k, v in adapter_state_dict(self.backbone.model, TASK_ADAPTER).items()})
-        return state
+        return {f"{part.key}.{k}": v for part in self._parts(prompt) for k, v in part.state_dict().items()}
 
     def _snapshot(self, prompt: SoftPrompt | None) -> dict:
         return {k: v.detach().clone() for k, v in self._trainable_state(prompt).items()}
 
-    def _load_trainable(self, state: dict, prompt: SoftPrompt | None) -> None:
-        if prompt is not None:
-            prompt.load_state_dict({k[7:]: v for k, v in state.items() if k.startswith("prompt.")})
-        self.classifier.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("head.")})
-        if self.config.regime != "prompt":
-            self.backbone.model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
-        if self._task_adapter:
-            load_adapter_state_dict(self.backbone.model, TASK_ADAPTER,
-                                    {k[13:]: v for k, v in state.items() if k.startswith("task_adapter.")})
+    def _load_trainable(self, state: dict, prompt: SoftPrompt | None) -> list[Part]:
+        """Load ``state`` (``_trainable_state``'s keys) into the trained parts; returns them."""
+        parts = self._parts(prompt)
+        for part in parts:
+            prefix = f"{part.key}."
+            part.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+        return parts
 
     def _checkpoint(self, state, prompt, optimizer, scheduler) -> None:
         rd.save_torch(self.out / rd.CHECKPOINT, {
@@ -440,8 +406,7 @@ class Trainer:
         head_params = sum(p.numel() for p in self.classifier.parameters())
         task_adapter = adapters.get(TASK_ADAPTER, 0)
         language = 0 if self.language_module is None else self.language_module.meta["parameters"]
-        trainable = (prompt_params + mlp_params + head_params + task_adapter
-                     + (model_params if self.config.regime != "prompt" else 0))
+        trainable = sum(p.numel() for part in self._parts(prompt) for p in part.parameters())
         return {"model": model_params, "prompt": prompt_params, "reparam_mlp": mlp_params, "head": head_params,
                 "task_adapter": task_adapter, "language_module": language, "trainable": trainable}
 
@@ -494,32 +459,14 @@ class Trainer:
         return {"configuration": self.configuration.name, "language_module": record}
 
     def _finish(self, state: dict) -> dict:
-        """Restore the best epoch, fold the prompt, save artefacts; metrics.json last marks the run done."""
-        prompt = self._make_prompt()
-        self._load_trainable(state["best_weights"], prompt)
-        if prompt is not None:
-            save_peft_prompt(self.out, prompt.fold().weight, self.backbone, self.config.model)
-        if list(self.classifier.parameters()):
-            rd.save_head(self.out / rd.HEAD, self.classifier.state_dict())
-        if self.config.regime != "prompt":
-            self._save_model()
-        if self._task_adapter:
-            self._save_task_adapter()
+        """Restore the best epoch, save each trained part (the prompt folded); metrics.json last marks the run done."""
+        for part in self._load_trainable(state["best_weights"], self._make_prompt()):
+            part.save(self.out)
         metrics = {"best_epoch": state["best"]["epoch"], **{k: state["best"][k] for k in
                    ("train_loss", "val_loss", "val_accuracy", "val_macro_f1")}}
         files.write_json(self.out / rd.METRICS, metrics)
         (self.out / rd.CHECKPOINT).unlink(missing_ok=True)
         return metrics
-
-    def _save_task_adapter(self) -> None:
-        files.atomic_dir(self.out / rd.TASK_ADAPTER, lambda tmp: save_adapterhub(self.backbone.model, TASK_ADAPTER, tmp))
-
-    def _save_model(self) -> None:
-        def write(tmp: Path) -> None:
-            self.backbone.model.save_pretrained(tmp)
-            self.backbone.tokenizer.save_pretrained(tmp)
-
-        files.atomic_dir(self.out / rd.MODEL, write)
 
     def _finished(self) -> dict:
         saved = json.loads((self.out / rd.CONFIG).read_text())["train"]

@@ -1,0 +1,138 @@
+"""What a run trains, one object per part: the soft prompt, the head, the whole model (joint and full
+regimes) and method B's task adapter.
+
+Each part knows its parameters (one optimizer group, at its learning rate), its tensors in a checkpoint
+(under its own key, e.g. ``prompt.weight``) and what it leaves in the run directory. The trainer builds
+the list of parts a run trains (``Trainer._parts``) and otherwise treats them alike, so the regime, a head
+trained alone and method B's modules are told apart in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from xlpeft import files
+from xlpeft import runs as rd
+from xlpeft.adapters import adapter_parameters, adapter_state_dict, load_adapter_state_dict
+from xlpeft.adapters.adapterhub import save_adapterhub
+from xlpeft.backbones import Backbone
+from xlpeft.heads.classifier import Classifier
+from xlpeft.modular.stack import TASK_ADAPTER
+from xlpeft.prompts import SoftPrompt
+from xlpeft.prompts.peft_format import save_peft_prompt
+
+
+class Part:
+    """One trained part of a run."""
+
+    key: str  # its tensors' prefix in checkpoints: "<key>.<name>"
+    lr: float
+
+    def parameters(self) -> list[nn.Parameter]:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        raise NotImplementedError
+
+    def save(self, out: Path) -> None:
+        """Write the part's artefacts into the run directory ``out`` (runs.py names them)."""
+        raise NotImplementedError
+
+
+@dataclass(eq=False)
+class PromptPart(Part):
+    """The soft prompt (method B: the task prompt), saved folded in PEFT's prompt-tuning format."""
+
+    prompt: SoftPrompt
+    backbone: Backbone
+    model_name: str
+    lr: float
+    key = "prompt"
+
+    def parameters(self) -> list[nn.Parameter]:
+        return list(self.prompt.parameters())
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.prompt.state_dict()
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.prompt.load_state_dict(state)
+
+    def save(self, out: Path) -> None:
+        save_peft_prompt(out, self.prompt.fold().weight, self.backbone, self.model_name)
+
+
+@dataclass(eq=False)
+class HeadPart(Part):
+    """The run's head: a linear head or a tagger's layer is trained and saved; an LM-head verbalizer has no
+    parameters (nothing trained, nothing saved)."""
+
+    classifier: Classifier
+    lr: float
+    key = "head"
+
+    def parameters(self) -> list[nn.Parameter]:
+        return list(self.classifier.parameters())
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.classifier.state_dict()
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.classifier.load_state_dict(state)
+
+    def save(self, out: Path) -> None:
+        if self.parameters():
+            rd.save_head(out / rd.HEAD, self.classifier.state_dict())
+
+
+@dataclass(eq=False)
+class ModelPart(Part):
+    """The whole model (joint and full regimes), saved with its tokenizer as a model directory."""
+
+    backbone: Backbone
+    lr: float
+    key = "model"
+
+    def parameters(self) -> list[nn.Parameter]:
+        return list(self.backbone.model.parameters())
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.backbone.model.state_dict()
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.backbone.model.load_state_dict(state)
+
+    def save(self, out: Path) -> None:
+        def write(tmp: Path) -> None:
+            self.backbone.model.save_pretrained(tmp)
+            self.backbone.tokenizer.save_pretrained(tmp)
+
+        files.atomic_dir(out / rd.MODEL, write)
+
+
+@dataclass(eq=False)
+class TaskAdapterPart(Part):
+    """Method B's task adapter (ta configurations) inside the model, saved in AdapterHub's format."""
+
+    model: nn.Module
+    lr: float
+    key = "task_adapter"
+
+    def parameters(self) -> list[nn.Parameter]:
+        return adapter_parameters(self.model, TASK_ADAPTER)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return adapter_state_dict(self.model, TASK_ADAPTER)
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        load_adapter_state_dict(self.model, TASK_ADAPTER, state)
+
+    def save(self, out: Path) -> None:
+        files.atomic_dir(out / rd.TASK_ADAPTER, lambda tmp: save_adapterhub(self.model, TASK_ADAPTER, tmp))
