@@ -30,6 +30,7 @@ Precision = Literal["auto", "fp32", "bf16"]
 Split = Literal["test", "dev", "train"]
 LanguageKind = Literal["la", "slp"]  # method B's language modules: language adapter, soft language prompt
 ConfigurationName = Literal["zero-shot", "ta", "tp", "la+ta", "la+tp", "slp+ta", "slp+tp"]  # modular/configurations.py
+OptimizerName = Literal["adamw", "adafactor"]  # training/optim.py
 
 REGIME_HELP = {
     "prompt": "model frozen, only the soft prompt (its MLP while it exists, and a linear head if any) is trained",
@@ -42,12 +43,19 @@ PRECISION_HELP = ("bf16 autocast; auto = bf16 on GPU, fp32 on CPU. On CPUs with 
                   "prompt about 1.6x faster, and accuracies move by about a point, so there it is opt-in "
                   "(docs/benchmarks.md). fp32 products of the frozen model run on oneDNN on non-Intel x86 CPUs (2x MKL's "
                   "speed there); XLPEFT_CPU_MATMUL=mkl|onednn overrides")
+OPTIMIZER_HELP = ("adamw: torch's AdamW; adafactor: transformers' Adafactor with the run's lr and weight decay, "
+                  "no relative step or parameter scaling, the same linear warm-up (the method B paper trained "
+                  "prompts with it at lr 0.5, weight decay 1e-5)")
+MAX_GRAD_NORM_HELP = ("clip the trained parameters' global gradient norm to this before each step; default: no "
+                      "clipping (Philippy et al.'s HF Trainer clipped at 1.0)")
 TEXT_CACHE_HELP = ("run the whole sequence every step instead of caching the text's states (the cache is on by default "
                    "where it applies: frozen model, suffix prompt; same numbers; for checking, and needed for "
                    "--frozen-dropout)")
 
 # fields added once runs existed, with the value every earlier run implicitly had
-ADDED_LATER = {"task": "sib200", "source_data": "local", "select": "val_loss"}
+ADDED_LATER = {"task": "sib200", "source_data": "local", "select": "val_loss", "max_grad_norm": None,
+               "optimizer": "adamw"}
+MODULE_ADDED_LATER = {"max_grad_norm": None, "optimizer": "adamw"}  # the same for LanguageModuleConfig
 
 # method B configurations without a task prompt (their prompt, if any, is the language prompt)
 NO_TASK_PROMPT = ("zero-shot", "ta", "la+ta", "slp+ta")
@@ -98,12 +106,14 @@ class TrainConfig:
     epochs: int = option(20, "training epochs; the best epoch on the source-language validation set (--select) is kept")
     select: Select = option("val_loss", "the epoch kept: lowest validation loss, or highest validation accuracy (ties: "
                             "lower loss; text-to-text tasks always use the loss)")
-    lr: float = option(5e-3, "AdamW learning rate of the prompt (and of the model in full)")
+    lr: float = option(5e-3, "learning rate of the prompt (and of the model in full)")
     lr_model: float | None = option(None, "joint/full: learning rate of the model (default: same as --lr, the paper's "
                                     "joint setting)")
     batch_size: int = option(8, "sentences per step")
     warmup_ratio: float = option(0.1, "linear warm-up share of all steps")
-    weight_decay: float = option(0.01, "AdamW weight decay")
+    weight_decay: float = option(0.01, "weight decay (the optimizer's own: decoupled in AdamW)")
+    optimizer: OptimizerName = option("adamw", OPTIMIZER_HELP)
+    max_grad_norm: float | None = option(None, MAX_GRAD_NORM_HELP)
     max_length: int = option(128, "text tokens per sequence, the same for every prompt length, placement, model and "
                              "configuration (prompt and special tokens come on top); longer texts are cut and the cuts "
                              "counted in each result row")
@@ -187,9 +197,11 @@ class LanguageModuleConfig:
     steps: int = option(300, "optimizer steps (the paper: 100k on a GPU)")
     batch_size: int = option(8, "blocks per step")
     block_length: int = option(128, "tokens per block (span corruption: encoder input length; the paper: 256)")
-    lr: float | None = option(None, "AdamW learning rate (default: " + ", ".join(f"{k} {v:g}" for k, v in
+    lr: float | None = option(None, "learning rate (default: " + ", ".join(f"{k} {v:g}" for k, v in
                                                                                  DEFAULT_LR.items()) + ")")
-    weight_decay: float = option(0.0, "AdamW weight decay")  # the paper's SLP used 1e-5 with Adafactor
+    weight_decay: float = option(0.0, "weight decay")  # the paper's SLP used 1e-5 with Adafactor
+    optimizer: OptimizerName = option("adamw", OPTIMIZER_HELP)
+    max_grad_norm: float | None = option(None, MAX_GRAD_NORM_HELP)
     warmup_ratio: float = option(0.06, "linear warm-up share of the steps")
     prompt_length: int = option(50, "slp: prompt rows (the paper: 50)")
     init_text: str = option("", "slp: text whose embeddings initialise the prompt, repeated to fill it (default: "
@@ -218,7 +230,7 @@ class LanguageModuleConfig:
     @classmethod
     def from_dict(cls, data: dict) -> LanguageModuleConfig:
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(**{k: v for k, v in {**MODULE_ADDED_LATER, **data}.items() if k in known})
 
 
 BORROW_NONE = "none"  # EvalOptions.borrow: no borrowing, a missing language module is an error

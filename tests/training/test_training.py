@@ -107,12 +107,15 @@ def test_cached_and_uncached_training_give_the_same_prompt(tmp_path, tiny_tokeni
     assert_close_scaled(prompt_a, prompt_b)
 
 
-@pytest.mark.parametrize("reparam", ["none", "mlp"])
-def test_interrupted_run_resumes_to_identical_numbers(tmp_path, tiny_tokenizer, sib_dir, monkeypatch, reparam):
-    full = _trainer(tmp_path / "full", tiny_tokenizer, sib_dir, epochs=3, reparam=reparam, reparam_hidden=8)
+@pytest.mark.parametrize("settings", [dict(reparam="none"), dict(reparam="mlp"),
+                                      dict(reparam="none", optimizer="adafactor", max_grad_norm=0.5)],
+                         ids=["none", "mlp", "adafactor-clipped"])
+def test_interrupted_run_resumes_to_identical_numbers(tmp_path, tiny_tokenizer, sib_dir, monkeypatch, settings):
+    settings = dict(epochs=3, reparam_hidden=8, **settings)
+    full = _trainer(tmp_path / "full", tiny_tokenizer, sib_dir, **settings)
     expected = full.run(progress=False)
 
-    broken = _trainer(tmp_path / "cut", tiny_tokenizer, sib_dir, epochs=3, reparam=reparam, reparam_hidden=8)
+    broken = _trainer(tmp_path / "cut", tiny_tokenizer, sib_dir, **settings)
     original = Trainer._epoch
 
     def crash_in_third_epoch(self, epoch, *args):
@@ -125,7 +128,7 @@ def test_interrupted_run_resumes_to_identical_numbers(tmp_path, tiny_tokenizer, 
         broken.run(progress=False)
     assert (tmp_path / "cut" / rd.CHECKPOINT).exists() and not (tmp_path / "cut" / rd.METRICS).exists()
     monkeypatch.setattr(Trainer, "_epoch", original)
-    resumed = _trainer(tmp_path / "cut", tiny_tokenizer, sib_dir, epochs=3, reparam=reparam, reparam_hidden=8).run(progress=False)
+    resumed = _trainer(tmp_path / "cut", tiny_tokenizer, sib_dir, **settings).run(progress=False)
     assert resumed == expected
     def numbers(path):  # the log without wall-clock seconds
         return [{k: v for k, v in json.loads(line).items() if k != "train_seconds"} for line in
@@ -183,3 +186,74 @@ def test_an_interrupted_run_does_not_resume_on_other_weights(tmp_path, tiny_toke
                     data_dir=str(sib_dir), backbone=make_backbone("llama", tiny_tokenizer, seed=1))
     with pytest.raises(XlpeftError, match="resume where the same weights load"):
         other.run(progress=False)
+
+
+# ---------------------------------------------------------------- issue 21: --max-grad-norm, --optimizer
+
+
+def _norms_at_step(monkeypatch, optimizer_class) -> list[float]:
+    """The global gradient norm of everything the optimizer trains, as its step() sees it."""
+    norms, original = [], optimizer_class.step
+
+    def step(self, *args, **kwargs):
+        grads = [p.grad for group in self.param_groups for p in group["params"] if p.grad is not None]
+        norms.append(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])).item())
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(optimizer_class, "step", step)
+    return norms
+
+
+def test_max_grad_norm_bounds_the_gradient_the_optimizer_sees(tmp_path, tiny_tokenizer, sib_dir, monkeypatch):
+    norms = _norms_at_step(monkeypatch, torch.optim.AdamW)
+    _trainer(tmp_path / "free", tiny_tokenizer, sib_dir, epochs=1).run(progress=False)
+    free, norms[:] = list(norms), []
+    _trainer(tmp_path / "clipped", tiny_tokenizer, sib_dir, epochs=1, max_grad_norm=1e-3).run(progress=False)
+    assert len(norms) == len(free) == 7  # 28 training sentences, batches of 4
+    assert min(free) > 1e-2  # without clipping the gradients are far larger than the bound ...
+    assert max(norms) <= 1e-3 * (1 + 1e-5)  # ... with it none exceeds it
+    assert norms[0] == pytest.approx(1e-3, rel=1e-5)  # clipped to the bound, not zeroed
+    assert rd.load_run(tmp_path / "clipped").train.max_grad_norm == 1e-3
+
+
+def test_max_grad_norm_must_be_positive(tmp_path, tiny_tokenizer, sib_dir):
+    from xlpeft.errors import XlpeftError
+
+    with pytest.raises(XlpeftError, match="--max-grad-norm must be positive"):
+        _trainer(tmp_path, tiny_tokenizer, sib_dir, max_grad_norm=0.0)
+
+
+def test_adafactor_trains_with_the_runs_lr_and_weight_decay(tmp_path, tiny_tokenizer, sib_dir, monkeypatch):
+    from transformers.optimization import Adafactor
+
+    norms = _norms_at_step(monkeypatch, Adafactor)  # Adafactor, not AdamW, takes the steps
+    trainer = _trainer(tmp_path, tiny_tokenizer, sib_dir, epochs=4, shots=8, optimizer="adafactor", weight_decay=1e-5)
+    trainer.run(progress=False)
+    assert len(norms) == 4 * 14
+    log = [json.loads(line) for line in (tmp_path / rd.LOG).read_text().splitlines()]
+    assert log[-1]["train_loss"] < log[0]["train_loss"] - 0.3
+    assert rd.load_run(tmp_path).train.optimizer == "adafactor"
+
+
+def test_make_optimizer_settles_adafactor_as_the_method_b_paper_used_it():
+    from xlpeft.training.optim import make_optimizer
+
+    weight = torch.nn.Parameter(torch.zeros(3, 4))
+    optimizer = make_optimizer("adafactor", [weight], 0.5, 1e-5)
+    group = optimizer.param_groups[0]
+    assert (group["lr"], group["weight_decay"]) == (0.5, 1e-5)
+    assert not group["scale_parameter"] and not group["relative_step"] and not group["warmup_init"]
+    assert isinstance(make_optimizer("adamw", [weight], 0.5, 1e-5), torch.optim.AdamW)
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        make_optimizer("sgd", [weight], 0.5, 0.0)
+
+
+def test_runs_written_before_the_optimizer_options_keep_their_defaults_and_ids():
+    old = {k: v for k, v in TrainConfig().to_dict().items() if k not in ("max_grad_norm", "optimizer")}
+    loaded = TrainConfig.from_dict(old)  # a config.json written before the options existed
+    assert (loaded.max_grad_norm, loaded.optimizer) == (None, "adamw")
+    earlier_added = {"task": "sib200", "source_data": "local", "select": "val_loss"}  # ADDED_LATER before them
+    old_identity = {k: v for k, v in old.items() if k != "device" and not (k in earlier_added and v == earlier_added[k])}
+    assert loaded.identity() == old_identity  # what the run id hashes: unchanged
+    assert TrainConfig(max_grad_norm=1.0).identity()["max_grad_norm"] == 1.0
+    assert TrainConfig(optimizer="adafactor").identity()["optimizer"] == "adafactor"

@@ -59,6 +59,7 @@ from xlpeft.prompts.peft_format import save_peft_prompt
 from xlpeft.config import LanguageModuleConfig
 from xlpeft.kernels.frozen import prepare_frozen_model
 from xlpeft.runtime import autocast, fp32_cpu_matmul, resolve_device, resolve_precision, seed_everything
+from xlpeft.training.optim import clip_gradients, make_optimizer
 
 log = logging.getLogger("xlpeft")
 MAX_VALIDATION_BATCHES = 16
@@ -74,6 +75,8 @@ class LanguageModuleTrainer:
             raise XlpeftError(f"unknown --kind {config.kind!r}: la (language adapter) or slp (soft language prompt)")
         if min(config.steps, config.batch_size, config.eval_every, config.validation_lines) < 1:
             raise XlpeftError("--steps, --batch-size, --eval-every and --validation-lines must be at least 1")
+        if config.max_grad_norm is not None and not config.max_grad_norm > 0:
+            raise XlpeftError(f"--max-grad-norm must be positive (got {config.max_grad_norm})")
         if config.kind == "slp" and config.prompt_length < 1:
             raise XlpeftError("a soft language prompt needs --prompt-length of at least 1")
         self.config = config
@@ -173,7 +176,7 @@ class LanguageModuleTrainer:
 
     def _train(self, backbone, objective, text, train_streams, val_batches, prompt, params, progress) -> dict:
         c = self.config
-        optimizer = torch.optim.AdamW(params, lr=c.lr_used, weight_decay=c.weight_decay)
+        optimizer = make_optimizer(c.optimizer, params, c.lr_used, c.weight_decay)
         scheduler = get_linear_schedule_with_warmup(optimizer, int(c.warmup_ratio * c.steps), c.steps)
         state = self._resume(backbone, prompt, optimizer, scheduler)
         if state["step"] == 0:
@@ -191,6 +194,7 @@ class LanguageModuleTrainer:
                 loss = backbone.model(**splice_lm_prompt(backbone, batch, None if prompt is None else prompt())).loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            clip_gradients(optimizer, c.max_grad_norm)
             optimizer.step()
             scheduler.step()
             losses.append(loss.item())
@@ -255,7 +259,7 @@ class LanguageModuleTrainer:
             (self.work / rd.LOG).unlink(missing_ok=True)
             return fresh
         saved = torch.load(path, map_location=self.device, weights_only=False)
-        if saved["config"] != self.config.to_dict():
+        if LanguageModuleConfig.from_dict(saved["config"]).to_dict() != self.config.to_dict():
             raise XlpeftError(f"{self.work} holds an interrupted {self.config.kind} run with other settings; delete "
                               "it to start over, or rerun with the same settings to resume")
         self._load_weights(backbone, prompt, saved["weights"])
@@ -297,7 +301,7 @@ class LanguageModuleTrainer:
 
     def _finished(self) -> dict:
         meta = json.loads((self.final / MODULE_JSON).read_text())
-        if meta["train"] != self.config.to_dict():
+        if LanguageModuleConfig.from_dict(meta["train"]).to_dict() != self.config.to_dict():
             raise XlpeftError(f"{self.final} already holds a {self.config.kind} module trained with other settings; "
                               "delete it or use another --modules-dir")
         log.info("%s is already trained; nothing to do", self.final)

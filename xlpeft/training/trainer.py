@@ -43,6 +43,7 @@ from xlpeft.modular.stack import TASK_ADAPTER, ModuleStack
 from xlpeft.prompts import SoftPrompt, initial_prompt
 from xlpeft.runtime import autocast, fp32_cpu_matmul, resolve_device, resolve_precision, seed_everything
 from xlpeft.tasks import Examples, FewShotSample, TextTask, get_task
+from xlpeft.training.optim import clip_gradients, make_optimizer
 from xlpeft.training.parts import HeadPart, ModelPart, Part, PromptPart, TaskAdapterPart
 
 log = logging.getLogger("xlpeft")
@@ -106,6 +107,8 @@ class Trainer:
             raise XlpeftError("--epochs and --batch-size must be at least 1")
         if c.select not in get_args(Select):
             raise XlpeftError(f"--select must be val_loss or val_accuracy (got {c.select!r})")
+        if c.max_grad_norm is not None and not c.max_grad_norm > 0:
+            raise XlpeftError(f"--max-grad-norm must be positive (got {c.max_grad_norm})")
         if c.init == "text" and not c.init_text:
             raise XlpeftError("--init text needs --init-text 'some words' to take the embeddings from")
         if c.configuration:
@@ -307,7 +310,7 @@ class Trainer:
             record = {"epoch": 0, "train_loss": None, **self._validate_epoch(val, None)}
             return self._finish({"best": record, "best_weights": {}})
         steps_per_epoch = math.ceil(len(train.token_ids) / c.batch_size)
-        optimizer = torch.optim.AdamW(groups, weight_decay=c.weight_decay)
+        optimizer = make_optimizer(c.optimizer, groups, c.lr, c.weight_decay)
         scheduler = get_linear_schedule_with_warmup(
             optimizer, int(c.warmup_ratio * steps_per_epoch * c.epochs), steps_per_epoch * c.epochs
         )
@@ -338,6 +341,7 @@ class Trainer:
                 loss, _ = self._loss(train, idx, prompt)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            clip_gradients(optimizer, c.max_grad_norm)
             optimizer.step()
             scheduler.step()
             total += loss.item() * len(idx)
