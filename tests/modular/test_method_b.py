@@ -77,9 +77,10 @@ def test_language_module_learns_the_text_and_is_stored_with_its_record(tmp_path,
     assert [r["step"] for r in log] == [3, 6, 9, 12]
 
 
-def test_interrupted_language_module_resumes_to_identical_weights(tmp_path, llama, data_dir, monkeypatch):
-    whole = lm_trainer(tmp_path / "a", llama, "deu_Latn", "la", data_dir).run(progress=False)
-    trainer = lm_trainer(tmp_path / "b", llama, "deu_Latn", "la", data_dir)
+@pytest.mark.parametrize("settings", [{}, dict(optimizer="adafactor", max_grad_norm=0.5)], ids=["adamw", "adafactor"])
+def test_interrupted_language_module_resumes_to_identical_weights(tmp_path, llama, data_dir, monkeypatch, settings):
+    whole = lm_trainer(tmp_path / "a", llama, "deu_Latn", "la", data_dir, **settings).run(progress=False)
+    trainer = lm_trainer(tmp_path / "b", llama, "deu_Latn", "la", data_dir, **settings)
     original = LanguageModuleTrainer._checkpoint
 
     def crash_after_first(self, *args):
@@ -91,11 +92,30 @@ def test_interrupted_language_module_resumes_to_identical_weights(tmp_path, llam
         trainer.run(progress=False)
     assert (trainer.work / CHECKPOINT).is_file() and not trainer.final.exists()
     monkeypatch.setattr(LanguageModuleTrainer, "_checkpoint", original)
-    resumed = lm_trainer(tmp_path / "b", llama, "deu_Latn", "la", data_dir).run(progress=False)
+    resumed = lm_trainer(tmp_path / "b", llama, "deu_Latn", "la", data_dir, **settings).run(progress=False)
     assert resumed["val_loss_best"] == whole["val_loss_best"] and resumed["tokens_seen"] == whole["tokens_seen"]
     a = torch.load(tmp_path / "a/tiny-llama/deu_Latn/la/adapter/pytorch_adapter.bin")
     b = torch.load(tmp_path / "b/tiny-llama/deu_Latn/la/adapter/pytorch_adapter.bin")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_soft_language_prompt_trains_with_the_papers_adafactor_and_clipping(tmp_path, llama, data_dir):
+    meta = lm_trainer(tmp_path, llama, "deu_Latn", "slp", data_dir, steps=12, optimizer="adafactor", lr=0.5,
+                      weight_decay=1e-5, max_grad_norm=1.0).run(progress=False)
+    assert meta["val_loss_best"] < meta["val_loss_initial"]
+    assert (meta["train"]["optimizer"], meta["train"]["max_grad_norm"]) == ("adafactor", 1.0)
+
+
+def test_a_module_written_before_the_optimizer_options_is_still_the_same_module(tmp_path, llama, data_dir):
+    lm_trainer(tmp_path, llama, "deu_Latn", "la", data_dir).run(progress=False)
+    path = tmp_path / "tiny-llama" / "deu_Latn" / "la" / "module.json"
+    meta = json.loads(path.read_text())
+    for key in ("optimizer", "max_grad_norm"):
+        del meta["train"][key]
+    path.write_text(json.dumps(meta))  # as an earlier xlpeft wrote it
+    assert LanguageModuleConfig.from_dict(meta["train"]) == lm_trainer(tmp_path, llama, "deu_Latn", "la", data_dir).config
+    again = lm_trainer(tmp_path, llama, "deu_Latn", "la", data_dir).run(progress=False)  # already trained: no error
+    assert again["train"] == meta["train"]
 
 
 @pytest.fixture
