@@ -174,9 +174,15 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        # a run written before a field existed had that field's earlier value, whatever today's default is
-        return cls(**{k: v for k, v in {**ADDED_LATER, **data}.items() if k in known})
+        return _from_stored(cls, data, ADDED_LATER)
+
+
+def _from_stored(cls, data: dict, added_later: dict):
+    """``cls`` from a stored dict (config.json, module.json): keys it no longer has are dropped, and a field
+    added after the file was written takes the value that file's run implicitly had (``added_later``),
+    whatever today's default is."""
+    known = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in {**added_later, **data}.items() if k in known})
 
 
 DEFAULT_LR = {"la": 1e-3, "slp": 3e-2}  # a language module's learning rate by kind, unless --lr is given
@@ -229,8 +235,7 @@ class LanguageModuleConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> LanguageModuleConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in {**MODULE_ADDED_LATER, **data}.items() if k in known})
+        return _from_stored(cls, data, MODULE_ADDED_LATER)
 
 
 BORROW_NONE = "none"  # EvalOptions.borrow: no borrowing, a missing language module is an error
