@@ -41,14 +41,14 @@ from typing import Any
 
 import yaml
 
-from xlpeft.config import LanguageModuleConfig, TrainConfig
+from xlpeft.config import EvalOptions, LanguageModuleConfig, TrainConfig
 from xlpeft.data.languages import resolve_languages
 from xlpeft.errors import XlpeftError
 from xlpeft.tasks import Task, get_task
 
 TRAIN_FIELDS = {f.name for f in fields(TrainConfig)}
-EVAL_FIELDS = {"languages", "split", "batch_size", "max_memory_gb", "text_cache", "precision", "borrow", "modules_dir",
-               "max_new_tokens"}
+# a grid's evaluate section: EvalOptions' fields (the device is the machine's, not the grid's) and its languages
+EVAL_FIELDS = ({f.name for f in fields(EvalOptions)} - {"device"}) | {"languages"}
 MODULE_FIELDS = ({f.name for f in fields(LanguageModuleConfig)} - {"language", "kind"}) | {"languages", "kinds",
                                                                                           "modules_dir"}
 
