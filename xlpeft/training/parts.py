@@ -46,8 +46,25 @@ class Part:
         raise NotImplementedError
 
 
+class ModulePart(Part):
+    """A part that is one module: its parameters and checkpoint state are that module's."""
+
+    @property
+    def module(self) -> nn.Module:
+        raise NotImplementedError
+
+    def parameters(self) -> list[nn.Parameter]:
+        return list(self.module.parameters())
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.module.state_dict()
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.module.load_state_dict(state)
+
+
 @dataclass(eq=False)
-class PromptPart(Part):
+class PromptPart(ModulePart):
     """The soft prompt (method B: the task prompt), saved folded in PEFT's prompt-tuning format."""
 
     prompt: SoftPrompt
@@ -56,21 +73,16 @@ class PromptPart(Part):
     lr: float
     key = "prompt"
 
-    def parameters(self) -> list[nn.Parameter]:
-        return list(self.prompt.parameters())
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return self.prompt.state_dict()
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.prompt.load_state_dict(state)
+    @property
+    def module(self) -> nn.Module:
+        return self.prompt
 
     def save(self, out: Path) -> None:
         save_peft_prompt(out, self.prompt.fold().weight, self.backbone, self.model_name)
 
 
 @dataclass(eq=False)
-class HeadPart(Part):
+class HeadPart(ModulePart):
     """The run's head: a linear head or a tagger's layer is trained and saved; an LM-head verbalizer has no
     parameters (nothing trained, nothing saved)."""
 
@@ -78,14 +90,9 @@ class HeadPart(Part):
     lr: float
     key = "head"
 
-    def parameters(self) -> list[nn.Parameter]:
-        return list(self.classifier.parameters())
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return self.classifier.state_dict()
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.classifier.load_state_dict(state)
+    @property
+    def module(self) -> nn.Module:
+        return self.classifier
 
     def save(self, out: Path) -> None:
         if self.parameters():
@@ -93,21 +100,16 @@ class HeadPart(Part):
 
 
 @dataclass(eq=False)
-class ModelPart(Part):
+class ModelPart(ModulePart):
     """The whole model (joint and full regimes), saved with its tokenizer as a model directory."""
 
     backbone: Backbone
     lr: float
     key = "model"
 
-    def parameters(self) -> list[nn.Parameter]:
-        return list(self.backbone.model.parameters())
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return self.backbone.model.state_dict()
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.backbone.model.load_state_dict(state)
+    @property
+    def module(self) -> nn.Module:
+        return self.backbone.model
 
     def save(self, out: Path) -> None:
         def write(tmp: Path) -> None:
