@@ -3,7 +3,7 @@
 # MasakhaNER (NER as "PER: X$$LOC: Y") and XQuAD (answers generated from question + context windows),
 # evaluated with each target's language module swapped in, or the nearest language's borrowed.
 # Targets without a module borrow the nearest language's (genetic for NusaX, syntactic elsewhere).
-# Reuses the language modules of examples/method_b_smollm2.sh (run it first). Results: docs/tasks.md.
+# Reuses the language modules of examples/method_b.sh (run it first). Results: docs/tasks.md.
 #
 #   bash examples/tasks_smollm2.sh        # DATA=../shared/data MODULES=runs/method_b/modules OUT=runs/tasks
 #
