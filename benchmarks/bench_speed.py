@@ -199,7 +199,8 @@ def evaluation(n_prompts: int, backbone, ctx, data_dir: str, languages: list[str
     data = Sib200.resolve(data_dir)
     splits = [data.load(lang, "test") for lang in languages]
     layout = PromptLayout(backbone, "suffix", 10)
-    per_token = kv_bytes_per_token(backbone)
+    with torch.inference_mode(), ctx:  # as evaluate.py: the probe runs in the precision the frozen weights are kept in
+        per_token = kv_bytes_per_token(backbone)
     base, tokens = rss(), 0
     start = time.perf_counter()
     with torch.inference_mode(), ctx:
@@ -247,7 +248,10 @@ def measure(args, spec: str, malloc: bool = True, precision: str | None = None) 
             env.pop(key, None)
     cmd = [sys.executable, __file__, "--child", spec, "--model", args.model, "--data-dir", args.data_dir,
            "--languages", args.languages, "--precision", precision or args.precision, "--epochs", str(args.epochs)]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if done.returncode:  # the child's traceback, which check=True would swallow
+        sys.exit(f"measurement {spec} failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
+    out = done.stdout
     return json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:])
 
 

@@ -203,7 +203,9 @@ def bench(args: argparse.Namespace, extra: list[str]) -> None:
     command = [sys.executable, "benchmarks/bench_speed.py", "--model", args.model, "--precision", args.precision,
                "--data-dir", args.data_dir, *extra]
     print("$", " ".join(command), flush=True)
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    if done.returncode:  # the tables so far and the failing child's traceback, not only an exit status
+        sys.exit(f"{done.stdout}\n{done.stderr}\nbench_speed.py failed (exit {done.returncode}): no block rewritten")
     lines = [line for line in done.stdout.splitlines() if not line.startswith(("RESULT ", "# bench_speed"))]
     first_table = next(i for i, line in enumerate(lines) if line.startswith("|"))
     preamble = "\n".join(line for line in lines[:first_table] if line.strip())
