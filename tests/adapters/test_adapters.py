@@ -37,7 +37,7 @@ from xlpeft.adapters import (
 from xlpeft.backbones import Backbone
 from xlpeft.errors import XlpeftError
 
-FAMILIES = ("xglm", "bloom", "llama", "bert", "xlm-roberta", "mt5", "t5")
+FAMILIES = ("xglm", "bloom", "llama", "gemma3", "bert", "xlm-roberta", "mt5", "t5")
 POST_LN = ("bert", "xlm-roberta")
 SEQ2SEQ = ("mt5", "t5")
 D = 32  # hidden size of every tiny model
@@ -45,8 +45,8 @@ PARAMETERS = ("adapter_down.0.weight", "adapter_down.0.bias", "adapter_up.weight
 
 
 def build(family: str, tiny_tokenizer, special_tokenizer) -> Backbone:
-    if family in ("xglm", "bloom", "llama"):
-        return make_backbone(family, tiny_tokenizer)
+    if family in ("xglm", "bloom", "llama", "gemma3", "gemma3_text"):  # the fixture's name or the model type
+        return make_backbone(family.removesuffix("_text"), tiny_tokenizer)
     if family in POST_LN:
         return make_encoder(special_tokenizer, family=family)
     if family == "mt5":
@@ -84,6 +84,7 @@ def blocks(backbone: Backbone) -> list[nn.Module]:
     model = backbone.model
     return {
         "xglm": lambda: list(model.model.layers), "llama": lambda: list(model.model.layers),
+        "gemma3_text": lambda: list(model.model.layers),
         "bloom": lambda: list(model.transformer.h), "bert": lambda: list(model.bert.encoder.layer),
         "xlm-roberta": lambda: list(model.roberta.encoder.layer),
         "mt5": lambda: [*model.encoder.block, *model.decoder.block],
@@ -95,6 +96,7 @@ def ffn_last_linear(name: str, block: nn.Module) -> nn.Module:
     """The feed-forward sub-layer's last projection (its output is h)."""
     return {
         "xglm": lambda: block.fc2, "llama": lambda: block.mlp.down_proj, "bloom": lambda: block.mlp.dense_4h_to_h,
+        "gemma3_text": lambda: block.mlp.down_proj,
         "bert": lambda: block.output.dense, "xlm-roberta": lambda: block.output.dense,
         "mt5": lambda: block.layer[-1].DenseReluDense.wo, "t5": lambda: block.layer[-1].DenseReluDense.wo,
     }[name]()
@@ -103,7 +105,7 @@ def ffn_last_linear(name: str, block: nn.Module) -> nn.Module:
 def sublayer(name: str, block: nn.Module) -> nn.Module:
     """The module whose output is the feed-forward sub-layer's output (residual added; BERT: LN applied)."""
     return {
-        "xglm": lambda: block, "llama": lambda: block, "bloom": lambda: block.mlp,
+        "xglm": lambda: block, "llama": lambda: block, "gemma3_text": lambda: block, "bloom": lambda: block.mlp,
         "bert": lambda: block.output, "xlm-roberta": lambda: block.output,
         "mt5": lambda: block.layer[-1], "t5": lambda: block.layer[-1],
     }[name]()
@@ -182,7 +184,7 @@ def test_each_adapter_runs_after_the_feed_forward_of_every_selected_block_in_sta
 
 def test_adapters_sit_where_adapterhub_keeps_them(tiny_tokenizer, special_tokenizer):
     keys = {}
-    for name in ("bert", "xlm-roberta", "mt5", "llama", "xglm", "bloom"):
+    for name in ("bert", "xlm-roberta", "mt5", "llama", "xglm", "bloom", "gemma3"):
         model = build(name, tiny_tokenizer, special_tokenizer).model
         add_adapter(model, "de")
         keys[name] = list(adapter_state_dict(model, "de"))
@@ -193,6 +195,7 @@ def test_adapters_sit_where_adapterhub_keeps_them(tiny_tokenizer, special_tokeni
     assert keys["llama"][0] == "model.layers.0.output_adapters.adapters.de.adapter_down.0.weight"
     assert keys["xglm"][0] == "model.layers.0.output_adapters.adapters.de.adapter_down.0.weight"
     assert keys["bloom"][0] == "transformer.h.0.output_adapters.adapters.de.adapter_down.0.weight"
+    assert keys["gemma3"][0] == "model.layers.0.output_adapters.adapters.de.adapter_down.0.weight"
 
 
 # --- the seq_bn computation ---------------------------------------------------------------------------
@@ -442,7 +445,7 @@ def test_initialisations_follow_adapterhub():
 def test_unsupported_models_and_misuse_raise_clear_errors(special_tokenizer):
     torch.manual_seed(0)
     gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_embd=D, n_layer=2, n_head=4))
-    with pytest.raises(XlpeftError, match=r"'gpt2'.*supported: bert, xlm-roberta, t5, mt5, xglm, llama, bloom"):
+    with pytest.raises(XlpeftError, match=r"'gpt2'.*supported: bert, xlm-roberta, t5, mt5, xglm, llama, gemma3_text, bloom"):
         add_adapter(gpt2, "lang")
     model = make_encoder(special_tokenizer, family="bert").model
     keys = list(model.state_dict())

@@ -9,13 +9,14 @@ files); forward hooks apply the active ones:
   h captured at its ``dropout``; adapters in ``encoder.layer.i.output.adapters.<name>``.
 - t5, mt5 (pre-LN): hook on ``{encoder,decoder}.block.i.layer[-1]`` (T5LayerFF: x + FFN(LN(x))), in every
   encoder and decoder block; adapters in ``...block.i.layer.<1 or 2>.adapters.<name>``.
-- xglm, llama (pre-LN): hook on the block ``layers.i`` (its MLP and residual add are its last step);
-  adapters in ``layers.i.output_adapters.adapters.<name>``.
+- xglm, llama, gemma3_text (pre-LN): hook on the block ``layers.i`` (its MLP and residual add are its last
+  step; Gemma 3 normalises the MLP's output before that add, inside the sub-layer, so the adapter still
+  follows the whole feed-forward sub-layer); adapters in ``layers.i.output_adapters.adapters.<name>``.
 - bloom (pre-LN): hook on ``h.i.mlp`` (BloomMLP returns residual + MLP(.)); adapters in
   ``h.i.output_adapters.adapters.<name>``.
 
 (paths relative to the base model; the rules are in ``layer.py``). T5 and Llama match AdapterHub's own
-implementations; XGLM and BLOOM, which AdapterHub lacks, follow its Llama layout.
+implementations; XGLM, BLOOM and Gemma 3, which AdapterHub lacks, follow its Llama layout.
 
 The active adapters form a stack (``set_active``): in each block the first one's output feeds the
 second, each with its own residual (MAD-X's ``Stack(lang, task)``). A block where an active adapter
@@ -78,6 +79,7 @@ LAYOUTS: dict[str, Layout] = {
     "mt5": _T5,
     "xglm": _DECODER,
     "llama": _DECODER,
+    "gemma3_text": _DECODER,
     "bloom": Layout(("h",), _bloom_mlp, _itself, "output_adapters", post_ln=False),
 }
 
