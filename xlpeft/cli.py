@@ -259,8 +259,8 @@ def cmd_train(args) -> None:
     metrics = Trainer(config, args.out, data_dir=args.data_dir).run(progress=not args.quiet)
     scores = "" if metrics.get("val_accuracy") is None else (
         f"validation accuracy {metrics['val_accuracy']:.3f}, macro-F1 {metrics['val_macro_f1']:.3f}, ")
-    print(f"best epoch {metrics['best_epoch']}: {config.source} {scores}validation loss {metrics['val_loss']:.4f} "
-          f"-> {args.out}")
+    best = f"step {metrics['best_step']}" if "best_step" in metrics else f"epoch {metrics['best_epoch']}"
+    print(f"best {best}: {config.source} {scores}validation loss {metrics['val_loss']:.4f} -> {args.out}")
 
 
 def cmd_evaluate(args) -> None:

@@ -54,7 +54,7 @@ TEXT_CACHE_HELP = ("run the whole sequence every step instead of caching the tex
 
 # fields added once runs existed, with the value every earlier run implicitly had
 ADDED_LATER = {"task": "sib200", "source_data": "local", "select": "val_loss", "max_grad_norm": None,
-               "optimizer": "adamw"}
+               "optimizer": "adamw", "max_steps": None, "eval_every": None}
 MODULE_ADDED_LATER = {"max_grad_norm": None, "optimizer": "adamw"}  # the same for LanguageModuleConfig
 
 # method B configurations without a task prompt (their prompt, if any, is the language prompt)
@@ -106,6 +106,10 @@ class TrainConfig:
     epochs: int = option(20, "training epochs; the best epoch on the source-language validation set (--select) is kept")
     select: Select = option("val_loss", "the epoch kept: lowest validation loss, or highest validation accuracy (ties: "
                             "lower loss; text-to-text tasks always use the loss)")
+    max_steps: int | None = option(None, "optimizer steps in all; when set it replaces --epochs as the budget, the data "
+                                   "cycled in seeded epochs (the method B paper: 50k task steps)")
+    eval_every: int | None = option(None, "validate every N optimizer steps (and after the last) instead of at each "
+                                    "epoch's end; the best evaluation by --select is kept (the method B paper: 1000)")
     lr: float = option(5e-3, "learning rate of the prompt (and of the model in full)")
     lr_model: float | None = option(None, "joint/full: learning rate of the model (default: same as --lr, the paper's "
                                     "joint setting)")

@@ -23,7 +23,8 @@ from collections import Counter
 
 TEXT_CACHE_CHUNK = "text-cache-chunk"  # heads/text_cache.py: a chunk encoded, the cache not yet packed
 TRAIN_BATCH = "train-batch"  # training/trainer.py: after an optimizer step inside an epoch
-TRAIN_EPOCH_END = "train-epoch-end"  # training/trainer.py: after an epoch's checkpoint, before the next epoch
+TRAIN_EPOCH_END = "train-epoch-end"  # training/trainer.py: after an evaluation's checkpoint (an epoch's end, or
+# every --eval-every steps), before training goes on
 EVALUATE_CHUNK = "evaluate-chunk"  # evaluation/predict.py: a chunk of one language predicted, rows not written
 EVALUATE_LANGUAGE_WRITTEN = "evaluate-language-written"  # evaluation/evaluate.py: a language's table written
 LANGUAGE_MODULE_STEP = "language-module-step"  # training/language_module.py: after an optimizer step

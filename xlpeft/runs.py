@@ -7,13 +7,14 @@ Layout::
                                  (``max_length_counts``: "text"; absent in older runs: everything) and, for
                                  text-to-text runs, the generation length (``max_new_tokens``)
     RUN_DIR/sample.json          the sampled SIB-200 index_ids (train / validation)
-    RUN_DIR/train_log.jsonl      one line per epoch: losses, validation accuracy / macro-F1, seconds
+    RUN_DIR/train_log.jsonl      one line per evaluation (each epoch's end; with --eval-every or --max-steps every
+                                 N steps, with its ``step``): losses, validation accuracy / macro-F1, seconds
     RUN_DIR/adapter_config.json  the best epoch's folded L x d prompt in PEFT's prompt-tuning format
     RUN_DIR/adapter_model.safetensors   (``PeftModel.from_pretrained(model, RUN_DIR)`` loads it)
     RUN_DIR/head.safetensors     a linear classification head, when the run trained one
     RUN_DIR/model/               joint / full regimes only: the best epoch's model weights
     RUN_DIR/task_adapter/        method B task adapters (ta configurations): AdapterHub's files
-    RUN_DIR/metrics.json         best epoch and its source-language validation metrics (written last)
+    RUN_DIR/metrics.json         best epoch (and step) and its source-language validation metrics (written last)
     RUN_DIR/checkpoint.pt        while training: state to resume an interrupted run (removed at the end)
 
 Every file is written to a temporary name and renamed, so an interrupted run never leaves a half file.

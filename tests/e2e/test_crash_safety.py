@@ -168,3 +168,37 @@ def test_language_module_training_killed_between_and_at_checkpoints(tmp_path, cl
     got, expected = _module_files(registry), _module_files(tmp_path / "reference")
     assert MODULE_JSON in {Path(name).name for name in got} and not [n for n in got if n.endswith(".tmp")]
     assert got == expected
+
+
+def _run_files(run: Path) -> dict[str, object]:
+    """Every file of a run directory: bytes, or parsed JSON lines without their wall-clock ``train_seconds``."""
+    files = {}
+    for path in sorted(p for p in run.rglob("*") if p.is_file()):
+        name = str(path.relative_to(run))
+        if path.name == rd.LOG:
+            files[name] = [{k: v for k, v in json.loads(line).items() if k != "train_seconds"}
+                           for line in path.read_text().splitlines()]
+        else:
+            files[name] = path.read_bytes()
+    return files
+
+
+def test_a_step_budget_run_killed_inside_and_at_its_evaluations(tmp_path, cli, tiny_model_dir, sib_dir):
+    """--max-steps 10 --eval-every 4 on 7 batches an epoch: checkpoints at steps 4 and 8, both inside an epoch."""
+    mark = tmp_path / "mark"
+
+    def args(out: Path) -> list:
+        return ["train", "--model", tiny_model_dir, "--data-dir", sib_dir, "--shots", "4", "--prompt-length", "2",
+                "--batch-size", "4", "--lr", "0.05", "--max-steps", "10", "--eval-every", "4", "--out", out, "--quiet"]
+
+    run = tmp_path / "run"
+    _kill(cli, args(run), f"{faults.TRAIN_BATCH}#6", mark)  # step 6: between the evaluations at steps 4 and 8
+    assert (run / rd.CHECKPOINT).exists() and _epochs_logged(run) == 1
+    _kill(cli, args(run), f"{faults.TRAIN_EPOCH_END}#1", mark)  # resumed at step 4, killed after step 8's checkpoint
+    assert _epochs_logged(run) == 2 and not (run / rd.METRICS).exists()
+
+    assert cli(*args(run)) == 0, cli.output()
+    assert cli(*args(tmp_path / "reference")) == 0, cli.output()
+    got, expected = _run_files(run), _run_files(tmp_path / "reference")
+    assert [r["step"] for r in got[rd.LOG]] == [4, 8, 10] and rd.CHECKPOINT not in got
+    assert got == expected

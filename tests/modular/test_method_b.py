@@ -273,6 +273,24 @@ def test_swapping_the_language_module_changes_outputs_and_nothing_else(tmp_path,
     assert all(torch.equal(base[k], v) for k, v in llama.model.state_dict().items())
 
 
+def test_a_task_module_trains_a_step_budget_and_resumes_inside_an_epoch(tmp_path, llama, modules, sib_dir, monkeypatch):
+    """The method B paper's budget form (issue 21): optimizer steps, validated every N steps. Interrupted after
+    the evaluation at step 4 (inside the first epoch of 7 batches), the task adapter resumes to the same weights."""
+    steps = dict(max_steps=5, eval_every=2)
+    expected = task_run(tmp_path / "whole", llama, "la+ta", modules, sib_dir, **steps).run(progress=False)
+    log = [json.loads(line) for line in (tmp_path / "whole" / rd.LOG).read_text().splitlines()]
+    assert [r["step"] for r in log] == [2, 4, 5] and expected["best_step"] in (2, 4, 5)
+    original = Trainer._train_interval
+    monkeypatch.setattr(Trainer, "_train_interval", lambda self, step, *args: (_ for _ in ()).throw(KeyboardInterrupt)
+                        if step == 4 else original(self, step, *args))
+    with pytest.raises(KeyboardInterrupt):
+        task_run(tmp_path / "cut", llama, "la+ta", modules, sib_dir, **steps).run(progress=False)
+    monkeypatch.setattr(Trainer, "_train_interval", original)
+    assert task_run(tmp_path / "cut", llama, "la+ta", modules, sib_dir, **steps).run(progress=False) == expected
+    a, b = (torch.load(next((tmp_path / name / rd.TASK_ADAPTER).rglob("*.bin"))) for name in ("whole", "cut"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_configuration_misuse_is_refused(tmp_path, llama, modules, sib_dir):
     with pytest.raises(XlpeftError, match="--placement prefix"):
         task_run(tmp_path, llama, "slp+tp", modules, sib_dir, placement="suffix")

@@ -8,7 +8,7 @@ from conftest import make_backbone
 from numerics import FP32, assert_close_scaled
 
 from xlpeft import runs as rd
-from xlpeft.config import TrainConfig
+from xlpeft.config import ADDED_LATER, TrainConfig
 from xlpeft.runtime import cpu_matmul_backend
 from xlpeft.training.trainer import Trainer, improves
 
@@ -116,18 +116,18 @@ def test_interrupted_run_resumes_to_identical_numbers(tmp_path, tiny_tokenizer, 
     expected = full.run(progress=False)
 
     broken = _trainer(tmp_path / "cut", tiny_tokenizer, sib_dir, **settings)
-    original = Trainer._epoch
+    original = Trainer._train_interval
 
-    def crash_in_third_epoch(self, epoch, *args):
-        if epoch == 2:
+    def crash_in_third_epoch(self, step, *args):
+        if step == 2 * 7:  # 28 training sentences, batches of 4
             raise KeyboardInterrupt
-        return original(self, epoch, *args)
+        return original(self, step, *args)
 
-    monkeypatch.setattr(Trainer, "_epoch", crash_in_third_epoch)
+    monkeypatch.setattr(Trainer, "_train_interval", crash_in_third_epoch)
     with pytest.raises(KeyboardInterrupt):
         broken.run(progress=False)
     assert (tmp_path / "cut" / rd.CHECKPOINT).exists() and not (tmp_path / "cut" / rd.METRICS).exists()
-    monkeypatch.setattr(Trainer, "_epoch", original)
+    monkeypatch.setattr(Trainer, "_train_interval", original)
     resumed = _trainer(tmp_path / "cut", tiny_tokenizer, sib_dir, **settings).run(progress=False)
     assert resumed == expected
     def numbers(path):  # the log without wall-clock seconds
@@ -176,12 +176,12 @@ def test_an_interrupted_run_does_not_resume_on_other_weights(tmp_path, tiny_toke
     """Issue 18: a prompt trained on one copy of a model must not continue on another copy of it."""
     from xlpeft.errors import XlpeftError
 
-    original = Trainer._epoch
-    monkeypatch.setattr(Trainer, "_epoch", lambda self, epoch, *args: (_ for _ in ()).throw(KeyboardInterrupt)
-                        if epoch == 1 else original(self, epoch, *args))
+    original = Trainer._train_interval
+    monkeypatch.setattr(Trainer, "_train_interval", lambda self, step, *args: (_ for _ in ()).throw(KeyboardInterrupt)
+                        if step == 7 else original(self, step, *args))  # the second epoch
     with pytest.raises(KeyboardInterrupt):
         _trainer(tmp_path, tiny_tokenizer, sib_dir, epochs=2).run(progress=False)
-    monkeypatch.setattr(Trainer, "_epoch", original)
+    monkeypatch.setattr(Trainer, "_train_interval", original)
     other = Trainer(TrainConfig(model="tiny", shots=4, prompt_length=3, epochs=2, lr=0.05, batch_size=4), tmp_path,
                     data_dir=str(sib_dir), backbone=make_backbone("llama", tiny_tokenizer, seed=1))
     with pytest.raises(XlpeftError, match="resume where the same weights load"):
@@ -249,11 +249,137 @@ def test_make_optimizer_settles_adafactor_as_the_method_b_paper_used_it():
 
 
 def test_runs_written_before_the_optimizer_options_keep_their_defaults_and_ids():
-    old = {k: v for k, v in TrainConfig().to_dict().items() if k not in ("max_grad_norm", "optimizer")}
-    loaded = TrainConfig.from_dict(old)  # a config.json written before the options existed
-    assert (loaded.max_grad_norm, loaded.optimizer) == (None, "adamw")
     earlier_added = {"task": "sib200", "source_data": "local", "select": "val_loss"}  # ADDED_LATER before them
+    # a config.json written before the options existed: without them and without any field added since
+    old = {k: v for k, v in TrainConfig().to_dict().items() if k not in ADDED_LATER or k in earlier_added}
+    loaded = TrainConfig.from_dict(old)
+    assert (loaded.max_grad_norm, loaded.optimizer) == (None, "adamw")
     old_identity = {k: v for k, v in old.items() if k != "device" and not (k in earlier_added and v == earlier_added[k])}
     assert loaded.identity() == old_identity  # what the run id hashes: unchanged
     assert TrainConfig(max_grad_norm=1.0).identity()["max_grad_norm"] == 1.0
     assert TrainConfig(optimizer="adafactor").identity()["optimizer"] == "adafactor"
+
+
+# ---------------------------------------------------------------- issue 21: --max-steps, --eval-every
+
+
+def _log(path) -> list[dict]:
+    return [json.loads(line) for line in (path / rd.LOG).read_text().splitlines()]
+
+
+def _lrs_at_step(monkeypatch) -> list[float]:
+    """The learning rate of each AdamW step, as the step uses it: one entry per optimizer step taken."""
+    lrs, original = [], torch.optim.AdamW.step
+
+    def step(self, *args, **kwargs):
+        lrs.append(self.param_groups[0]["lr"])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", step)
+    return lrs
+
+
+def _training_batches(monkeypatch) -> list[list[int]]:
+    """The sentence indices of each training batch (the loss computed with the head in training mode)."""
+    batches, original = [], Trainer._loss
+
+    def loss(self, data, idx, prompt):
+        if self.classifier.training:
+            batches.append(list(idx))
+        return original(self, data, idx, prompt)
+
+    monkeypatch.setattr(Trainer, "_loss", loss)
+    return batches
+
+
+def test_max_steps_takes_exactly_that_many_steps_on_a_schedule_over_them(tmp_path, tiny_tokenizer, sib_dir, monkeypatch):
+    lrs, batches = _lrs_at_step(monkeypatch), _training_batches(monkeypatch)
+    metrics = _trainer(tmp_path / "steps", tiny_tokenizer, sib_dir, max_steps=10, warmup_ratio=0.2).run(progress=False)
+    assert len(lrs) == 10  # epochs=2 (14 steps) is replaced by the budget
+    # linear warm-up over int(0.2 * 10) = 2 steps, then linearly down to 0 at step 10, by hand
+    assert lrs == pytest.approx([0.05 * (k / 2 if k < 2 else (10 - k) / 8) for k in range(10)], rel=1e-12, abs=1e-15)
+    # without --eval-every: validated at the epoch's end (7 steps) and after the last step
+    assert [(r["step"], r["epoch"]) for r in _log(tmp_path / "steps")] == [(7, 1.0), (10, 1.429)]
+    assert metrics["best_step"] in (7, 10)
+    stepped = list(batches)
+    assert sorted(i for batch in stepped[:7] for i in batch) == list(range(28))  # the first epoch: every sentence once
+    batches[:] = []
+    _trainer(tmp_path / "epochs", tiny_tokenizer, sib_dir, epochs=2).run(progress=False)
+    assert stepped == batches[:10]  # the data cycle in the epochs' seeded orders
+
+
+@pytest.mark.parametrize("select", ["val_loss", "val_accuracy"])
+def test_eval_every_validates_every_n_steps_and_keeps_the_best(tmp_path, tiny_tokenizer, sib_dir, monkeypatch, select):
+    prompts, original = [], Trainer._validate_epoch
+
+    def validate(self, data, prompt):  # the prompt each evaluation sees
+        prompts.append(prompt().detach().clone())
+        return original(self, data, prompt)
+
+    monkeypatch.setattr(Trainer, "_validate_epoch", validate)
+    metrics = _trainer(tmp_path, tiny_tokenizer, sib_dir, epochs=2, eval_every=4, select=select).run(progress=False)
+    log = _log(tmp_path)
+    assert [r["step"] for r in log] == [4, 8, 12, 14] and len(prompts) == 4  # 14 steps: every 4th and the last
+    best = 0
+    for i, record in enumerate(log[1:], 1):
+        best = i if improves(record, log[best], select) else best
+    assert (metrics["best_step"], metrics["val_loss"]) == (log[best]["step"], log[best]["val_loss"])
+    assert torch.equal(rd.load_run(tmp_path).peft_prompt, prompts[best])  # the kept prompt is the best evaluation's
+
+
+def test_a_step_budget_of_whole_epochs_trains_what_the_epochs_train(tmp_path, tiny_tokenizer, sib_dir):
+    _trainer(tmp_path / "epochs", tiny_tokenizer, sib_dir, epochs=2).run(progress=False)
+    _trainer(tmp_path / "steps", tiny_tokenizer, sib_dir, max_steps=14, eval_every=7).run(progress=False)
+    assert torch.equal(rd.load_run(tmp_path / "steps").peft_prompt, rd.load_run(tmp_path / "epochs").peft_prompt)
+    assert [r["val_loss"] for r in _log(tmp_path / "steps")] == [r["val_loss"] for r in _log(tmp_path / "epochs")]
+
+
+def test_an_interrupted_step_budget_run_resumes_inside_an_epoch_to_identical_weights(tmp_path, tiny_tokenizer, sib_dir,
+                                                                                     monkeypatch):
+    """XGLM's dropout (0.1) runs in the joint regime, so the resumed run must also draw the same dropout masks."""
+    settings = dict(family="xglm", regime="joint", lr=1e-3, max_steps=12, eval_every=5)
+    expected = _trainer(tmp_path / "full", tiny_tokenizer, sib_dir, **settings).run(progress=False)
+    original = Trainer._train_interval
+    monkeypatch.setattr(Trainer, "_train_interval", lambda self, step, *args: (_ for _ in ()).throw(KeyboardInterrupt)
+                        if step == 10 else original(self, step, *args))  # checkpointed at step 10: 3 steps into epoch 2
+    with pytest.raises(KeyboardInterrupt):
+        _trainer(tmp_path / "cut", tiny_tokenizer, sib_dir, **settings).run(progress=False)
+    assert [r["step"] for r in _log(tmp_path / "cut")] == [5, 10] and (tmp_path / "cut" / rd.CHECKPOINT).exists()
+    monkeypatch.setattr(Trainer, "_train_interval", original)
+    assert _trainer(tmp_path / "cut", tiny_tokenizer, sib_dir, **settings).run(progress=False) == expected
+
+    def numbers(path):  # the log without wall-clock seconds, and every weight file
+        log = [{k: v for k, v in record.items() if k != "train_seconds"} for record in _log(path)]
+        return log, {p.relative_to(path): p.read_bytes() for p in sorted(path.rglob("*.safetensors"))}
+
+    assert numbers(tmp_path / "cut") == numbers(tmp_path / "full")
+    assert len(numbers(tmp_path / "full")[1]) >= 2  # the prompt and the model
+
+
+@pytest.mark.parametrize("settings, message", [(dict(max_steps=0), "--max-steps must be at least 1 .got 0."),
+                                               (dict(max_steps=-5), "--max-steps must be at least 1 .got -5."),
+                                               (dict(eval_every=0), "--eval-every must be at least 1 .got 0.")])
+def test_a_step_budget_below_one_is_refused_with_the_fix(tmp_path, tiny_tokenizer, sib_dir, settings, message):
+    from xlpeft.errors import XlpeftError
+
+    with pytest.raises(XlpeftError, match=message + ".*leave it out"):
+        _trainer(tmp_path, tiny_tokenizer, sib_dir, **settings)
+
+
+def test_runs_written_before_step_budgets_keep_their_epochs_and_ids():
+    old = {k: v for k, v in TrainConfig().to_dict().items() if k not in ("max_steps", "eval_every")}
+    loaded = TrainConfig.from_dict(old)  # a config.json written before the options existed
+    assert (loaded.max_steps, loaded.eval_every) == (None, None)
+    assert loaded.identity() == TrainConfig().identity() and "max_steps" not in loaded.identity()  # run ids unchanged
+    paper = TrainConfig(max_steps=50_000, eval_every=1000).identity()
+    assert (paper["max_steps"], paper["eval_every"]) == (50_000, 1000)
+
+
+def test_step_budget_validates_every_n_steps_and_after_the_last():
+    from xlpeft.training.budget import StepBudget
+
+    budget = StepBudget.of_steps(12, 5, 0.1)
+    assert [s for s in range(1, 13) if budget.due(s)] == [5, 10, 12] and budget.warmup == 1
+    assert [budget.next_evaluation(s) for s in (0, 4, 5, 10)] == [5, 5, 10, 12]
+    epochs = StepBudget.of_epochs(3, 7, 0.1, None)
+    assert (epochs.total, epochs.eval_every) == (21, 7) and [s for s in range(1, 22) if epochs.due(s)] == [7, 14, 21]

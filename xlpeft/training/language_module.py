@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from transformers import get_linear_schedule_with_warmup
 
 from xlpeft import __version__, faults, files
 from xlpeft import runs as rd
@@ -59,6 +58,7 @@ from xlpeft.prompts.peft_format import save_peft_prompt
 from xlpeft.config import LanguageModuleConfig
 from xlpeft.kernels.frozen import prepare_frozen_model
 from xlpeft.runtime import autocast, fp32_cpu_matmul, resolve_device, resolve_precision, seed_everything
+from xlpeft.training.budget import StepBudget
 from xlpeft.training.optim import clip_gradients, make_optimizer
 
 log = logging.getLogger("xlpeft")
@@ -176,8 +176,9 @@ class LanguageModuleTrainer:
 
     def _train(self, backbone, objective, text, train_streams, val_batches, prompt, params, progress) -> dict:
         c = self.config
+        budget = StepBudget.of_steps(c.steps, c.eval_every, c.warmup_ratio)
         optimizer = make_optimizer(c.optimizer, params, c.lr_used, c.weight_decay)
-        scheduler = get_linear_schedule_with_warmup(optimizer, int(c.warmup_ratio * c.steps), c.steps)
+        scheduler = budget.schedule(optimizer)
         state = self._resume(backbone, prompt, optimizer, scheduler)
         if state["step"] == 0:
             state["val_loss_initial"] = self._val_loss(backbone, prompt, val_batches)
@@ -202,7 +203,7 @@ class LanguageModuleTrainer:
             state["tokens_seen"] += int(batch["attention_mask"].sum())
             bar.update(1)
             faults.crash_point(faults.LANGUAGE_MODULE_STEP)
-            if state["step"] % c.eval_every == 0 or state["step"] == c.steps:
+            if budget.due(state["step"]):
                 self._evaluate(state, backbone, prompt, val_batches, losses, time.perf_counter() - start)
                 bar.set_postfix(loss=f"{np.mean(losses):.3f}", val_loss=f"{state['last_val_loss']:.3f}")
                 losses, start = [], time.perf_counter()

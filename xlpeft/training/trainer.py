@@ -5,9 +5,14 @@ text-to-text (teacher forcing on the target string, or on an encoder a tag per w
 the one with the lowest validation loss). Classification keeps the epoch with the lowest validation loss
 or, with ``select="val_accuracy"``, the highest validation accuracy (ties broken by the lower loss).
 
+The budget is ``epochs`` passes over the data, validated at each epoch's end, or with ``max_steps`` a number
+of optimizer steps (the data cycled in the same seeded epochs), and with ``eval_every`` a validation every
+that many steps; the evaluation kept is chosen as an epoch is (training/budget.py).
+
 Reproducibility: the sample, the prompt's initial values and each epoch's data order and dropout are
-derived from the seed alone (epoch e shuffles with seed*10007+e), so a run interrupted after epoch e
-resumes from its checkpoint and produces the same numbers as an uninterrupted one.
+derived from the seed alone (epoch e shuffles with seed*10007+e). A checkpoint is written at every
+evaluation, with the random generators' state, so a run interrupted anywhere resumes from its last
+evaluation (inside an epoch with ``eval_every``) and produces the same numbers as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -16,13 +21,13 @@ import json
 import logging
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import get_args
 
 import torch
 from tqdm.auto import tqdm
-from transformers import get_linear_schedule_with_warmup
 
 from xlpeft import __version__, faults, files
 from xlpeft import runs as rd
@@ -43,6 +48,7 @@ from xlpeft.modular.stack import TASK_ADAPTER, ModuleStack
 from xlpeft.prompts import SoftPrompt, initial_prompt
 from xlpeft.runtime import autocast, fp32_cpu_matmul, resolve_device, resolve_precision, seed_everything
 from xlpeft.tasks import Examples, FewShotSample, TextTask, get_task
+from xlpeft.training.budget import StepBudget
 from xlpeft.training.optim import clip_gradients, make_optimizer
 from xlpeft.training.parts import HeadPart, ModelPart, Part, PromptPart, TaskAdapterPart
 
@@ -76,6 +82,20 @@ class Inputs:
     targets: list[list[int]] | None = None  # text-to-text tasks: target string ids (EOS closed) or tag ids
 
 
+@dataclass
+class Loop:
+    """What each stretch of training between two evaluations works with."""
+
+    steps_per_epoch: int
+    batches: Iterator[list[int]]  # the training batches from the loop's step on (Trainer._batches)
+    train: Inputs
+    val: Inputs
+    prompt: SoftPrompt | None
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    bar: tqdm
+
+
 class Trainer:
     """Trains one soft prompt (or model, or method B task module) and writes a run directory."""
 
@@ -105,6 +125,12 @@ class Trainer:
             raise XlpeftError(f"--prompt-length must not be negative (got {c.prompt_length})")
         if c.epochs < 1 or c.batch_size < 1:
             raise XlpeftError("--epochs and --batch-size must be at least 1")
+        if c.max_steps is not None and c.max_steps < 1:
+            raise XlpeftError(f"--max-steps must be at least 1 (got {c.max_steps}): give the optimizer steps to train, "
+                              "or leave it out to train --epochs epochs")
+        if c.eval_every is not None and c.eval_every < 1:
+            raise XlpeftError(f"--eval-every must be at least 1 (got {c.eval_every}): give the optimizer steps between "
+                              "validations, or leave it out to validate at each epoch's end")
         if c.select not in get_args(Select):
             raise XlpeftError(f"--select must be val_loss or val_accuracy (got {c.select!r})")
         if c.max_grad_norm is not None and not c.max_grad_norm > 0:
@@ -310,45 +336,86 @@ class Trainer:
             record = {"epoch": 0, "train_loss": None, **self._validate_epoch(val, None)}
             return self._finish({"best": record, "best_weights": {}})
         steps_per_epoch = math.ceil(len(train.token_ids) / c.batch_size)
+        budget = self._budget(steps_per_epoch)
         optimizer = make_optimizer(c.optimizer, groups, c.lr, c.weight_decay)
-        scheduler = get_linear_schedule_with_warmup(
-            optimizer, int(c.warmup_ratio * steps_per_epoch * c.epochs), steps_per_epoch * c.epochs
-        )
-        state = self._resume(prompt, optimizer, scheduler)
-        bar = tqdm(range(state["epoch"], c.epochs), desc=f"train {c.source}", disable=not progress, unit="epoch")
-        for epoch in bar:
-            record = self._epoch(epoch, train, val, prompt, optimizer, scheduler)
+        scheduler = budget.schedule(optimizer)
+        state = self._resume(prompt, optimizer, scheduler, steps_per_epoch)
+        loop = Loop(steps_per_epoch, self._batches(len(train.token_ids), state["step"]), train, val, prompt,
+                    optimizer, scheduler, self._progress_bar(state["step"], budget, steps_per_epoch, progress))
+        while state["step"] < budget.total:
+            end = budget.next_evaluation(state["step"])
+            record = self._train_interval(state["step"], end, loop)
             if improves(record, state["best"], c.select):
                 state["best"] = {**record}
                 state["best_weights"] = self._snapshot(prompt)
             files.append_jsonl(self.out / rd.LOG, record)
-            state["epoch"] = epoch + 1
+            state["step"], state["evaluations"] = end, state["evaluations"] + 1
             self._checkpoint(state, prompt, optimizer, scheduler)
             faults.crash_point(faults.TRAIN_EPOCH_END)
-            bar.set_postfix(loss=f"{record['train_loss']:.3f}", val_loss=f"{record['val_loss']:.3f}",
-                            **({} if self.text else {"val_acc": f"{record['val_accuracy']:.3f}"}))
+            if not self._in_steps:  # a bar in steps moves with each step
+                loop.bar.update()
+            loop.bar.set_postfix(loss=f"{record['train_loss']:.3f}", val_loss=f"{record['val_loss']:.3f}",
+                                 **({} if self.text else {"val_acc": f"{record['val_accuracy']:.3f}"}))
+        loop.bar.close()
         return self._finish(state)
 
-    def _epoch(self, epoch, train: Inputs, val: Inputs, prompt, optimizer, scheduler) -> dict:
+    @property
+    def _in_steps(self) -> bool:
+        """Whether the budget or the validations are given in steps (else: epochs, validated at their ends)."""
+        return self.config.max_steps is not None or self.config.eval_every is not None
+
+    def _budget(self, steps_per_epoch: int) -> StepBudget:
         c = self.config
-        torch.manual_seed(c.seed * 10007 + epoch)  # dropout of joint/full runs, reproducible on resume
-        order = torch.randperm(len(train.token_ids), generator=torch.Generator().manual_seed(c.seed * 10007 + epoch))
-        start_time, total = time.perf_counter(), 0.0
+        if c.max_steps is None:
+            return StepBudget.of_epochs(c.epochs, steps_per_epoch, c.warmup_ratio, c.eval_every)
+        return StepBudget.of_steps(c.max_steps, c.eval_every or steps_per_epoch, c.warmup_ratio)
+
+    def _progress_bar(self, step: int, budget: StepBudget, steps_per_epoch: int, progress: bool) -> tqdm:
+        desc = f"train {self.config.source}"
+        if self._in_steps:
+            return tqdm(total=budget.total, initial=step, desc=desc, disable=not progress, unit="step")
+        return tqdm(total=self.config.epochs, initial=step // steps_per_epoch, desc=desc, disable=not progress,
+                    unit="epoch")
+
+    def _batches(self, n: int, step: int) -> Iterator[list[int]]:
+        """The training batches from optimizer step ``step`` on, epoch after epoch: epoch e in the order drawn
+        with seed*10007+e, and the global generator (dropout of joint/full runs) seeded the same at the epoch's
+        first batch. A run resumed inside an epoch has its generators restored from the checkpoint instead."""
+        c = self.config
+        epoch, start = divmod(step, math.ceil(n / c.batch_size))
+        while True:
+            if start == 0:
+                torch.manual_seed(c.seed * 10007 + epoch)
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(c.seed * 10007 + epoch))
+            for first in range(start * c.batch_size, n, c.batch_size):
+                yield order[first : first + c.batch_size].tolist()
+            epoch, start = epoch + 1, 0
+
+    def _train_interval(self, step: int, end: int, loop: Loop) -> dict:
+        """Train from optimizer step ``step`` to step ``end`` (the epoch's end, or the next ``eval_every``
+        multiple), then validate; returns the evaluation's log record."""
+        c = self.config
+        start_time, total, seen = time.perf_counter(), 0.0, 0
         self._set_mode(True)
-        for start in range(0, len(order), c.batch_size):
-            idx = order[start : start + c.batch_size].tolist()
+        for _ in range(step, end):
+            idx = next(loop.batches)
             with autocast(self.precision, self.device):
-                loss, _ = self._loss(train, idx, prompt)
-            optimizer.zero_grad(set_to_none=True)
+                loss, _ = self._loss(loop.train, idx, loop.prompt)
+            loop.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            clip_gradients(optimizer, c.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
+            clip_gradients(loop.optimizer, c.max_grad_norm)
+            loop.optimizer.step()
+            loop.scheduler.step()
             total += loss.item() * len(idx)
+            seen += len(idx)
+            if self._in_steps:
+                loop.bar.update()
             faults.crash_point(faults.TRAIN_BATCH)
         seconds = time.perf_counter() - start_time
-        metrics = self._validate_epoch(val, prompt)
-        return {"epoch": epoch + 1, "train_loss": total / len(order), "train_seconds": round(seconds, 3), **metrics}
+        metrics = self._validate_epoch(loop.val, loop.prompt)
+        where = ({"step": end, "epoch": round(end / loop.steps_per_epoch, 3)} if self._in_steps
+                 else {"epoch": end // loop.steps_per_epoch})
+        return {**where, "train_loss": total / seen, "train_seconds": round(seconds, 3), **metrics}
 
     # ------------------------------------------------------------------ state
     def _trainable_state(self, prompt: SoftPrompt | None) -> dict:
@@ -367,16 +434,30 @@ class Trainer:
 
     def _checkpoint(self, state, prompt, optimizer, scheduler) -> None:
         rd.save_torch(self.out / rd.CHECKPOINT, {
-            "epoch": state["epoch"], "best": state["best"], "best_weights": state["best_weights"],
-            "weights": self._trainable_state(prompt), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "config": self.config.to_dict(), "backbone": self.weights,
+            "step": state["step"], "evaluations": state["evaluations"], "best": state["best"],
+            "best_weights": state["best_weights"], "weights": self._trainable_state(prompt),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": self._rng_state(),
+            "config": self.config.to_dict(), "backbone": self.weights,
         })
 
-    def _resume(self, prompt, optimizer, scheduler) -> dict:
+    def _rng_state(self) -> dict:
+        """The global generators (dropout draws from them), so that a run resumed inside an epoch draws what
+        the uninterrupted run drew after this point."""
+        state = {"cpu": torch.get_rng_state()}
+        if self.device.startswith("cuda"):
+            state["cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def _set_rng_state(self, state: dict) -> None:
+        torch.set_rng_state(state["cpu"].cpu())  # the checkpoint was loaded onto the run's device
+        if "cuda" in state:
+            torch.cuda.set_rng_state(state["cuda"].cpu(), self.device)
+
+    def _resume(self, prompt, optimizer, scheduler, steps_per_epoch: int) -> dict:
         path = self.out / rd.CHECKPOINT
         if not path.exists():
             (self.out / rd.LOG).unlink(missing_ok=True)
-            return {"epoch": 0, "best": {}, "best_weights": None}
+            return {"step": 0, "evaluations": 0, "best": {}, "best_weights": None}
         saved = torch.load(path, map_location=self.device, weights_only=False)
         if TrainConfig.from_dict(saved["config"]).to_dict() != self.config.to_dict():
             raise XlpeftError(
@@ -391,14 +472,18 @@ class Trainer:
         self._load_trainable(saved["weights"], prompt)
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
-        self._truncate_log(saved["epoch"])
-        log.info("resuming %s after epoch %d", self.out, saved["epoch"])
-        return {"epoch": saved["epoch"], "best": saved["best"], "best_weights": saved["best_weights"]}
+        if "rng" in saved:  # checkpoints written before step budgets end at an epoch's end, which reseeds
+            self._set_rng_state(saved["rng"])
+        step, evaluations = ((saved["step"], saved["evaluations"]) if "step" in saved
+                             else (saved["epoch"] * steps_per_epoch, saved["epoch"]))
+        self._truncate_log(evaluations)
+        log.info("resuming %s after step %d (%d evaluations)", self.out, step, evaluations)
+        return {"step": step, "evaluations": evaluations, "best": saved["best"], "best_weights": saved["best_weights"]}
 
-    def _truncate_log(self, epochs: int) -> None:
-        """Drop log lines of an epoch that finished after the last checkpoint (no duplicates on resume)."""
+    def _truncate_log(self, evaluations: int) -> None:
+        """Drop log lines of an evaluation that came after the last checkpoint (no duplicates on resume)."""
         path = self.out / rd.LOG
-        lines = path.read_text().splitlines(keepends=True)[:epochs] if path.exists() else []
+        lines = path.read_text().splitlines(keepends=True)[:evaluations] if path.exists() else []
         files.atomic_write(path, lambda tmp: tmp.write_text("".join(lines)))
 
     def _parameter_counts(self, prompt: SoftPrompt | None) -> dict:
@@ -463,11 +548,13 @@ class Trainer:
         return {"configuration": self.configuration.name, "language_module": record}
 
     def _finish(self, state: dict) -> dict:
-        """Restore the best epoch, save each trained part (the prompt folded); metrics.json last marks the run done."""
+        """Restore the best evaluation, save each trained part (the prompt folded); metrics.json last marks the run
+        done. A step-budget run also names the best evaluation's step (its epoch is then a fraction)."""
         for part in self._load_trainable(state["best_weights"], self._make_prompt()):
             part.save(self.out)
-        metrics = {"best_epoch": state["best"]["epoch"], **{k: state["best"][k] for k in
-                   ("train_loss", "val_loss", "val_accuracy", "val_macro_f1")}}
+        best = state["best"]
+        metrics = {"best_epoch": best["epoch"], **({"best_step": best["step"]} if "step" in best else {}),
+                   **{k: best[k] for k in ("train_loss", "val_loss", "val_accuracy", "val_macro_f1")}}
         files.write_json(self.out / rd.METRICS, metrics)
         (self.out / rd.CHECKPOINT).unlink(missing_ok=True)
         return metrics
