@@ -459,3 +459,16 @@ def test_unsupported_models_and_misuse_raise_clear_errors(special_tokenizer):
         set_active(model, ["lang", "task"])
     with pytest.raises(XlpeftError, match="non_linearity"):
         AdapterConfig(non_linearity="sparkle")
+
+
+def test_adapters_xlpeft_adds_start_as_the_identity_where_adapterhubs_init_breaks_the_model(tiny_tokenizer,
+                                                                                             special_tokenizer):
+    """Gemma 3's adapters (language and task: AdapterConfig.for_model) start as the identity, so an untrained
+    module leaves the model's logits exactly as they were; other families keep AdapterHub's default init."""
+    for name, unchanged in (("gemma3", True), ("llama", False)):
+        backbone = build(name, tiny_tokenizer, special_tokenizer)
+        before = logits(backbone)
+        torch.manual_seed(0)
+        add_adapter(backbone.model, "lang", AdapterConfig.for_model(family(backbone), 16))
+        set_active(backbone.model, ["lang"])
+        assert torch.equal(logits(backbone), before) is unchanged, name

@@ -17,6 +17,7 @@ from xlpeft.errors import XlpeftError
 
 InitWeights = Literal["bert", "mam_adapter", "houlsby"]
 INIT_WEIGHTS = ("bert", "mam_adapter", "houlsby")
+IDENTITY_INIT = frozenset({"gemma3_text"})  # model types whose adapters start as the identity (AdapterConfig.for_model)
 # AdapterHub resolves names through transformers' ACT2FN, plus its own "leakyrelu"
 NON_LINEARITIES = (*sorted(ACT2FN), "leakyrelu")
 
@@ -53,6 +54,17 @@ class AdapterConfig:
             if any(i < 0 for i in layers):
                 raise XlpeftError(f"adapter layers must be non-negative block indices, got {list(self.layers)}")
             object.__setattr__(self, "layers", layers)  # a list from YAML becomes a hashable tuple
+
+    @classmethod
+    def for_model(cls, model_type: str, reduction_factor: float) -> AdapterConfig:
+        """The adapter xlpeft adds to a ``model_type`` model: AdapterHub's default ``bert`` init, except on
+        families whose residual stream that init breaks before any training (``IDENTITY_INIT``), which start
+        as the identity (``mam_adapter``). Measured 2026-12-03, untrained d/16 adapters in every block, LM loss
+        on two English sentences: Gemma-3-270M 2.78 without adapters, 21.4 with ``bert``, 5.63 with ``houlsby``,
+        2.78 with ``mam_adapter`` (its hidden states reach norms in the thousands); SmolLM2-135M 3.64, 3.84,
+        3.72, 3.64. Language and task adapters both come from here, so module.json records what was used."""
+        init: InitWeights = "mam_adapter" if model_type in IDENTITY_INIT else "bert"
+        return cls(reduction_factor=reduction_factor, init_weights=init)
 
     def bottleneck_size(self, hidden_size: int) -> int:
         """AdapterHub's ``int(hidden_size // reduction_factor)``, at least 1 (768 // 16 = 48)."""

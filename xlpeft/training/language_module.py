@@ -136,7 +136,7 @@ class LanguageModuleTrainer:
             prompt = SoftPrompt(initial_prompt("text", c.prompt_length, embeddings, generator, ids)).to(self.device)
             return prompt, list(prompt.parameters())
         torch.manual_seed(c.seed)
-        add_adapter(backbone.model, LANGUAGE_ADAPTER, AdapterConfig(reduction_factor=c.reduction_factor))
+        add_adapter(backbone.model, LANGUAGE_ADAPTER, AdapterConfig.for_model(backbone.family, c.reduction_factor))
         set_active(backbone.model, [LANGUAGE_ADAPTER])
         params = adapter_parameters(backbone.model, LANGUAGE_ADAPTER)
         for p in params:
@@ -282,7 +282,7 @@ class LanguageModuleTrainer:
                       "parameters": prompt.weight.numel()}
         else:
             files.atomic_dir(self.work / ADAPTER_DIR, lambda tmp: save_adapterhub(backbone.model, LANGUAGE_ADAPTER, tmp))
-            module = {"adapter": AdapterConfig(reduction_factor=c.reduction_factor).to_dict(),
+            module = {"adapter": AdapterConfig.for_model(backbone.family, c.reduction_factor).to_dict(),
                       "parameters": sum(p.numel() for p in adapter_parameters(backbone.model, LANGUAGE_ADAPTER))}
         meta = {
             "kind": c.kind, "language": c.language, "backbone": backbone_identity(backbone),

@@ -255,8 +255,8 @@ class Trainer:
         if self.language_module is not None:
             self.stack.use_language(self.language_module)
         if self._task_adapter:
-            self.stack.add_task_adapter(AdapterConfig(reduction_factor=self.config.adapter_reduction_factor),
-                                        self.config.seed)
+            self.stack.add_task_adapter(AdapterConfig.for_model(self.backbone.family,
+                                                                self.config.adapter_reduction_factor), self.config.seed)
 
     def _detach(self) -> None:
         """Leave the backbone as it was given (a grid shares it between runs)."""
