@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from xlpeft.data.languages import registry as language_registry
 from xlpeft.data.task_names import TASK_HELP, TASK_NAMES, SourceData
@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 # the allowed values, declared once: argparse's choices and the code that checks a value read them from here
 Placement = Literal["suffix", "prefix", "start"]
 Head = Literal["auto", "lm", "linear"]
-Reparam = Literal["none", "mlp", "residual"]
+Reparam = Literal["none", "mlp", "residual", "lstm"]  # prompts/soft_prompt.py
+ReparamAffine = Literal["off", "on", "auto"]  # the mlp/residual LayerNorm's affine parameters (TrainConfig)
 Init = Literal["uniform", "vocab", "text"]
 Regime = Literal["prompt", "joint", "full"]
 Select = Literal["val_loss", "val_accuracy"]
@@ -48,13 +49,19 @@ OPTIMIZER_HELP = ("adamw: torch's AdamW; adafactor: transformers' Adafactor with
                   "prompts with it at lr 0.5, weight decay 1e-5)")
 MAX_GRAD_NORM_HELP = ("clip the trained parameters' global gradient norm to this before each step; default: no "
                       "clipping (Philippy et al.'s HF Trainer clipped at 1.0)")
+REPARAM_HELP = ("reparameterization during training, folded into a plain prompt afterwards: mlp: Linear-ReLU-Linear-"
+                "LayerNorm on each row (Philippy et al.); residual: the same plus a skip connection; lstm: PEFT's P-tuning "
+                "encoder, a bidirectional 2-layer LSTM over the rows, then Linear-ReLU-Linear")
+REPARAM_AFFINE_HELP = ("affine weight and bias of the mlp/residual LayerNorm, trained with the prompt: off: none (identity, "
+                       "the frozen-model recipe); on: always; auto: when the model is trained (joint), as Philippy et al.'s "
+                       "code did. Stored settled: auto becomes on or off, and a run without that LayerNorm stores off")
 TEXT_CACHE_HELP = ("run the whole sequence every step instead of caching the text's states (the cache is on by default "
                    "where it applies: frozen model, suffix prompt; same numbers; for checking, and needed for "
                    "--frozen-dropout)")
 
 # fields added once runs existed, with the value every earlier run implicitly had
 ADDED_LATER = {"task": "sib200", "source_data": "local", "select": "val_loss", "max_grad_norm": None,
-               "optimizer": "adamw", "max_steps": None, "eval_every": None}
+               "optimizer": "adamw", "max_steps": None, "eval_every": None, "reparam_affine": "off"}
 MODULE_ADDED_LATER = {"max_grad_norm": None, "optimizer": "adamw"}  # the same for LanguageModuleConfig
 
 # method B configurations without a task prompt (their prompt, if any, is the language prompt)
@@ -95,8 +102,9 @@ class TrainConfig:
     head: Head = option("auto", "lm: the model's LM / masked-LM head with label words (encoder-decoders: label strings "
                         "scored by the decoder); linear: a trainable linear head on mean-pooled encoder states (causal: "
                         "on the prediction position); auto: lm when the model has such a head, else linear (e5)")
-    reparam: Reparam = option("none", "MLP reparameterization during training (folded into a plain prompt afterwards)")
-    reparam_hidden: int = option(200, "hidden width h of the MLP")
+    reparam: Reparam = option("none", REPARAM_HELP)
+    reparam_hidden: int = option(200, "hidden width h of the MLP (lstm: units per LSTM direction; its head is 2h wide)")
+    reparam_affine: ReparamAffine = option("off", REPARAM_AFFINE_HELP)
     # random vocabulary embeddings: +10 points on SmolLM2 and +21.6 English / +17.9 nine-language mean on
     # Gemma-3-270M over the paper's uniform(-0.5, 0.5) (docs/backbones.md, "Defaults and what was tried")
     init: Init = option("vocab", "uniform(-0.5, 0.5) (the paper's); embeddings of random vocabulary tokens (the "
@@ -147,6 +155,19 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.regime == "full" or self.configuration in NO_TASK_PROMPT:
             self.prompt_length = 0
+        self.reparam_affine = self._reparam_affine_used()
+
+    def _reparam_affine_used(self) -> ReparamAffine:
+        """``reparam_affine`` settled to on or off, so that runs that train the same parameters have one identity:
+        off without an MLP LayerNorm (no prompt, or reparam none / lstm), auto: on exactly when the model trains."""
+        if self.reparam_affine not in get_args(ReparamAffine):
+            raise XlpeftError(f"reparam_affine must be one of {', '.join(get_args(ReparamAffine))} "
+                              f"(got {self.reparam_affine!r})")
+        if self.prompt_length == 0 or self.reparam not in ("mlp", "residual"):
+            return "off"
+        if self.reparam_affine == "auto":
+            return "on" if self.regime != "prompt" else "off"
+        return self.reparam_affine
 
     @property
     def placement_used(self) -> str:

@@ -26,14 +26,19 @@ def _trainable(trainer, prompt):
     return sum(p.numel() for p in params)
 
 
-@pytest.mark.parametrize("regime, reparam", [("prompt", "none"), ("prompt", "mlp"), ("joint", "none"), ("full", "none")])
+@pytest.mark.parametrize("regime, reparam", [("prompt", "none"), ("prompt", "mlp"), ("joint", "none"), ("full", "none"),
+                                            ("prompt", "lstm"), ("joint", "mlp")])
 def test_exact_trainable_parameter_counts(tmp_path, tiny_tokenizer, sib_dir, regime, reparam):
-    trainer = _trainer(tmp_path, tiny_tokenizer, sib_dir, regime=regime, reparam=reparam, reparam_hidden=8)
+    trainer = _trainer(tmp_path, tiny_tokenizer, sib_dir, regime=regime, reparam=reparam, reparam_hidden=8,
+                       reparam_affine="auto")
     prompt = trainer._make_prompt()
     model = sum(p.numel() for p in trainer.backbone.model.parameters())
     mlp = 32 * 8 + 8 + 8 * 32 + 32
+    affine = 2 * 32  # --reparam-affine auto: the LayerNorm's weight and bias in joint runs only
+    lstm = 2 * (4 * 8 * 32 + 4 * 8 * 8 + 2 * 4 * 8) + 2 * (4 * 8 * 16 + 4 * 8 * 8 + 2 * 4 * 8) + 16 * 16 + 16 + 16 * 32 + 32
     expected = {("prompt", "none"): 3 * 32, ("prompt", "mlp"): 3 * 32 + mlp,
-                ("joint", "none"): 3 * 32 + model, ("full", "none"): model}[(regime, reparam)]
+                ("joint", "none"): 3 * 32 + model, ("full", "none"): model, ("prompt", "lstm"): 3 * 32 + lstm,
+                ("joint", "mlp"): 3 * 32 + mlp + affine + model}[(regime, reparam)]
     assert _trainable(trainer, prompt) == expected
     assert trainer._parameter_counts(prompt)["trainable"] == expected
 
@@ -99,17 +104,21 @@ def test_runs_written_before_select_existed_read_as_selected_by_loss():
     assert TrainConfig(select="val_accuracy").identity()["select"] == "val_accuracy"
 
 
-def test_cached_and_uncached_training_give_the_same_prompt(tmp_path, tiny_tokenizer, sib_dir):
-    a = _trainer(tmp_path / "a", tiny_tokenizer, sib_dir).run(progress=False)
-    b = _trainer(tmp_path / "b", tiny_tokenizer, sib_dir, text_cache=False).run(progress=False)
+@pytest.mark.parametrize("reparam", ["none", "lstm"])
+def test_cached_and_uncached_training_give_the_same_prompt(tmp_path, tiny_tokenizer, sib_dir, reparam):
+    settings = dict(reparam=reparam, reparam_hidden=8)
+    a = _trainer(tmp_path / "a", tiny_tokenizer, sib_dir, **settings).run(progress=False)
+    b = _trainer(tmp_path / "b", tiny_tokenizer, sib_dir, text_cache=False, **settings).run(progress=False)
+    assert rd.load_run(tmp_path / "a").config["text_cache_used"] and not rd.load_run(tmp_path / "b").config["text_cache_used"]
     assert a["val_loss"] == pytest.approx(b["val_loss"], rel=FP32)
     prompt_a, prompt_b = rd.load_run(tmp_path / "a").peft_prompt, rd.load_run(tmp_path / "b").peft_prompt
     assert_close_scaled(prompt_a, prompt_b)
 
 
 @pytest.mark.parametrize("settings", [dict(reparam="none"), dict(reparam="mlp"),
-                                      dict(reparam="none", optimizer="adafactor", max_grad_norm=0.5)],
-                         ids=["none", "mlp", "adafactor-clipped"])
+                                      dict(reparam="none", optimizer="adafactor", max_grad_norm=0.5),
+                                      dict(reparam="lstm"), dict(reparam="mlp", regime="joint", lr=1e-3, reparam_affine="on")],
+                         ids=["none", "mlp", "adafactor-clipped", "lstm", "joint-mlp-affine"])
 def test_interrupted_run_resumes_to_identical_numbers(tmp_path, tiny_tokenizer, sib_dir, monkeypatch, settings):
     settings = dict(epochs=3, reparam_hidden=8, **settings)
     full = _trainer(tmp_path / "full", tiny_tokenizer, sib_dir, **settings)
@@ -250,7 +259,7 @@ def test_make_optimizer_settles_adafactor_as_the_method_b_paper_used_it():
 
 def test_runs_written_before_the_optimizer_options_keep_their_defaults_and_ids():
     earlier_added = {"task": "sib200", "source_data": "local", "select": "val_loss"}  # ADDED_LATER before them
-    # a config.json written before the options existed: without them and without any field added since
+    # a config.json written before the options existed: without them and without the fields added since
     old = {k: v for k, v in TrainConfig().to_dict().items() if k not in ADDED_LATER or k in earlier_added}
     loaded = TrainConfig.from_dict(old)
     assert (loaded.max_grad_norm, loaded.optimizer) == (None, "adamw")
@@ -383,3 +392,60 @@ def test_step_budget_validates_every_n_steps_and_after_the_last():
     assert [budget.next_evaluation(s) for s in (0, 4, 5, 10)] == [5, 5, 10, 12]
     epochs = StepBudget.of_epochs(3, 7, 0.1, None)
     assert (epochs.total, epochs.eval_every) == (21, 7) and [s for s in range(1, 22) if epochs.due(s)] == [7, 14, 21]
+
+
+# ---------------------------------------------------------------- issue 21: --reparam lstm, --reparam-affine
+
+
+@pytest.mark.parametrize("reparam, regime, given, settled", [
+    ("mlp", "joint", "auto", "on"), ("residual", "joint", "auto", "on"), ("mlp", "prompt", "auto", "off"),
+    ("mlp", "prompt", "on", "on"), ("mlp", "joint", "off", "off"), ("none", "joint", "on", "off"),
+    ("lstm", "joint", "auto", "off"), ("mlp", "full", "auto", "off")])
+def test_reparam_affine_is_settled_to_what_the_run_trains(reparam, regime, given, settled):
+    """auto is the reference's rule (LayerNorm affine trained exactly when the model is); runs without the MLP's
+    LayerNorm store off, so a run's identity names what it trains."""
+    assert TrainConfig(reparam=reparam, regime=regime, reparam_affine=given).reparam_affine == settled
+    assert TrainConfig().reparam_affine == "off"  # the default: today's runs unchanged
+
+
+def test_unknown_reparam_affine_is_refused():
+    from xlpeft.errors import XlpeftError
+
+    with pytest.raises(XlpeftError, match="reparam_affine must be one of off, on, auto"):
+        TrainConfig(reparam="mlp", reparam_affine="yes")
+
+
+def test_runs_written_before_reparam_affine_keep_their_numbers_and_ids():
+    old = {k: v for k, v in TrainConfig(reparam="mlp", regime="joint").to_dict().items() if k != "reparam_affine"}
+    loaded = TrainConfig.from_dict(old)  # a joint MLP run's config.json from before the option
+    assert loaded.reparam_affine == "off"  # its LayerNorm had no affine parameters
+    assert "reparam_affine" not in loaded.identity()  # its run id unchanged
+    assert TrainConfig(reparam="mlp", regime="joint", reparam_affine="auto").identity()["reparam_affine"] == "on"
+
+
+def test_affine_layernorm_trains_with_the_prompt_in_a_joint_run(tmp_path, tiny_tokenizer, sib_dir, monkeypatch):
+    """--reparam-affine auto in a joint run: the LayerNorm's weight and bias sit in the prompt's optimizer group
+    (the prompt's lr, not --lr-model), receive gradients, move away from identity, and are folded into the saved
+    prompt."""
+    trainer = _trainer(tmp_path, tiny_tokenizer, sib_dir, regime="joint", reparam="mlp", reparam_hidden=8,
+                       reparam_affine="auto", lr=1e-2, lr_model=1e-4, epochs=2)
+    prompt = trainer._make_prompt()
+    groups = trainer._set_trainable(prompt)
+    norm = prompt.mlp.norm
+    assert groups[0]["lr"] == 1e-2 and {id(norm.weight), id(norm.bias)} <= {id(p) for p in groups[0]["params"]}
+    assert all(id(p) not in {id(norm.weight), id(norm.bias)} for g in groups[1:] for p in g["params"])
+    train = trainer._inputs(trainer._sample().train)
+    loss, _ = trainer._loss(train, list(range(4)), prompt)
+    loss.backward()
+    assert norm.weight.grad.abs().sum() > 0 and norm.bias.grad.abs().sum() > 0
+
+    made, original = [], Trainer._make_prompt
+    monkeypatch.setattr(Trainer, "_make_prompt", lambda self: made.append(original(self)) or made[-1])
+    run_dir = tmp_path / "run"
+    trainer = _trainer(run_dir, tiny_tokenizer, sib_dir, regime="joint", reparam="mlp", reparam_hidden=8,
+                       reparam_affine="auto", lr=1e-2, lr_model=1e-4, epochs=2)
+    trainer.run(progress=False)
+    best = made[-1]  # the prompt _finish loaded the kept epoch into and saved
+    assert not torch.equal(best.mlp.norm.weight, torch.ones(32)) and not torch.equal(best.mlp.norm.bias, torch.zeros(32))
+    assert_close_scaled(rd.load_run(run_dir).peft_prompt.float(), best().detach())
+    assert rd.load_run(run_dir).config["parameters"]["reparam_mlp"] == 32 * 8 + 8 + 8 * 32 + 32 + 2 * 32

@@ -65,7 +65,12 @@ class ModulePart(Part):
 
 @dataclass(eq=False)
 class PromptPart(ModulePart):
-    """The soft prompt (method B: the task prompt), saved folded in PEFT's prompt-tuning format."""
+    """The soft prompt (method B: the task prompt), saved folded in PEFT's prompt-tuning format.
+
+    Its parameters include the reparameterization's (the MLP or LSTM, and with ``--reparam-affine`` the
+    LayerNorm's weight and bias): they exist only to produce the prompt and are folded into it, so they
+    train at the prompt's lr even in joint runs, where the model has its own (``--lr-model``). Philippy et
+    al.'s code trained everything at one lr, which is this when ``--lr-model`` is left unset."""
 
     prompt: SoftPrompt
     backbone: Backbone

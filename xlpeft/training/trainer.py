@@ -209,7 +209,7 @@ class Trainer:
         generator = torch.Generator().manual_seed(c.seed)
         text_ids = self.backbone.tokenizer(c.init_text, add_special_tokens=False)["input_ids"] if c.init == "text" else None
         weight = initial_prompt(c.init, c.prompt_length, embeddings.cpu(), generator, text_ids)
-        return SoftPrompt(weight, c.reparam, c.reparam_hidden).to(self.device)
+        return SoftPrompt(weight, c.reparam, c.reparam_hidden, affine=c.reparam_affine == "on").to(self.device)
 
     def _parts(self, prompt: SoftPrompt | None) -> list[Part]:
         """What this run trains (training/parts.py), in the order of its optimizer groups and checkpoint entries:
@@ -491,7 +491,8 @@ class Trainer:
         adapters = {name: sum(p.numel() for p in adapter_parameters(model, name)) for name in adapter_names(model)}
         model_params = sum(p.numel() for p in model.parameters()) - sum(adapters.values())
         prompt_params = 0 if prompt is None else prompt.weight.numel()
-        mlp_params = 0 if prompt is None or prompt.mlp is None else sum(p.numel() for p in prompt.mlp.parameters())
+        # the reparameterization's parameters (MLP or LSTM), under the key "reparam_mlp" that stored runs have
+        mlp_params = 0 if prompt is None or prompt.encoder is None else sum(p.numel() for p in prompt.encoder.parameters())
         head_params = sum(p.numel() for p in self.classifier.parameters())
         task_adapter = adapters.get(TASK_ADAPTER, 0)
         language = 0 if self.language_module is None else self.language_module.meta["parameters"]
