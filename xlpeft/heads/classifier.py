@@ -35,8 +35,9 @@ class Classifier(nn.Module):
         self.backbone = backbone
         self.layout = layout
 
-    def tokenize(self, texts: list[str]) -> list[list[int]]:
-        return self.layout.tokenize(texts)
+    def tokenize(self, texts: list[str], fields: dict[str, list[str]] | None = None) -> list[list[int]]:
+        """Token ids per text (``fields``: the parts an input template names, heads/layout.py)."""
+        return self.layout.tokenize(texts, fields)
 
     def outputs(self, token_ids: list[list[int]], prompt: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
