@@ -58,6 +58,7 @@ def test_generated_answers_are_parsed_counted_and_identified(tmp_path, special_t
                                                              configuration):
     mt5 = make_seq2seq(special_tokenizer)
     run = train(tmp_path / "run", mt5, data_root, configuration=configuration)
+    assert run.config["template_used"]["answers"] == ["Yes", "Maybe", "No"] == run.config["label_words"]
     examples = get_task("americasnli", data_root).load(TARGET, "test")
     expected, unparsed = by_hand_labels(transformers_answers(mt5, run, examples))
     assert unparsed < len(examples), "the trained run should answer with label strings at least sometimes"

@@ -51,7 +51,7 @@ class Classifier(nn.Module):
 
     def describe(self) -> dict:
         """What a run records so that evaluation rebuilds the same classifier."""
-        return {"head_used": self.head_kind}
+        return {"head_used": self.head_kind, **self.layout.describe()}
 
 
 class VerbalizerClassifier(Classifier):

@@ -78,7 +78,7 @@ class TextToText(nn.Module):
         return [ids + [self.backbone.eos_id] for ids in encoded]
 
     def describe(self) -> dict:
-        return {"head_used": self.head_kind, "output": "text"}
+        return {"head_used": self.head_kind, "output": "text", **self.layout.describe()}
 
     # ------------------------------------------------------------------------------------------ training
     def loss(self, token_ids: list[list[int]], prompt: torch.Tensor | None,

@@ -113,6 +113,13 @@ class PromptLayout:
                              f"tokens exceed {self.backbone.name}'s {context} positions; lower --max-length to at most "
                              f"{context - around} or --prompt-length")
 
+    def describe(self) -> dict:
+        """What a run records of its input: the template it wrote its texts into (nothing without one)."""
+        if self.template is None:
+            return {}
+        return {"template_used": {"text": self.template.text, "answers": list(self.template.answers),
+                                  "origin": self.template.origin}}
+
     def _template_tokens(self) -> int:
         """The template's own tokens (and the text prefix's, which precedes it), its fields left empty."""
         if self.template is None:

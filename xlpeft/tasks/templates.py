@@ -54,8 +54,8 @@ class Template:
                               "and literal braces as {{ and }}") from exc
         named = [(name, spec, conv) for _, name, spec, conv in parsed if name is not None]
         unknown = [name for name, _, _ in named if name not in available]
-        if unknown or any(not name.isidentifier() for name, _, _ in named):
-            raise XlpeftError(f"--template {self.text!r}: unknown field(s) {', '.join(map(repr, unknown or ['']))} "
+        if unknown:
+            raise XlpeftError(f"--template {self.text!r}: unknown field(s) {', '.join(map(repr, unknown))} "
                               f"for {task}; its fields are {', '.join('{' + f + '}' for f in available)}")
         if any(spec or conv for _, spec, conv in named):
             raise XlpeftError(f"--template {self.text!r}: write fields as plain {{name}}, without format specs or "
@@ -74,14 +74,16 @@ class Template:
         n = len(fields[names[0]])
         counted = {name: tokenizer(fields[name], add_special_tokens=False, return_offsets_mapping=True)
                    for name in names}
-        encoded = []
+        rendered, lengths, cut = [], [], []
         for i in range(n):
-            lengths = {name: len(counted[name]["input_ids"][i]) for name in names}
-            keep = fit(lengths, budget)
+            tokens = {name: len(counted[name]["input_ids"][i]) for name in names}
+            keep = fit(tokens, budget)
             values = {name: _cut(fields[name][i], counted[name]["offset_mapping"][i], keep[name]) for name in names}
-            ids = tokenizer(prefix + self.render(values), add_special_tokens=False)["input_ids"]
-            encoded.append(Encoded(ids, sum(lengths.values()), keep != lengths))
-        return encoded
+            rendered.append(prefix + self.render(values))
+            lengths.append(sum(tokens.values()))
+            cut.append(keep != tokens)
+        ids = tokenizer(rendered, add_special_tokens=False)["input_ids"] if rendered else []
+        return [Encoded(*entry) for entry in zip(ids, lengths, cut)]
 
 
 @dataclass(frozen=True)
