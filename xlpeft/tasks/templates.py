@@ -7,8 +7,8 @@ family where it differs; tasks whose paper used no template (SIB-200, methods.md
 
 The text budget (``max_length``) counts the fields' tokens, each field tokenized alone; the template's own
 words come on top, like the prompt and special tokens, so a template never shortens what is read of the
-text and never is itself cut. A text over budget has its longest field cut first, token by token (at the
-character where its last kept token ends), and the whole rendered string is then tokenized at once, as the
+text and never is itself cut. A text over budget has its longest field cut first, token by token, as fast tokenizers
+cut pairs (at the character where its last kept token ends), and the whole rendered string is then tokenized at once, as the
 reference code tokenized its formatted inputs: the model reads the same ids it would for that string.
 """
 
@@ -97,12 +97,15 @@ class Encoded:
 
 def fit(lengths: dict[str, int], budget: int) -> dict[str, int]:
     """Tokens each field keeps so that together they fit ``budget``: the longest field loses a token at a
-    time (ties: the later field), as tokenizers' ``longest_first`` truncation does."""
+    time; at a tie the field that was shorter to begin with (then the earlier one) loses it. For two fields
+    this is the fast tokenizers' ``longest_first`` truncation of a pair."""
     keep = dict(lengths)
+    order = {name: (-lengths[name], -i) for i, name in enumerate(lengths)}
     over = sum(keep.values()) - budget
     while over > 0:
-        longest = max(reversed(list(keep)), key=keep.__getitem__)
-        cut = min(over, keep[longest] - max((v for k, v in keep.items() if k != longest), default=0)) or 1
+        longest = max(keep, key=lambda name: (keep[name], *order[name]))
+        runner_up = max((v for name, v in keep.items() if name != longest), default=0)
+        cut = min(over, keep[longest] - runner_up) or 1
         keep[longest] -= cut
         over -= cut
     return keep
