@@ -74,11 +74,17 @@ def test_a_cut_field_ends_where_its_last_kept_token_ends(tiny_tokenizer):
     template = Template("P: {premise}\nH: {hypothesis}")
     premise, hypothesis = "The delegation arrived in the capital on Monday", "They came"
     premise_ids, hypothesis_ids = (tiny_tokenizer(t, add_special_tokens=False)["input_ids"] for t in (premise, hypothesis))
-    budget = len(hypothesis_ids) + 3  # the shorter hypothesis stays whole; the premise keeps 3 tokens
+    budget = len(hypothesis_ids) + 3  # both are cut (fit, checked against the tokenizer above)
+    keep = fit({"premise": len(premise_ids), "hypothesis": len(hypothesis_ids)}, budget)
+    assert keep["premise"] < len(premise_ids) and sum(keep.values()) == budget
     [encoded] = template.encode(tiny_tokenizer, {"premise": [premise], "hypothesis": [hypothesis]}, budget)
-    kept = tiny_tokenizer.decode(premise_ids[:3])
-    assert encoded.ids == tiny_tokenizer(f"P: {kept}\nH: {hypothesis}", add_special_tokens=False)["input_ids"]
+    kept = [tiny_tokenizer.decode(ids[: keep[name]])
+            for name, ids in (("premise", premise_ids), ("hypothesis", hypothesis_ids))]
+    assert encoded.ids == tiny_tokenizer(f"P: {kept[0]}\nH: {kept[1]}", add_special_tokens=False)["input_ids"]
     assert encoded.truncated and encoded.field_tokens == len(premise_ids) + len(hypothesis_ids)
+    [whole] = template.encode(tiny_tokenizer, {"premise": [premise], "hypothesis": [hypothesis]}, 100)
+    assert not whole.truncated and whole.ids == tiny_tokenizer(f"P: {premise}\nH: {hypothesis}",
+                                                               add_special_tokens=False)["input_ids"]
 
 
 def test_generated_nli_answers_are_read_by_their_first_word_and_unknown_ones_are_neutral():
