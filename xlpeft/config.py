@@ -32,6 +32,7 @@ Split = Literal["test", "dev", "train"]
 LanguageKind = Literal["la", "slp"]  # method B's language modules: language adapter, soft language prompt
 ConfigurationName = Literal["zero-shot", "ta", "tp", "la+ta", "la+tp", "slp+ta", "slp+tp"]  # modular/configurations.py
 OptimizerName = Literal["adamw", "adafactor"]  # training/optim.py
+NliOutput = Literal["rank", "generate"]  # evaluation/predict.py: how an encoder-decoder answers NLI
 
 REGIME_HELP = {
     "prompt": "model frozen, only the soft prompt (its MLP while it exists, and a linear head if any) is trained",
@@ -47,6 +48,14 @@ PRECISION_HELP = ("bf16 autocast; auto = bf16 on GPU, fp32 on CPU. On CPUs with 
 OPTIMIZER_HELP = ("adamw: torch's AdamW; adafactor: transformers' Adafactor with the run's lr and weight decay, "
                   "no relative step or parameter scaling, the same linear warm-up (the method B paper trained "
                   "prompts with it at lr 0.5, weight decay 1e-5)")
+TEMPLATE_HELP = ("input template: empty = the text as it is; 'paper' = the task's paper template for the backbone "
+                 "family (Vykopal et al.'s for xnli/americasnli, wikiann/masakhaner, xquad, with Yes/Maybe/No answers on "
+                 "mT5/mT0; none for sib200 and nusax); or a format string over the task's fields, e.g. '{premise} "
+                 "Question: {hypothesis}' (every task has {text}). max_length counts the fields' tokens; the "
+                 "template's words come on top (docs/tasks.md)")
+NLI_OUTPUT_HELP = ("NLI runs on encoder-decoders (mT5/mT0): rank = score each label string and take the likeliest; "
+                   "generate = greedy-generate the answer and read its first word (the paper's way: an answer that is "
+                   "no label string counts as neutral, and rows count them in n_unparsed)")
 MAX_GRAD_NORM_HELP = ("clip the trained parameters' global gradient norm to this before each step; default: no "
                       "clipping (Philippy et al.'s HF Trainer clipped at 1.0)")
 REPARAM_HELP = ("reparameterization during training, folded into a plain prompt afterwards: mlp: Linear-ReLU-Linear-"
@@ -61,7 +70,8 @@ TEXT_CACHE_HELP = ("run the whole sequence every step instead of caching the tex
 
 # fields added once runs existed, with the value every earlier run implicitly had
 ADDED_LATER = {"task": "sib200", "source_data": "local", "select": "val_loss", "max_grad_norm": None,
-               "optimizer": "adamw", "max_steps": None, "eval_every": None, "reparam_affine": "off"}
+               "optimizer": "adamw", "max_steps": None, "eval_every": None, "reparam_affine": "off",
+               "template": ""}
 MODULE_ADDED_LATER = {"max_grad_norm": None, "optimizer": "adamw"}  # the same for LanguageModuleConfig
 
 # method B configurations without a task prompt (their prompt, if any, is the language prompt)
@@ -135,6 +145,7 @@ class TrainConfig:
                               "(byte-level BPE, Gemma)")
     text_prefix: str = option("", "prepended to every text (training and evaluation), e.g. 'query: ' as "
                               "multilingual-e5 expects")
+    template: str = option("", TEMPLATE_HELP)
     seed: int = option(0, "seeds sampling, prompt init, head init, data order and dropout")
     text_cache: bool = option(True, TEXT_CACHE_HELP)
     frozen_dropout: bool = option(False, "keep dropout on in the frozen model, as the reference code did (forces the "
@@ -185,6 +196,7 @@ class TrainConfig:
                               f"give one code such as {sources[0]}")
         [self.source] = sources
         task.check_source_data(self.source, self.source_data)
+        task.template(self.template, "default")  # a template the task cannot fill fails here, before any loading
         if Path(self.model).expanduser().is_dir():
             self.model = str(Path(self.model).expanduser().resolve())
 
@@ -282,6 +294,7 @@ class EvalOptions:
     borrow: str = option(BORROW_NONE, "method B runs: a target language without its own module borrows the nearest "
                          "language's by this URIEL distance (syntactic, geographic, inventory, genetic, phonological, "
                          "featural); none = an error naming the missing module. Rows record the module used")
+    nli_output: NliOutput = option("rank", NLI_OUTPUT_HELP)
     max_new_tokens: int | None = option(None, "text-to-text runs: tokens to generate (default: what the run's training "
                                         "answers needed, recorded at training; never the evaluated answers)")
 

@@ -33,4 +33,7 @@ def test_a_row_matches_only_its_own_identity_after_a_csv_round_trip():
     old_run = run_identity({"train": {}}, "test", "fp32")  # no recorded weights: checked when the model loads
     assert old_run.matches({**row, "backbone_fingerprint": "ba9876543210"})
     assert wanted.differences({**row, "split": "dev"}) == ["split: dev -> test"]
-    assert EvalIdentity.columns() == ("split", "eval_precision", "backbone_fingerprint", "max_new_tokens")
+    assert EvalIdentity.columns() == ("split", "eval_precision", "backbone_fingerprint", "max_new_tokens", "nli_output")
+    # rows written before --nli-output ranked their labels: they match a ranked identity, never a generated one
+    generated = run_identity(config, "test", "fp32", None, "generate")
+    assert not generated.matches(row) and generated.matches({**row, "nli_output": "generate"})

@@ -34,12 +34,15 @@ from xlpeft.errors import XlpeftError
 from xlpeft.evaluation.identity import EvalIdentity, read_rows, run_identity
 from xlpeft.evaluation.predict import (
     TextCounts,
+    cache_key,
     cached_text_ids,
+    generates_answers,
     head_alone,
     kv_bytes_per_token,
     modules_attached,
     plan_memory,
     predict_cached,
+    predict_generated,
     predict_heads_alone,
     predict_modular,
     predict_text,
@@ -51,6 +54,7 @@ from xlpeft.files import atomic_write
 from xlpeft.kernels.frozen import prepare_frozen_model
 from xlpeft.modular.configurations import Configuration
 from xlpeft.modular.registry import ModuleRegistry, Resolved, module_fingerprint
+from xlpeft.objectives.label_strings import ParsedAnswers
 from xlpeft.runs import Run
 from xlpeft.runtime import autocast, resolve_device, resolve_precision
 from xlpeft.tasks import Examples, Task, TextTask, get_task
@@ -99,7 +103,15 @@ def evaluate(runs: list[Run], languages: list[str], data_dir: str | None, out_cs
 def identity_for(run_config: dict, options: EvalOptions, precision: str) -> EvalIdentity:
     """The identity the rows of a run (its config.json) must have under ``options`` (precision resolved for
     the device)."""
-    return run_identity(run_config, options.split, precision, generation_length(run_config, options))
+    return run_identity(run_config, options.split, precision, generation_length(run_config, options),
+                        nli_answers(run_config, options))
+
+
+def nli_answers(run_config: dict, options: EvalOptions) -> str | None:
+    """``generate`` where the run's labels are read from generated answers (``--nli-output generate`` on an NLI
+    task), else None: ranked label strings, as every row was before the option existed."""
+    task = get_task(run_config.get("train", {}).get("task", "sib200"))
+    return "generate" if options.nli_output == "generate" and getattr(task, "unparsed_label", None) else None
 
 
 def generation_length(run_config: dict, options: EvalOptions) -> int | None:
@@ -131,11 +143,25 @@ def check_weights(backbone: Backbone, runs: list[Run]) -> None:
 
 def _evaluate_classification(backbone: Backbone, task: Task, group: list[Run], language: str, examples: Examples,
                              options: EvalOptions, per_token: int) -> list[tuple[dict, Resolved | None]]:
-    """Each run's metrics on one language and the language module it used (method B)."""
-    preds = _predict(backbone, [run for run in group if not run.configuration], examples.texts, options, per_token)
-    modules = {run.name: _predict_modular(backbone, run, task, language, examples.texts, options, preds)
+    """Each run's metrics on one language and the language module it used (method B). Runs that generate their
+    answers (``--nli-output generate``) also count the answers that named no label (``n_unparsed``)."""
+    answering = {run.name for run in group if generates_answers(backbone, run, task, options.nli_output)}
+    plain = [run for run in group if not run.configuration and run.name not in answering]
+    preds: dict[str, list[int] | ParsedAnswers] = dict(_predict(backbone, plain, examples, options, per_token))
+    for run in group:
+        if run.name in answering and not run.configuration:
+            preds[run.name] = predict_generated(backbone, run, task, examples.texts, options.batch_size,
+                                                fields=examples.fields)
+    modules = {run.name: _predict_modular(backbone, run, task, language, examples, options, preds,
+                                          run.name in answering)
                for run in group if run.configuration}
-    return [(task.score(examples, examples, preds[run.name]), modules.get(run.name)) for run in group]
+    return [(_score(task, examples, preds[run.name]), modules.get(run.name)) for run in group]
+
+
+def _score(task: Task, examples: Examples, predicted: list[int] | ParsedAnswers) -> dict:
+    if isinstance(predicted, ParsedAnswers):
+        return {**task.score(examples, examples, predicted.labels), "n_unparsed": predicted.n_unparsed}
+    return task.score(examples, examples, predicted)
 
 
 def _evaluate_text(backbone: Backbone, task: TextTask, group: list[Run], language: str, examples: Examples,
@@ -154,23 +180,24 @@ def _evaluate_text(backbone: Backbone, task: TextTask, group: list[Run], languag
     return scored
 
 
-def _predict(backbone: Backbone, runs: list[Run], texts: list[str], options: EvalOptions,
+def _predict(backbone: Backbone, runs: list[Run], examples: Examples, options: EvalOptions,
              per_token: int) -> dict[str, list[int]]:
+    texts, fields = examples.texts, examples.fields
     cached = [run for run in runs if uses_cache(backbone, run, options.text_cache)]
     preds: dict[str, list[int]] = {}
-    by_prefix: dict[str, list[Run]] = {}  # the cache holds the texts as these runs read them, prefix included
+    by_text: dict[tuple, list[Run]] = {}  # the cache holds the texts as these runs read them (cache_key)
     for run in cached:
-        by_prefix.setdefault(run.train.text_prefix, []).append(run)
-    for group in by_prefix.values():
-        token_ids = cached_text_ids(backbone, group, texts)
+        by_text.setdefault(cache_key(run), []).append(run)
+    for group in by_text.values():
+        token_ids = cached_text_ids(backbone, group, texts, fields)
         plan = plan_memory(per_token, len(group), max(map(len, token_ids)), options.memory_budget())
         preds.update(predict_cached(backbone, group, token_ids, plan))
     alone = [run for run in runs if head_alone(backbone, run)]
     if alone:
-        preds.update(predict_heads_alone(backbone, alone, texts, options.batch_size))
+        preds.update(predict_heads_alone(backbone, alone, texts, options.batch_size, fields))
     for run in runs:
         if run.name not in preds:
-            preds[run.name] = predict_uncached(backbone, run, texts, options.batch_size)
+            preds[run.name] = predict_uncached(backbone, run, texts, options.batch_size, fields=fields)
     return preds
 
 
@@ -183,12 +210,14 @@ def _resolve_module(backbone: Backbone, run: Run, task: Task, language: str, opt
     return ModuleRegistry(root).resolve(backbone, task.module_language(language), kind, options.borrow)
 
 
-def _predict_modular(backbone: Backbone, run: Run, task: Task, language: str, texts: list[str], options: EvalOptions,
-                     preds: dict[str, list[int]]) -> Resolved | None:
-    """A method B run on ``language``: resolve the language's module (or a borrowed one), predict into ``preds``."""
+def _predict_modular(backbone: Backbone, run: Run, task: Task, language: str, examples: Examples,
+                     options: EvalOptions, preds: dict, answers: bool) -> Resolved | None:
+    """A method B run on ``language``: resolve the language's module (or a borrowed one), predict into ``preds``
+    (``answers``: read from generated answers)."""
     resolved = _resolve_module(backbone, run, task, language, options)
-    preds[run.name] = predict_modular(backbone, run, texts, options.batch_size,
-                                      None if resolved is None else resolved.module)
+    preds[run.name] = predict_modular(backbone, run, examples.texts, options.batch_size,
+                                      None if resolved is None else resolved.module, examples.fields,
+                                      task if answers else None)
     return resolved
 
 

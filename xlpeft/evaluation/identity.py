@@ -4,8 +4,9 @@ the grid store).
 A row (run x language) is reused only when everything that decides its numbers is unchanged: the run's
 artefacts (``run_id``: its config, hence its task and ``max_length``), the split, the precision, the
 backbone weights it was computed on and the evaluation options that change numbers (generation length,
-``max_new_tokens``). Method B's language module is checked row by row in evaluate.py (``module_id``,
-and ``--borrow`` only for rows that borrowed a module: a language's own module does not depend on it).
+``max_new_tokens``; NLI answers generated rather than ranked, ``nli_output``). Method B's language module
+is checked row by row in evaluate.py (``module_id``, and ``--borrow`` only for rows that borrowed a module:
+a language's own module does not depend on it).
 Batch size, device, memory caps and the text cache do not change numbers and are not part of it. A row whose identity differs from the one asked for is computed again and replaces the
 old one, so a table never holds a value under another setting's label.
 
@@ -50,6 +51,7 @@ class EvalIdentity:
     eval_precision: str  # resolved: fp32 or bf16 ("precision" is NER's entity precision metric in the same rows)
     backbone_fingerprint: str | None  # None: the run recorded none (trained before fingerprints); checked at load
     max_new_tokens: int | None = None  # text-to-text runs: generation length
+    nli_output: str | None = None  # "generate": NLI labels read from generated answers; None: ranked (as before)
 
     @classmethod
     def columns(cls) -> tuple[str, ...]:
@@ -69,10 +71,11 @@ class EvalIdentity:
                 if not (_same(value, row.get(name)) or (name == "backbone_fingerprint" and value is None))]
 
 
-def run_identity(run_config: dict, split: str, precision: str, max_new_tokens: int | None = None) -> EvalIdentity:
+def run_identity(run_config: dict, split: str, precision: str, max_new_tokens: int | None = None,
+                 nli_output: str | None = None) -> EvalIdentity:
     """The identity a run's rows must have under these evaluation settings (``run_config``: its config.json)."""
     recorded = (run_config.get("backbone") or {}).get("fingerprint")
-    return EvalIdentity(split, precision, recorded, max_new_tokens)
+    return EvalIdentity(split, precision, recorded, max_new_tokens, nli_output)
 
 
 def _same(value, stored) -> bool:

@@ -18,6 +18,12 @@ run, and the target language's module in place of the source language's. Text-to
 (``predict_text``): greedy, length-sorted batches, as many new tokens as the run's training targets
 needed (recorded at training) or ``--max-new-tokens``; never sized from the evaluated answers.
 ``text_counts`` counts what the text budget cut (and empty inputs) for each result row.
+Every path tokenizes through the run's own layout, so a run's input template (``--template``) and its
+fields (``fields``: the parts of each text by name) are applied where training applied them; cached runs
+share a cache only with runs that read the same templated text.
+NLI runs on encoder-decoders may answer by generating instead of ranking the label strings
+(``--nli-output generate``, ``predict_generated``): the first word of the greedy answer names the label, and
+an answer that names none is the task's ``unparsed_label`` (neutral), counted in ``n_unparsed``.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from xlpeft.backbones import Backbone
 from xlpeft.errors import XlpeftError
 from xlpeft.heads import classifier as heads
 from xlpeft.heads.build import head_for
-from xlpeft.heads.classifier import Classifier, VerbalizerClassifier
+from xlpeft.heads.classifier import Classifier, LabelStringClassifier, VerbalizerClassifier
 from xlpeft.heads.generation import Generated, TextToText
 from xlpeft.heads.layout import max_length_counts
 from xlpeft.heads.tagging import TokenTagger
@@ -41,13 +47,16 @@ from xlpeft.heads.text_cache import CachedBatch, encode_texts, prompt_hidden, te
 from xlpeft.modular.configurations import Configuration
 from xlpeft.modular.registry import LanguageModule
 from xlpeft.modular.stack import ModuleStack
+from xlpeft.objectives.label_strings import ParsedAnswers, parse_answers
 from xlpeft.objectives.verbalizer import Verbalizer
 from xlpeft.runs import Run
-from xlpeft.tasks import Examples, TextTask, get_task
+from xlpeft.tasks import ClassificationTask, Examples, TextTask, get_task
 
 # Larger text batches were slower on CPU (cache locality): 8-16 sentences measured best for SmolLM2.
 MAX_CHUNK = 16
 MAX_PROMPTS = 8
+NO_CLIP = 2**31 - 1  # a clip length beyond any text
+ANSWER_MARGIN = 2  # generated NLI answers: tokens beyond the longest label string (its EOS included)
 
 
 @dataclass(frozen=True)
@@ -83,11 +92,24 @@ def run_text_budget(backbone: Backbone, run: Run) -> int:
     return classifier_for_run(backbone, run).layout.text_budget
 
 
-def cached_text_ids(backbone: Backbone, runs: list[Run], texts: list[str]) -> list[list[int]]:
-    """``texts`` as cached runs that share one text prefix read them, cut to the longest of their budgets
+def cache_key(run: Run) -> tuple:
+    """Cached runs with one key read one text: the same text prefix, and the same template and budget (a
+    templated text is cut inside its fields, so a shorter budget's text is not a prefix of a longer one's)."""
+    return (run.train.text_prefix, run.train.template, run.train.max_length if run.train.template else None)
+
+
+def cached_text_ids(backbone: Backbone, runs: list[Run], texts: list[str],
+                    fields: dict[str, list[str]] | None = None) -> list[list[int]]:
+    """``texts`` as cached runs that share one ``cache_key`` read them, cut to the longest of their budgets
     (``predict_cached`` clips each run to its own)."""
     layouts = [classifier_for_run(backbone, run).layout for run in runs]
-    return max(layouts, key=lambda layout: layout.text_budget).tokenize(texts)
+    return max(layouts, key=lambda layout: layout.text_budget).tokenize(texts, fields)
+
+
+def clip_length(backbone: Backbone, run: Run) -> int:
+    """Where ``predict_cached`` clips a run's cached text: its text budget; a templated run's whole text (its
+    group shares one template and budget, and the template's words come after the budget's tokens)."""
+    return NO_CLIP if run.train.template else run_text_budget(backbone, run)
 
 
 def kv_bytes_per_token(backbone: Backbone) -> int:
@@ -114,7 +136,7 @@ def plan_memory(per_token: int, n_prompts: int, max_tokens: int, budget_bytes: i
 @torch.inference_mode()
 def predict_cached(backbone: Backbone, runs: list[Run], token_ids: list[list[int]], plan: Plan) -> dict[str, list[int]]:
     """Predictions of every (suffix, frozen) run; ``token_ids`` truncated to the largest text budget."""
-    budgets = {run.name: run_text_budget(backbone, run) for run in runs}
+    budgets = {run.name: clip_length(backbone, run) for run in runs}
     order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
     preds = {run.name: [0] * len(token_ids) for run in runs}
     for start in range(0, len(order), plan.chunk_sentences):
@@ -182,25 +204,25 @@ def text_counts(backbone: Backbone, run: Run, task, examples: Examples, language
         cut = [len(words) - n for words, n in zip(sentences, kept)]
         empty = sum(not words for words in sentences)
         return TextCounts(layout.text_budget, sum(c > 0 for c in cut), empty, sum(cut))
-    texts = examples.texts
     if isinstance(model, TextToText):
-        texts = task.model_inputs(examples, backbone.tokenizer, layout.text_budget, training=False).texts
-    return TextCounts(layout.text_budget, *layout.truncation(texts))
+        examples = task.model_inputs(examples, backbone.tokenizer, layout.text_budget, training=False)
+    return TextCounts(layout.text_budget, *layout.truncation(examples.texts, examples.fields))
 
 
 @torch.inference_mode()
 def predict_uncached(backbone: Backbone, run: Run, texts: list[str], batch_size: int,
-                     stack: ModuleStack | None = None) -> list[int]:
+                     stack: ModuleStack | None = None, fields: dict[str, list[str]] | None = None) -> list[int]:
     """Predictions of one run through its classifier on the full sequence, length-sorted, dynamically padded.
 
     With a method B ``stack`` attached, the prompt is [language prompt, task prompt] (either may be absent).
+    ``fields``: the parts of each text by name, for the run's input template.
     """
     language_rows = 0 if stack is None else stack.language_prompt_length
     classifier = classifier_for_run(backbone, run, language_rows)
     if run.head is not None:
         classifier.load_state_dict(run.head)
     classifier.eval()
-    token_ids = classifier.tokenize(texts)
+    token_ids = classifier.tokenize(texts, fields)
     order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
     prompt = run.prompt_for(backbone) if stack is None else stack.compose(run.prompt_for(backbone))
     preds = [0] * len(texts)
@@ -228,10 +250,41 @@ def modules_attached(backbone: Backbone, run: Run, language_module: LanguageModu
 
 
 def predict_modular(backbone: Backbone, run: Run, texts: list[str], batch_size: int,
-                    language_module: LanguageModule | None) -> list[int]:
-    """A method B classification run's predictions with its modules attached (see ``modules_attached``)."""
+                    language_module: LanguageModule | None, fields: dict[str, list[str]] | None = None,
+                    answer_task: ClassificationTask | None = None) -> list[int] | ParsedAnswers:
+    """A method B classification run's predictions with its modules attached (see ``modules_attached``);
+    with ``answer_task``, its generated answers parsed (``predict_generated``)."""
     with modules_attached(backbone, run, language_module) as stack:
-        return predict_uncached(backbone, run, texts, batch_size, stack)
+        if answer_task is not None:
+            return predict_generated(backbone, run, answer_task, texts, batch_size, stack, fields)
+        return predict_uncached(backbone, run, texts, batch_size, stack, fields)
+
+
+def generates_answers(backbone: Backbone, run: Run, task, nli_output: str) -> bool:
+    """Whether ``run`` answers by generation: ``--nli-output generate`` on a task whose unparsed answers have a
+    label (NLI). Only encoder-decoders generate label strings; another backbone is an error, not a silent rank."""
+    if nli_output != "generate" or getattr(task, "unparsed_label", None) is None:
+        return False
+    if backbone.kind != "seq2seq":
+        raise XlpeftError(f"--nli-output generate reads answers that an encoder-decoder (mT5, mT0) generates; {run.name} "
+                          f"is on a {backbone.kind} backbone, which ranks its label words: use --nli-output rank")
+    return True
+
+
+@torch.inference_mode()
+def predict_generated(backbone: Backbone, run: Run, task: ClassificationTask, texts: list[str], batch_size: int,
+                      stack: ModuleStack | None = None, fields: dict[str, list[str]] | None = None) -> ParsedAnswers:
+    """An encoder-decoder classification run's labels read from its greedy answers (the method B paper's NLI):
+    its own input layout and prompt, at most ``ANSWER_MARGIN`` tokens more than its longest label string;
+    an answer naming no label string is the task's ``unparsed_label``."""
+    language_rows = 0 if stack is None else stack.language_prompt_length
+    classifier = classifier_for_run(backbone, run, language_rows)
+    assert isinstance(classifier, LabelStringClassifier)
+    prompt = run.prompt_for(backbone) if stack is None else stack.compose(run.prompt_for(backbone))
+    length = int(classifier.strings.lengths.max()) + ANSWER_MARGIN
+    outputs = TextToText(backbone, classifier.layout).generate(classifier.tokenize(texts, fields), prompt, length,
+                                                               batch_size)
+    return parse_answers([o.text for o in outputs], classifier.strings.words, task.labels.index(task.unparsed_label))
 
 
 @torch.inference_mode()
@@ -249,7 +302,7 @@ def predict_text(backbone: Backbone, run: Run, task: TextTask, examples: Example
     if isinstance(generator, TokenTagger):
         return examples, _predict_tags(generator, run, task, examples, prompt, batch_size)
     inputs = task.model_inputs(examples, backbone.tokenizer, generator.layout.text_budget, training=False)
-    token_ids = generator.tokenize(inputs.texts)
+    token_ids = generator.tokenize(inputs.texts, inputs.fields)
     order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
     max_new_tokens = max_new_tokens or run.config.get("max_new_tokens")
     if max_new_tokens is None:
@@ -274,15 +327,16 @@ def _predict_tags(tagger: TokenTagger, run: Run, task: TextTask, examples: Examp
 
 
 @torch.inference_mode()
-def predict_heads_alone(backbone: Backbone, runs: list[Run], texts: list[str], batch_size: int) -> dict[str, list[int]]:
-    """Predictions of head-alone runs: one feature pass per (text prefix, max length), every head on it."""
+def predict_heads_alone(backbone: Backbone, runs: list[Run], texts: list[str], batch_size: int,
+                        fields: dict[str, list[str]] | None = None) -> dict[str, list[int]]:
+    """Predictions of head-alone runs: one feature pass per (text prefix, max length, template), every head on it."""
     groups: dict[tuple, list[Run]] = {}
     for run in runs:
-        groups.setdefault((run.train.text_prefix, run.train.max_length), []).append(run)
+        groups.setdefault((run.train.text_prefix, run.train.max_length, run.train.template), []).append(run)
     preds = {}
     for group in groups.values():
         classifier = classifier_for_run(backbone, group[0])
-        features = classifier.all_features(classifier.tokenize(texts), batch_size)
+        features = classifier.all_features(classifier.tokenize(texts, fields), batch_size)
         for run in group:
             classifier.load_state_dict(run.head)
             preds[run.name] = classifier.head(features).argmax(-1).tolist()

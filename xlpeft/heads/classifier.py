@@ -35,8 +35,9 @@ class Classifier(nn.Module):
         self.backbone = backbone
         self.layout = layout
 
-    def tokenize(self, texts: list[str]) -> list[list[int]]:
-        return self.layout.tokenize(texts)
+    def tokenize(self, texts: list[str], fields: dict[str, list[str]] | None = None) -> list[list[int]]:
+        """Token ids per text (``fields``: the parts an input template names, heads/layout.py)."""
+        return self.layout.tokenize(texts, fields)
 
     def outputs(self, token_ids: list[list[int]], prompt: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
@@ -50,7 +51,7 @@ class Classifier(nn.Module):
 
     def describe(self) -> dict:
         """What a run records so that evaluation rebuilds the same classifier."""
-        return {"head_used": self.head_kind}
+        return {"head_used": self.head_kind, **self.layout.describe()}
 
 
 class VerbalizerClassifier(Classifier):

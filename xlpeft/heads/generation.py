@@ -39,6 +39,7 @@ from transformers import DynamicCache
 from xlpeft.backbones import Backbone
 from xlpeft.errors import XlpeftError
 from xlpeft.heads.layout import PromptLayout, run_base
+from xlpeft.tasks.templates import Template
 
 DECODER_NEEDED = "text-to-text tasks need a decoder: use a decoder-only or encoder-decoder backbone"
 
@@ -66,8 +67,8 @@ class TextToText(nn.Module):
         self.backbone = backbone
         self.layout = layout
 
-    def tokenize(self, texts: list[str]) -> list[list[int]]:
-        return self.layout.tokenize(texts)
+    def tokenize(self, texts: list[str], fields: dict[str, list[str]] | None = None) -> list[list[int]]:
+        return self.layout.tokenize(texts, fields)
 
     def target_ids(self, targets: list[str]) -> list[list[int]]:
         """Each target's tokens (no special tokens) closed by EOS."""
@@ -77,7 +78,7 @@ class TextToText(nn.Module):
         return [ids + [self.backbone.eos_id] for ids in encoded]
 
     def describe(self) -> dict:
-        return {"head_used": self.head_kind, "output": "text"}
+        return {"head_used": self.head_kind, "output": "text", **self.layout.describe()}
 
     # ------------------------------------------------------------------------------------------ training
     def loss(self, token_ids: list[list[int]], prompt: torch.Tensor | None,
@@ -216,16 +217,18 @@ class TextToText(nn.Module):
         return [Generated(text, score) for text, score in zip(texts, scores)]
 
 
-def build_text_to_text(backbone: Backbone, placement: str, prompt_length: int, max_length: int) -> TextToText:
+def build_text_to_text(backbone: Backbone, placement: str, prompt_length: int, max_length: int,
+                       template: Template | None = None) -> TextToText:
     """The text-to-text model a run configuration describes (the same call at training and at evaluation).
 
     ``prompt_length`` rows of an unscaled L x d prompt go where ``placement`` says; ``max_length`` bounds
-    the text (prompt and special tokens come on top), only the text being truncated.
+    the text (prompt, template and special tokens come on top), only the text being truncated.
     """
     if backbone.kind == "encoder":
         raise XlpeftError(DECODER_NEEDED)
     try:
-        layout = PromptLayout(backbone, placement, prompt_length, max_length, with_tail=backbone.kind != "causal")
+        layout = PromptLayout(backbone, placement, prompt_length, max_length, with_tail=backbone.kind != "causal",
+                              template=template)
     except ValueError as exc:
         raise XlpeftError(str(exc)) from exc
     return TextToText(backbone, layout)

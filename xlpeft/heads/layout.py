@@ -6,6 +6,8 @@ prompt lengths, placements, families or configurations read the same text. ``max
 limit but the model's context (PEFT directories: PEFT truncates nothing). Runs written before this rule
 (config.json without ``max_length_counts``) counted prompt and special tokens in ``max_length``; they
 are read with that meaning (``text_budget`` is the one place both rules live).
+An input template (``--template``, tasks/templates.py) is applied here too, where the text is tokenized, at
+training and at evaluation alike: the budget then counts the template's fields, its own words come on top.
 ``lead`` and ``tail`` are the backbone kind's special tokens: nothing / [EOS] for causal LMs, [CLS] /
 [SEP] for encoders ([MASK][SEP] when the masked-LM head classifies), nothing / [EOS] for mT5's encoder.
 
@@ -37,6 +39,8 @@ import torch
 
 from xlpeft.backbones import Backbone
 from xlpeft.config import Placement as PromptPlacement
+from xlpeft.errors import XlpeftError
+from xlpeft.tasks.templates import TEXT_FIELD, Template
 
 Placement = Literal[PromptPlacement, "none"]  # "none": no prompt (regime full, or a prompt of length 0)
 Counts = Literal["text", "all"]
@@ -74,12 +78,14 @@ class PromptLayout:
 
     ``mask_slot`` puts the tokenizer's mask token before an encoder's [SEP], where the masked-LM head
     predicts the label word. ``text_prefix`` is prepended to every text (e5 models expect "query: ").
+    ``template`` writes each input's fields into one text (tasks/templates.py; None: the text as it is).
     ``with_tail=False`` leaves out the closing special tokens (causal text-to-text: the answer follows).
     ``counts`` says what ``max_length`` counts (see ``text_budget``).
     """
 
     def __init__(self, backbone: Backbone, placement: Placement, prompt_length: int, max_length: int = 128,
-                 mask_slot: bool = False, text_prefix: str = "", with_tail: bool = True, counts: Counts = TEXT_ONLY):
+                 mask_slot: bool = False, text_prefix: str = "", with_tail: bool = True, counts: Counts = TEXT_ONLY,
+                 template: Template | None = None):
         if placement == "none" and prompt_length:
             raise ValueError("placement 'none' has no prompt")
         self.backbone = backbone
@@ -88,6 +94,8 @@ class PromptLayout:
         self.max_length = max_length
         self.counts = counts
         self.text_prefix = text_prefix
+        self.template = template
+        self.template_tokens = self._template_tokens()  # on top of the text budget, like the prompt
         self.lead = backbone.lead_ids
         self.tail = ((backbone.mask_id,) if mask_slot else ()) + (backbone.tail_ids if with_tail else ())
         self._check_budget()
@@ -98,30 +106,60 @@ class PromptLayout:
         if self.text_budget < 1:
             raise ValueError(f"max_length {self.max_length} leaves no room for text; give --max-length 1 or more "
                              "(text tokens), or 0 for the model's context")
-        around = self.prompt_length + len(self.lead) + len(self.tail)
+        around = self.prompt_length + len(self.lead) + len(self.tail) + self.template_tokens
         context = self.backbone.context_length
         if context and self.text_budget + around > context:
-            raise ValueError(f"max_length {self.max_length} text tokens plus {around} prompt and special tokens "
-                             f"exceed {self.backbone.name}'s {context} positions; lower --max-length to at most "
+            raise ValueError(f"max_length {self.max_length} text tokens plus {around} prompt, template and special "
+                             f"tokens exceed {self.backbone.name}'s {context} positions; lower --max-length to at most "
                              f"{context - around} or --prompt-length")
+
+    def describe(self) -> dict:
+        """What a run records of its input: the template it wrote its texts into (nothing without one)."""
+        if self.template is None:
+            return {}
+        return {"template_used": {"text": self.template.text, "answers": list(self.template.answers),
+                                  "origin": self.template.origin}}
+
+    def _template_tokens(self) -> int:
+        """The template's own tokens (and the text prefix's, which precedes it), its fields left empty."""
+        if self.template is None:
+            return 0
+        empty = dict.fromkeys(self.template.fields, "")
+        return len(self.backbone.tokenizer(self.text_prefix + self.template.render(empty), add_special_tokens=False)["input_ids"])
 
     @property
     def text_budget(self) -> int:
-        """Text tokens per sequence (the prompt and special tokens come on top); see ``text_budget``."""
-        around = self.prompt_length + len(self.lead) + len(self.tail)
+        """Text tokens per sequence (the prompt, template and special tokens come on top); see ``text_budget``."""
+        around = self.prompt_length + len(self.lead) + len(self.tail) + self.template_tokens
         return text_budget(self.max_length, self.counts, around, self.backbone.context_length)
 
-    def truncation(self, texts: list[str]) -> tuple[int, int]:
+    def truncation(self, texts: list[str], fields: dict[str, list[str]] | None = None) -> tuple[int, int]:
         """(texts longer than the text budget, texts that tokenize to nothing) among ``texts``: the counts a
-        result row records, since ``tokenize`` cuts the first and stands a placeholder in for the second."""
+        result row records, since ``tokenize`` cuts the first and stands a placeholder in for the second.
+        With a template: inputs whose fields were cut, and inputs whose fields are all empty."""
+        if self.template is not None:
+            encoded = self._templated(texts, fields)
+            return sum(e.truncated for e in encoded), sum(e.field_tokens == 0 for e in encoded)
         lengths = [len(ids) for ids in self._encode(texts)]
         return sum(n > self.text_budget for n in lengths), sum(n == 0 for n in lengths)
 
     def _encode(self, texts: list[str]) -> list[list[int]]:
         return self.backbone.tokenizer([self.text_prefix + t for t in texts], add_special_tokens=False)["input_ids"]
 
-    def tokenize(self, texts: list[str]) -> list[list[int]]:
-        """Token ids per text (after ``text_prefix``), without special tokens, truncated to the text budget."""
+    def _templated(self, texts: list[str], fields: dict[str, list[str]] | None):
+        """The template's encoding of each input (tasks/templates.py); ``fields`` beside ``text``, by name."""
+        named = {TEXT_FIELD: texts, **(fields or {})}
+        missing = [name for name in self.template.fields if name not in named]
+        if missing:
+            raise XlpeftError(f"the template {self.template.text!r} names {', '.join(missing)}, which these inputs do "
+                              f"not carry (they have {', '.join(named)})")
+        return self.template.encode(self.backbone.tokenizer, named, self.text_budget, self.text_prefix)
+
+    def tokenize(self, texts: list[str], fields: dict[str, list[str]] | None = None) -> list[list[int]]:
+        """Token ids per text (after ``text_prefix``), without special tokens, truncated to the text budget; with
+        a template, the rendered template with its ``fields`` cut to the budget (``text``: ``texts``)."""
+        if self.template is not None:
+            return [e.ids or [self.backbone.tail_ids[0]] for e in self._templated(texts, fields)]
         budget = self.text_budget
         return [ids[:budget] or [self.backbone.tail_ids[0]] for ids in self._encode(texts)]
 

@@ -4,6 +4,7 @@ Each label is a short string (the verbalizer word, any number of tokens, closed 
 the sum of the decoder's log-probabilities of its tokens given the encoder input (teacher forcing); the
 training loss is the gold string's negative log-likelihood per token, the usual seq2seq loss. All labels
 are scored against one encoder pass, so a step costs one encoder run plus K short decoder runs.
+Generated answers (``--nli-output generate``) are read back into labels by ``parse_answers``.
 """
 
 from __future__ import annotations
@@ -57,3 +58,28 @@ class LabelStrings:
         """Mean over the batch of the gold string's per-token negative log-likelihood."""
         lengths = self.lengths.to(scores.device)[labels]
         return -(scores.gather(1, labels[:, None]).squeeze(1) / lengths).mean()
+
+
+@dataclass(frozen=True)
+class ParsedAnswers:
+    """Labels read from generated answers, and how many answers named no label (given the fallback label)."""
+
+    labels: list[int]
+    n_unparsed: int
+
+
+def parse_answers(answers: list[str], words: tuple[str, ...], fallback: int) -> ParsedAnswers:
+    """Each generated answer's label: the label string its first words spell (case and spacing aside; the
+    longest such string where several do), else ``fallback`` (the method B paper counted an answer that is
+    no label as neutral). ``words``: the label strings in label order (the paper's Yes / Maybe / No)."""
+    spelled = [word.lower().split() for word in words]
+    labels, unparsed = [], 0
+    for answer in answers:
+        said = answer.lower().split()
+        matches = [k for k, spelling in enumerate(spelled) if spelling and said[: len(spelling)] == spelling]
+        if matches:
+            labels.append(max(matches, key=lambda k: len(spelled[k])))
+        else:
+            labels.append(fallback)
+            unparsed += 1
+    return ParsedAnswers(labels, unparsed)

@@ -19,11 +19,14 @@ if TYPE_CHECKING:
     from xlpeft.tasks.base import ClassificationTask
 
 
-def label_words(task: ClassificationTask, family: str, tokenizer, spec: str = "") -> dict[str, str]:
+def label_words(task: ClassificationTask, family: str, tokenizer, spec: str = "",
+                answers: tuple[str, ...] = ()) -> dict[str, str]:
     """label -> word, in the task's label order: the task's words for the model family (methods.md A's
-    published SIB-200 words) as they follow other text, overridden by ``--label-words`` ``spec`` (as typed).
+    published SIB-200 words), or the ``answers`` an input template asks for (the paper's Yes/Maybe/No), as
+    they follow other text, overridden by ``--label-words`` ``spec`` (as typed).
     """
-    defaults = {label: following_text(tokenizer, word) for label, word in task.label_words(family).items()}
+    words = dict(zip(task.labels, answers)) if answers else task.label_words(family)
+    defaults = {label: following_text(tokenizer, word) for label, word in words.items()}
     return {**defaults, **parse_label_words(spec, task.labels)}
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from xlpeft.data.languages import registry
 from xlpeft.errors import XlpeftError
+from xlpeft.tasks.templates import TEXT_FIELD, Template, resolve
 
 Kind = Literal["classification", "text"]
 
@@ -41,16 +42,22 @@ class Examples:
     targets: list[str] | None = None
     groups: list[str] | None = None
     items: list | None = None  # the dataset's own records, where scoring needs more than the text (XQuAD)
+    fields: dict[str, list[str]] | None = None  # the parts of each text by name, for templates (NLI: premise, ...)
 
     def __len__(self) -> int:
         return len(self.texts)
+
+    def named_fields(self) -> dict[str, list[str]]:
+        """What a template may name: ``text`` (each input as read without a template) and the task's fields."""
+        return {TEXT_FIELD: self.texts, **(self.fields or {})}
 
     def subset(self, positions: Sequence[int]) -> Examples:
         def pick(values):
             return None if values is None else [values[i] for i in positions]
 
+        fields = None if self.fields is None else {name: pick(values) for name, values in self.fields.items()}
         return replace(self, ids=pick(self.ids), texts=pick(self.texts), labels=pick(self.labels),
-                       targets=pick(self.targets), groups=pick(self.groups), items=pick(self.items))
+                       targets=pick(self.targets), groups=pick(self.groups), items=pick(self.items), fields=fields)
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,8 @@ class Task:
     metric_columns: tuple[str, ...] = ()  # the metric columns a results row holds
     flores: dict[str, str] = {}  # dataset code -> SIB-200 (FLORES-200) code, where SIB-200 has the language
     source_data_choices: tuple[str, ...] = ("local",)  # "local" = the offline copy; "hub" = the standard source
+    fields: tuple[str, ...] = (TEXT_FIELD,)  # what an input template may name (templates.py)
+    paper_templates: dict[str, Template] = {}  # backbone family ("default": the rest) -> the paper's template
 
     def __init__(self, data_dir: str | os.PathLike | None = None):
         self.data_dir = data_dir
@@ -127,6 +136,14 @@ class Task:
     def sample(self, train: Examples, validation: Examples, shots: int | None, seed: int) -> FewShotSample:
         raise NotImplementedError
 
+    def template(self, spec: str, family: str) -> Template | None:
+        """The input template ``--template spec`` gives on a backbone ``family`` (templates.resolve), checked
+        against this task's fields; None: the inputs as they are."""
+        template = resolve(spec, self.paper_templates, family)
+        if template is not None:
+            template.check(self.fields, self.name)
+        return template
+
     def model_inputs(self, examples: Examples, tokenizer, text_budget: int, training: bool) -> Examples:
         """What the model reads; the identity except where long inputs are split (XQuAD contexts)."""
         return examples
@@ -144,6 +161,7 @@ class ClassificationTask(Task):
     kind: Kind = "classification"
     metric_columns = ("accuracy", "macro_f1", "n")
     label_words_by_family: dict[str, tuple[str, ...]] = {}  # family -> words; "default" for the rest
+    unparsed_label: str | None = None  # the label of a generated answer that names none (NLI: neutral); None: no generation
 
     def label_words(self, family: str) -> dict[str, str]:
         """Default verbalizer words, bare: the verbalizer writes them the way they follow other text."""

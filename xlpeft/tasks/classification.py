@@ -10,6 +10,8 @@ Each reads its files through ``xlpeft.data`` and says where its source-language 
   Indigenous languages (in-language for the source itself), not the English zero-shot setting; the run
   records which it was.
 NLI pairs are one text, premise and hypothesis on two lines; the verbalizer words are yes / maybe / no.
+A template (``--template``) may name the two as ``{premise}`` and ``{hypothesis}``; ``--template paper`` is
+Vykopal et al.'s XNLI template, with the answers ``Yes`` / ``Maybe`` / ``No`` on encoder-decoders (mT0).
 """
 
 from __future__ import annotations
@@ -25,6 +27,11 @@ from xlpeft.data.task_names import SourceData
 from xlpeft.data.tasks import americasnli, nusax
 from xlpeft.errors import XlpeftError
 from xlpeft.tasks.base import ClassificationTask, Examples
+from xlpeft.tasks.templates import TEXT_FIELD, VYKOPAL_CODE, Template
+
+# Vykopal et al.'s XNLI input (their code's class XNLI) and the label strings it generates, in XNLI's label order
+PAPER_NLI_TEMPLATE = '{premise} \n\nQuestion: Does this imply that "{hypothesis}"? Yes, no, or maybe?'
+PAPER_NLI_ANSWERS = ("Yes", "Maybe", "No")
 
 
 class Sib200Task(ClassificationTask):
@@ -98,6 +105,11 @@ class AmericasNliTask(ClassificationTask):
     flores = {**americasnli.FLORES, "en": "eng_Latn"}
     label_words_by_family = {"default": ("yes", "maybe", "no")}
     source_data_choices = get_args(SourceData)
+    fields = (TEXT_FIELD, "premise", "hypothesis")
+    # the answer strings are the paper's on text-to-text models (mT5/mT0); verbalizers keep one-token words
+    paper_templates = {"default": Template(PAPER_NLI_TEMPLATE, origin=VYKOPAL_CODE),
+                       "mt5": Template(PAPER_NLI_TEMPLATE, PAPER_NLI_ANSWERS, VYKOPAL_CODE)}
+    unparsed_label = "neutral"  # a generated answer that is none of the label strings (the paper's rule)
 
     @property
     def languages(self):
@@ -132,5 +144,12 @@ class AmericasNliTask(ClassificationTask):
 
     @staticmethod
     def _examples(data: americasnli.NliSplit) -> Examples:
-        texts = [f"{p}\n{h}" for p, h in zip(data.premises, data.hypotheses)]
-        return Examples(data.language, data.name, data.ids, texts, labels=data.labels)
+        return nli_examples(data.language, data.name, data.ids, list(data.premises), list(data.hypotheses), data.labels)
+
+
+def nli_examples(language: str, split: str, ids: list, premises: list[str], hypotheses: list[str],
+                 labels: list[int]) -> Examples:
+    """NLI pairs as one text each (premise and hypothesis on two lines), the two kept as template fields."""
+    texts = [f"{p}\n{h}" for p, h in zip(premises, hypotheses)]
+    return Examples(language, split, ids, texts, labels=list(labels),
+                    fields={"premise": premises, "hypothesis": hypotheses})

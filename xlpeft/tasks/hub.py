@@ -2,7 +2,7 @@
 
 - ``xnli``: ``facebook/xnli``, 15 languages, one config per language (premise, hypothesis, label with
   XNLI's ids). English train (MultiNLI's pairs) and validation are the source; targets are read from
-  their ``test`` (``--split dev``: ``validation``). Same text form and words as AmericasNLI.
+  their ``test`` (``--split dev``: ``validation``). Same text form, fields, words and paper template as AmericasNLI.
 - ``wikiann``: ``unimelb-nlp/wikiann``, 176 languages by their WikiANN codes (mostly ISO 639-1: ``en``,
   ``sw``, ``yo``), tokens and IOB2 tags over PER/ORG/LOC, as text-to-text NER with MasakhaNER's target
   form and entity F1. Any code is accepted; the hub says whether it exists.
@@ -19,8 +19,7 @@ from xlpeft.data.tasks.americasnli import LABELS as NLI_LABELS
 from xlpeft.data.tasks.common import load_hub
 from xlpeft.data.tasks.masakhaner import NerSentence
 from xlpeft.errors import XlpeftError
-from xlpeft.tasks.base import Examples
-from xlpeft.tasks.classification import AmericasNliTask
+from xlpeft.tasks.classification import AmericasNliTask, nli_examples
 from xlpeft.tasks.text_to_text import MasakhanerTask, ner_examples
 
 XNLI_LANGUAGES = tuple("ar bg de el en es fr hi ru sw th tr ur vi zh".split())
@@ -59,8 +58,9 @@ class XnliTask(_HubOnly, AmericasNliTask):
 
     def load(self, language, split, source_data="hub"):
         rows = load_hub(self.hub, language, HUB_SPLITS[split], f"XNLI {language}/{split}")
-        texts = [f"{p}\n{h}" for p, h in zip(rows["premise"], rows["hypothesis"])]
-        return Examples(language, split, list(range(len(texts))), texts, labels=[int(x) for x in rows["label"]])
+        premises, hypotheses = list(rows["premise"]), list(rows["hypothesis"])
+        return nli_examples(language, split, list(range(len(premises))), premises, hypotheses,
+                            [int(x) for x in rows["label"]])
 
 
 class WikiannTask(_HubOnly, MasakhanerTask):

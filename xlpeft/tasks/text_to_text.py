@@ -14,6 +14,10 @@ Both train by teacher forcing on the target string and predict by greedy generat
   A context longer than the text budget is split into windows that all keep the question, put first
   ("question\\ncontext"), and the highest-scoring answer over a question's windows is its prediction
   (``chunk_examples`` / ``gather_answers``); training uses the windows that contain the answer.
+
+Templates (``--template``): NER names the sentence ``{text}``; XQuAD names ``{question}`` and ``{context}`` (the
+window). ``--template paper`` is Vykopal et al.'s: ``tag: {text}`` (their WikiANN input) and ``question: {question}
+context: {context}``; their NER targets are the "PER: X$$LOC: Y" strings these tasks already generate.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import get_args
 from xlpeft.data.task_names import SourceData
 from xlpeft.data.tasks import masakhaner, xquad
 from xlpeft.tasks.base import Examples, TextTask
+from xlpeft.tasks.templates import TEXT_FIELD, VYKOPAL_CODE, Template
 
 TAGS = ("O", *(f"{p}-{t}" for t in masakhaner.SHARED_TYPES for p in "BI"))  # the tagging head's classes
 QA_HELD_OUT_ARTICLES = 24  # of XQuAD's 48, evaluated when training offline on the others
@@ -36,6 +41,7 @@ class MasakhanerTask(TextTask):
     flores = masakhaner.FLORES
     metric_columns = ("f1", "precision", "recall", "n")
     tags = TAGS  # encoders tag tokens instead of generating (heads/tagging.py)
+    paper_templates = {"default": Template("tag: {text}", origin=VYKOPAL_CODE)}  # their WikiANN input
 
     @property
     def languages(self):
@@ -80,6 +86,8 @@ class XquadTask(TextTask):
     metric_columns = ("f1", "exact_match", "n")
     source_data_choices = get_args(SourceData)
     overlap = 32  # tokens shared by consecutive windows: answers up to this long are never cut
+    fields = (TEXT_FIELD, "question", "context")  # the context: one window of it
+    paper_templates = {"default": Template("question: {question} context: {context}", origin=VYKOPAL_CODE)}
 
     @property
     def languages(self):
@@ -114,7 +122,8 @@ class XquadTask(TextTask):
         return Examples(examples.language, examples.split, [c.id for c in chunks],
                         [f"{c.question}\n{c.context}" for c in chunks],
                         targets=[c.answer_text or examples.items[c.example].answers[0].text for c in chunks],
-                        groups=[c.id for c in chunks], items=chunks)
+                        groups=[c.id for c in chunks], items=chunks,
+                        fields={"question": [c.question for c in chunks], "context": [c.context for c in chunks]})
 
     def score(self, examples, inputs, predictions):
         from xlpeft.metrics.squad import squad_scores

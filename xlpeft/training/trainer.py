@@ -185,7 +185,7 @@ class Trainer:
         if isinstance(self.classifier, TokenTagger):
             words = [list(sentence.tokens) for sentence in examples.items]
             return Inputs(self.classifier.tokenize_words(words), None, None, targets=self.task.tag_ids(examples))
-        ids = self.classifier.tokenize(examples.texts)
+        ids = self.classifier.tokenize(examples.texts, examples.fields)
         if self.text:
             return Inputs(ids, None, None, targets=self.classifier.target_ids(examples.targets))
         labels = torch.tensor(examples.labels, device=self.device)
