@@ -109,6 +109,8 @@ def write_grid(grid: Grid, out: Path) -> None:
     if grid.skipped:
         table = pd.DataFrame([asdict(skip) for skip in grid.skipped])
         files.atomic_write(out / SKIPPED, lambda tmp: table.to_csv(tmp, index=False))
+    else:
+        (out / SKIPPED).unlink(missing_ok=True)  # an earlier version of the grid's list
 
 
 def plan_lines(grid: Grid, out: Path) -> list[str]:
