@@ -307,11 +307,11 @@ def _slurm_parameters(items: list[str]) -> dict:
 
 def cmd_run(args) -> None:
     from xlpeft.experiments import runner
-    from xlpeft.experiments.grid import load_grid
+    from xlpeft.experiments.grid import load_grids
 
     _quiet_libraries(args.verbose)
-    grid = load_grid(args.config)
-    out = args.out or Path("runs") / grid.name
+    grids = load_grids(args.config)  # one, or one per task sharing the language modules
+    grid = grids[0]
     data_dir = args.data_dir or grid.data_dir
     if args.modules_only:
         runner.train_language_modules(grid, data_dir, progress=not args.quiet)
@@ -322,13 +322,14 @@ def cmd_run(args) -> None:
         if grid.language_modules:
             print(f"language modules: {len(grid.language_modules) - len(missing)}/{len(grid.language_modules)} "
                   f"trained in {grid.modules_dir}")
-        states = runner.status(grid, out)
-        print(f"{grid.name}: {len(states)} runs x {len(grid.evaluation.languages)} languages ({grid.evaluation.split}) "
-              f"-> {out}")
-        for state in states:
-            mark = "done" if state.evaluated else ("trained" if state.trained else "todo")
-            print(f"  {state.spec.run_id}  {mark:<8} " + " ".join(f"{k}={v}" for k, v in state.spec.axes.items()))
+        for each in grids:
+            print("\n".join(runner.plan_lines(each, (args.out or Path("runs") / each.name) / each.subdir)))
         return
+    for each in grids:
+        _run_grid(args, runner, each, (args.out or Path("runs") / each.name) / each.subdir, data_dir)
+
+
+def _run_grid(args, runner, grid, out: Path, data_dir: str | None) -> None:
     if args.executor == "local":
         store = runner.run_local(grid, out, data_dir, progress=not args.quiet)
     else:
@@ -339,6 +340,8 @@ def cmd_run(args) -> None:
             return
         store = runner.load_results(out)
     print(f"{store['run_id'].nunique() if len(store) else 0} runs, {len(store)} result rows -> {out / runner.STORE}")
+    if grid.skipped:
+        print(f"{len(grid.skipped)} pairs left out, with their reasons -> {out / runner.SKIPPED}")
 
 
 def cmd_language_module(args) -> None:

@@ -111,6 +111,16 @@ def codes_by_iso() -> dict[str, tuple[str, ...]]:
     return index
 
 
+def language_name(code: str) -> str | None:
+    """The English name of a language code in any of the tasks' code systems (FLORES ``ces_Latn``, ISO 639-3
+    ``ces``, ISO 639-1 ``cs``), or None when the code names no language (a typo): what lets a grid say
+    "xnli has no Czech test set" for a real language a task lacks, and still reject ``xx``."""
+    if code in registry():
+        return registry()[code].name
+    lang = pycountry.languages.get(alpha_2=code) if len(code) == 2 else pycountry.languages.get(alpha_3=code)
+    return None if lang is None else lang.name
+
+
 def _make_language(code: str) -> Language:
     iso, script = code.split("_")
     lang = pycountry.languages.get(alpha_3=iso)

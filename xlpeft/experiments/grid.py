@@ -22,7 +22,16 @@ missing from the registry before the task runs, which name the same ``modules_di
 configs/vykopal2025.yaml).
 
 A grid trains one task (``task: nusax``; default SIB-200) and evaluates the languages of that task,
-in its codes (for tasks other than SIB-200: ``all``, ``targets`` or a list such as ``[jav, sun]``).
+in its codes (for tasks other than SIB-200: ``all``, ``targets`` or a list such as ``[jav, sun]``). A file
+may hold one grid per task: a ``tasks:`` mapping of task name to its own ``train``/``evaluate``/``overrides``
+additions, merged onto the shared sections (configs/vykopal2025_tasks.yaml; ``load_grids``); the grids share
+the language modules and write to OUT/<task>.
+
+A pair the data do not have is left out and listed, never an error: a source language without training data
+for the task (its runs), an evaluation language without a test set (``Task.missing_data``), and on method B
+grids a language whose module code (``Task.module_language``) is not among the grid's language modules (the
+module runs of that source; that target, unless ``evaluate: borrow`` names a distance). ``Grid.skipped`` holds
+them with their reasons; ``--dry-run`` prints them and a run records them in OUT/skipped.csv.
 
 Axes expand in the order written (the last varies fastest). A run is identified by a hash of its
 *resolved* training configuration (every TrainConfig field, defaults included, the source language
@@ -35,15 +44,17 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from dataclasses import dataclass, field, fields
+from collections import Counter
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from xlpeft.config import EvalOptions, LanguageModuleConfig, TrainConfig
+from xlpeft.config import BORROW_NONE, EvalOptions, LanguageModuleConfig, TrainConfig
 from xlpeft.data.languages import resolve_languages
 from xlpeft.errors import XlpeftError
+from xlpeft.modular.configurations import Configuration
 from xlpeft.tasks import Task, get_task
 
 TRAIN_FIELDS = {f.name for f in fields(TrainConfig)}
@@ -69,6 +80,22 @@ class EvalSpec:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Skip:
+    """A (task, language) pair the grid leaves out, and why: a source's runs (``runs`` of them) are not
+    trained, or a target is not evaluated (``runs`` = 0)."""
+
+    task: str
+    role: str  # "source" or "target"
+    language: str
+    reason: str
+    runs: int = 0
+
+    def describe(self) -> str:
+        what = f"{self.runs} runs from source" if self.role == "source" else "target"
+        return f"{self.task} {what} {self.language}: {self.reason}"
+
+
 @dataclass
 class Grid:
     name: str
@@ -78,6 +105,8 @@ class Grid:
     data_dir: str | None = None
     language_modules: list[LanguageModuleConfig] = field(default_factory=list)  # method B, trained first
     modules_dir: str = ""
+    skipped: list[Skip] = field(default_factory=list)  # pairs without data or module, listed instead of failing
+    subdir: str = ""  # a grid of a several-task file: its task, the output directory under the file's
 
 
 def run_id(config: TrainConfig) -> str:
@@ -86,7 +115,15 @@ def run_id(config: TrainConfig) -> str:
 
 
 def load_grid(path: str | Path) -> Grid:
-    """Read and expand a grid file; every mistake is an XlpeftError naming the key and the fix."""
+    """Read and expand a grid file of one task; every mistake is an XlpeftError naming the key and the fix."""
+    grids = load_grids(path)
+    if len(grids) > 1:
+        raise XlpeftError(f"{path} holds {len(grids)} grids (one per task under 'tasks:'): read it with load_grids")
+    return grids[0]
+
+
+def load_grids(path: str | Path) -> list[Grid]:
+    """Read a grid file: one grid, or one per task of its ``tasks:`` section."""
     path = Path(path)
     try:
         spec = yaml.safe_load(path.read_text())
@@ -96,38 +133,70 @@ def load_grid(path: str | Path) -> Grid:
         raise XlpeftError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
     if not isinstance(spec, dict) or not isinstance(spec.get("train"), dict):
         raise XlpeftError(f"{path} needs a 'train:' mapping of TrainConfig settings (see configs/quickstart.yaml)")
-    return expand(spec, default_name=path.stem)
+    return expand_tasks(spec, default_name=path.stem)
+
+
+def expand_tasks(spec: dict, default_name: str = "grid") -> list[Grid]:
+    """A file's grids: ``expand(spec)``, or with a ``tasks:`` mapping one grid per task, its section's ``train``
+    and ``evaluate`` settings over the shared ones and its ``overrides`` after the shared ones."""
+    tasks = spec.get("tasks")
+    if tasks is None:
+        return [expand(spec, default_name)]
+    if not isinstance(tasks, dict) or not tasks:
+        raise XlpeftError("'tasks:' must map task names to their settings, e.g. {xnli: {train: {source_data: hub}}}")
+    grids = []
+    for name, section in tasks.items():
+        section = section or {}
+        if not isinstance(section, dict) or set(section) - {"train", "evaluate", "overrides"}:
+            raise XlpeftError(f"tasks.{name} may hold train, evaluate and overrides, not {section!r}")
+        merged = {**{k: v for k, v in spec.items() if k != "tasks"},
+                  "train": {**spec["train"], **(section.get("train") or {}), "task": name},
+                  "evaluate": {**(spec.get("evaluate") or {}), **(section.get("evaluate") or {})},
+                  "overrides": [*(spec.get("overrides") or []), *(section.get("overrides") or [])]}
+        grids.append(replace(expand(merged, default_name), subdir=name))
+    return grids
 
 
 def expand(spec: dict, default_name: str = "grid") -> Grid:
     unknown = set(spec) - {"name", "train", "overrides", "evaluate", "data_dir", "language_modules"}
     if unknown:
         raise XlpeftError(f"unknown top-level keys {sorted(unknown)}; allowed: name, train, overrides, evaluate, "
-                          "data_dir, language_modules")
+                          "data_dir, language_modules (and tasks, in a file)")
     train = spec["train"]
     _check_keys(train, TRAIN_FIELDS, "train")
     axes = [k for k, v in train.items() if isinstance(v, list)]
     fixed = {k: v for k, v in train.items() if k not in axes}
     overrides = _overrides(spec.get("overrides") or [])
-    runs, seen = [], set()
+    modules_dir, modules = _language_modules(spec.get("language_modules") or {})
+    module_codes = {config.language for config in modules}
+    runs, seen, left_out = [], set(), []
     for values in itertools.product(*(train[a] for a in axes)):
         point = dict(zip(axes, values))
         settings = {**fixed, **point}
         for when, changes in overrides:
             if all(settings.get(k) == v for k, v in when.items()):
                 settings.update(changes)
-        config = _train_config(settings)
+        config, reason = _train_config(settings, module_codes)
+        if reason:
+            left_out.append(Skip(config.task, "source", config.source or get_task(config.task).default_source, reason))
+            continue
         rid = run_id(config)
         if rid not in seen:  # e.g. prompt lengths of a 'full' run collapse to one run
             seen.add(rid)
             runs.append(RunSpec(rid, config, point))
-    tasks = {run.config.task for run in runs}
+    tasks = {run.config.task for run in runs} | {skip.task for skip in left_out}
     if len(tasks) > 1:
         raise XlpeftError(f"a grid evaluates one task, this one trains {sorted(tasks)}: write one grid per task")
-    modules_dir, modules = _language_modules(spec.get("language_modules") or {})
     task = get_task(tasks.pop() if tasks else TrainConfig.task)  # no runs: the default task
-    return Grid(spec.get("name", default_name), runs, _evaluation(spec.get("evaluate") or {}, task), axes,
-                spec.get("data_dir"), modules, modules_dir)
+    evaluation, targets_left_out = _evaluation(spec.get("evaluate") or {}, task, runs, module_codes)
+    return Grid(spec.get("name", default_name), runs, evaluation, axes, spec.get("data_dir"), modules, modules_dir,
+                _count(left_out) + targets_left_out)
+
+
+def _count(skips: list[Skip]) -> list[Skip]:
+    """One line per (source, reason) with the number of runs it leaves out, in the order first met."""
+    counts = Counter(skips)
+    return [replace(skip, runs=n) for skip, n in counts.items()]
 
 
 def _language_modules(spec: dict | list) -> tuple[str, list[LanguageModuleConfig]]:
@@ -180,18 +249,58 @@ def _overrides(items: list) -> list[tuple[dict, dict]]:
     return result
 
 
-def _train_config(settings: dict) -> TrainConfig:
+def _train_config(settings: dict, module_codes: set[str]) -> tuple[TrainConfig, str | None]:
+    """The run's resolved configuration, or the unresolved one and why the run is left out: its source has no
+    training data for the task, or (a module run) no language module in the grid."""
     try:
         config = TrainConfig(**settings)
     except TypeError as exc:
         raise XlpeftError(f"bad train settings {settings}: {exc}") from exc
-    config.resolve(get_task(config.task))
-    return config
+    task = get_task(config.task)
+    try:
+        config.resolve(task)
+    except XlpeftError:
+        reason = task.missing_data(config.source or task.default_source, "source", config.source_data)
+        if reason:
+            return config, reason
+        raise
+    if module_codes and _uses_module(config):
+        return config, _module_gap(task, config.source, module_codes)
+    return config, None
 
 
-def _evaluation(spec: dict, task: Task) -> EvalSpec:
+def _uses_module(config: TrainConfig) -> bool:
+    return bool(config.configuration) and Configuration(config.configuration).language is not None
+
+
+def _module_gap(task: Task, language: str, module_codes: set[str]) -> str | None:
+    """Why ``language``'s module runs cannot find its language module among the grid's, or None."""
+    code = task.module_language(language)
+    if code in module_codes:
+        return None
+    return f"{task.name} looks its language module up as {code!r}, which the grid's language_modules do not train"
+
+
+def _evaluation(spec: dict, task: Task, runs: list[RunSpec], module_codes: set[str]) -> tuple[EvalSpec, list[Skip]]:
+    """The plan, and the languages left out of it: those the task has no test set of, and on a grid with module
+    runs and no borrowing, those without a language module in the grid."""
     _check_keys(spec, EVAL_FIELDS, "evaluate")
     languages = spec.get("languages", "quick" if task.name == "sib200" else "all")
-    codes = task.resolve_languages(",".join(languages) if isinstance(languages, list) else str(languages))
+    codes, skipped = [], []
+    for item in languages if isinstance(languages, list) else [str(languages)]:
+        try:
+            codes += task.resolve_languages(str(item))
+        except XlpeftError:
+            reason = task.missing_data(str(item), "target")
+            if not reason:
+                raise
+            skipped.append(Skip(task.name, "target", str(item), reason))
+    if not codes:
+        raise XlpeftError(f"{task.name} has none of the evaluate languages: {skipped[0].reason}")
+    codes = list(dict.fromkeys(codes))
     options = {k: v for k, v in spec.items() if k not in {"languages", "split"}}
-    return EvalSpec(codes, spec.get("split", "test"), options)
+    if module_codes and options.get("borrow", BORROW_NONE) == BORROW_NONE and any(_uses_module(r.config) for r in runs):
+        gaps = {code: reason for code in codes if (reason := _module_gap(task, code, module_codes))}
+        skipped += [Skip(task.name, "target", code, reason) for code, reason in gaps.items()]
+        codes = [code for code in codes if code not in gaps]
+    return EvalSpec(codes, spec.get("split", "test"), options), skipped

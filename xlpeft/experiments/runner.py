@@ -9,6 +9,8 @@ Output directory::
     OUT/results.parquet        the store: one row per run x language x metric (the task's metrics), with the
                                run's settings and each row's identity and record (split, precision, backbone
                                fingerprint and source, text budget, truncated/empty inputs, xlpeft version)
+    OUT/skipped.csv            the (task, language) pairs the grid leaves out and why (grid.py's Skip): a
+                               source without training data, a target without a test set or language module
 
 Robustness comes from the pieces: training resumes from its last epoch checkpoint, evaluation rewrites
 its table atomically after each language and resumes, and the store is rebuilt (atomically) from the
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -39,6 +41,7 @@ from xlpeft.tasks import get_task
 
 log = logging.getLogger("xlpeft")
 LOCAL_TABLE = "local"
+SKIPPED = "skipped.csv"
 MODULE_COLUMNS = ("module_language", "module_borrowed", "module_distance_kind", "module_distance")
 
 
@@ -101,7 +104,27 @@ def write_grid(grid: Grid, out: Path) -> None:
         "runs": [{"run_id": s.run_id, "axes": s.axes, "train": s.config.to_dict()} for s in grid.runs],
         "evaluate": {"languages": grid.evaluation.languages, "split": grid.evaluation.split,
                      **grid.evaluation.options},
+        "skipped": [asdict(skip) for skip in grid.skipped],
     })
+    if grid.skipped:
+        table = pd.DataFrame([asdict(skip) for skip in grid.skipped])
+        files.atomic_write(out / SKIPPED, lambda tmp: table.to_csv(tmp, index=False))
+    else:
+        (out / SKIPPED).unlink(missing_ok=True)  # an earlier version of the grid's list
+
+
+def plan_lines(grid: Grid, out: Path) -> list[str]:
+    """What ``xlpeft run --dry-run`` prints for one grid, offline: its size, the pairs it leaves out and why,
+    and every run with its state."""
+    states = status(grid, out)
+    lines = [f"{grid.name}{'/' + grid.subdir if grid.subdir else ''}: {len(states)} runs x "
+             f"{len(grid.evaluation.languages)} languages ({grid.evaluation.split}: "
+             f"{' '.join(grid.evaluation.languages)}) -> {out}"]
+    lines += [f"  left out: {skip.describe()}" for skip in grid.skipped]
+    for state in states:
+        mark = "done" if state.evaluated else ("trained" if state.trained else "todo")
+        lines.append(f"  {state.spec.run_id}  {mark:<8} " + " ".join(f"{k}={v}" for k, v in state.spec.axes.items()))
+    return lines
 
 
 def train_language_modules(grid: Grid, data_dir: str | None, progress: bool = True) -> None:
@@ -127,6 +150,8 @@ def run_local(grid: Grid, out: Path, data_dir: str | None, progress: bool = True
     from xlpeft.training.trainer import Trainer
 
     write_grid(grid, out)
+    for skip in grid.skipped:
+        log.warning("left out: %s", skip.describe())
     train_language_modules(grid, data_dir, progress)
     states = status(grid, out)
     todo = [s.spec for s in states if not s.trained]

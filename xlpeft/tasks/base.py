@@ -18,11 +18,12 @@ from typing import Literal
 
 import numpy as np
 
-from xlpeft.data.languages import registry
+from xlpeft.data.languages import language_name, registry
 from xlpeft.errors import XlpeftError
 from xlpeft.tasks.templates import TEXT_FIELD, Template, resolve
 
 Kind = Literal["classification", "text"]
+Role = Literal["source", "target"]  # what a grid needs a language's data for: training, or evaluation
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,17 @@ class Task:
                               f"{', '.join(self.languages)}")
         return codes
 
+    def missing_data(self, language: str, role: Role, source_data: str = "local") -> str | None:
+        """Why this task has no data of ``language`` (a code it does not resolve) for ``role``, or None when it has
+        them or the code names no language (a typo: resolving it says what is wrong). The facts are the task's
+        language list (its source cited where it is declared); a task without one (WikiANN: the hub decides) lacks
+        nothing. Grids list such pairs with this reason instead of failing."""
+        name = language_name(language)
+        if not self.languages or language in self.languages or name is None:
+            return None
+        return (f"{self.name} has no {name} {'training' if role == 'source' else 'test'} set (its languages: "
+                f"{', '.join(self.languages)})")
+
     def module_language(self, language: str) -> str:
         """The code language modules are registered under: FLORES-200 where SIB-200 has the language."""
         return self.flores.get(language, language)
@@ -123,6 +135,9 @@ class Task:
         if source_data not in self.source_data_choices:
             raise XlpeftError(f"unknown --source-data {source_data!r} for {self.name}: use one of "
                               f"{', '.join(self.source_data_choices)}")
+        reason = self.missing_data(source, "source", source_data)
+        if reason:
+            raise XlpeftError(f"--source {source}: {reason}")
 
     def source_splits(self, source: str, source_data: str) -> tuple[Examples, Examples]:
         """The whole training and validation data of the source language (a sample is drawn from them)."""

@@ -93,6 +93,13 @@ class XquadTask(TextTask):
     def languages(self):
         return xquad.LANGUAGES
 
+    def missing_data(self, language, role, source_data="local"):
+        """Online, every run trains on English SQuAD v1.1 (XQuAD has no training split): another source language
+        would be a label on English training data."""
+        if role == "source" and source_data == "hub" and language != xquad.SOURCE:
+            return f"{self.name}'s hub training data are English SQuAD v1.1 only (XQuAD has no training split)"
+        return super().missing_data(language, role, source_data)
+
     def source_splits(self, source, source_data):
         if source_data == "hub":
             return self._examples(xquad.load_squad("train")), self._examples(xquad.load_squad("validation"))
