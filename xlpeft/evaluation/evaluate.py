@@ -16,12 +16,17 @@ Method B runs (a ``configuration`` such as ``slp+ta``) are evaluated with the ta
 swapped in for the source language's; a language without one borrows the nearest language's module
 when ``borrow`` names a URIEL distance, and every row records the module used (``module_language``,
 ``module_borrowed``, ``module_distance``).
+
+With ``log_samples`` every row also gets its per-example records (samples.py), written just before the row;
+a row whose records are missing or belong to other numbers is computed again, so the option also fills in
+the records of an evaluation done without it. Off, nothing about evaluation changes.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -36,6 +41,7 @@ from xlpeft.evaluation.predict import (
     TextCounts,
     cached_text_ids,
     head_alone,
+    inputs_read,
     kv_bytes_per_token,
     modules_attached,
     plan_memory,
@@ -47,6 +53,7 @@ from xlpeft.evaluation.predict import (
     text_counts,
     uses_cache,
 )
+from xlpeft.evaluation.samples import classification_records, samples_current, samples_path, text_records, write_samples
 from xlpeft.files import atomic_write
 from xlpeft.kernels.frozen import prepare_frozen_model
 from xlpeft.modular.configurations import Configuration
@@ -60,6 +67,16 @@ KEY = ["run", "run_id", "language"]
 RUN_COLUMNS = ("model", "regime", "placement", "prompt_length", "head", "reparam", "shots", "seed")
 
 
+@dataclass(frozen=True)
+class Scored:
+    """One run on one language: its metrics, the language module it used (method B) and, with
+    ``log_samples``, one record per example."""
+
+    metrics: dict
+    module: Resolved | None
+    samples: list[dict] | None = None
+
+
 def evaluate(runs: list[Run], languages: list[str], data_dir: str | None, out_csv: Path, options: EvalOptions,
              progress: bool = True) -> pd.DataFrame:
     """Evaluate every run on every language (codes of the runs' task); return (and keep writing) the table."""
@@ -68,7 +85,7 @@ def evaluate(runs: list[Run], languages: list[str], data_dir: str | None, out_cs
     identities = {run.name: identity_for(run.config, options, precision) for run in runs}
     done = _previous_results(out_csv, runs, identities, options)
     for (key, task_name, source_data), group in _group(runs).items():
-        todo = [lang for lang in languages if not _all_done(done, group, lang)]
+        todo = [lang for lang in languages if not _all_done(done, group, lang, out_csv if options.log_samples else None)]
         if not todo:
             continue
         task = get_task(task_name, data_dir)
@@ -87,9 +104,12 @@ def evaluate(runs: list[Run], languages: list[str], data_dir: str | None, out_cs
                     scored = _evaluate_text(backbone, task, group, language, examples, options)
                 else:
                     scored = _evaluate_classification(backbone, task, group, language, examples, options, per_token)
-            rows = [_row(run, task, language, metrics, module, identities[run.name], backbone,
-                         text_counts(backbone, run, task, examples, _language_rows(module)))
-                    for run, (metrics, module) in zip(group, scored)]
+            rows = [_row(run, task, language, result.metrics, result.module, identities[run.name], backbone,
+                         text_counts(backbone, run, task, examples, _language_rows(result.module)))
+                    for run, result in zip(group, scored)]
+            if options.log_samples:
+                for run, row, result in zip(group, rows, scored):
+                    write_samples(samples_path(out_csv, run.name, language), row, result.samples)
             done = pd.concat([done[~_is_rows(done, group, language)], pd.DataFrame(rows)], ignore_index=True)
             _write(out_csv, done)
             faults.crash_point(faults.EVALUATE_LANGUAGE_WRITTEN)
@@ -130,16 +150,24 @@ def check_weights(backbone: Backbone, runs: list[Run]) -> None:
 
 
 def _evaluate_classification(backbone: Backbone, task: Task, group: list[Run], language: str, examples: Examples,
-                             options: EvalOptions, per_token: int) -> list[tuple[dict, Resolved | None]]:
+                             options: EvalOptions, per_token: int) -> list[Scored]:
     """Each run's metrics on one language and the language module it used (method B)."""
     preds = _predict(backbone, [run for run in group if not run.configuration], examples.texts, options, per_token)
     modules = {run.name: _predict_modular(backbone, run, task, language, examples.texts, options, preds)
                for run in group if run.configuration}
-    return [(task.score(examples, examples, preds[run.name]), modules.get(run.name)) for run in group]
+    scored = []
+    for run in group:
+        module = modules.get(run.name)
+        samples = None
+        if options.log_samples:
+            read = inputs_read(backbone, run, examples, _language_rows(module))
+            samples = classification_records(task, examples, read, preds[run.name])
+        scored.append(Scored(task.score(examples, examples, preds[run.name]), module, samples))
+    return scored
 
 
 def _evaluate_text(backbone: Backbone, task: TextTask, group: list[Run], language: str, examples: Examples,
-                   options: EvalOptions) -> list[tuple[dict, Resolved | None]]:
+                   options: EvalOptions) -> list[Scored]:
     """Text-to-text runs generate one at a time (no text cache: their prompts precede generated tokens)."""
     scored = []
     for run in group:
@@ -150,7 +178,11 @@ def _evaluate_text(backbone: Backbone, task: TextTask, group: list[Run], languag
                 inputs, outputs = predict_text(backbone, run, task, examples, options.batch_size, length, stack)
         else:
             inputs, outputs = predict_text(backbone, run, task, examples, options.batch_size, length)
-        scored.append((task.score(examples, inputs, outputs), module))
+        samples = None
+        if options.log_samples:
+            read = inputs_read(backbone, run, inputs, _language_rows(module))
+            samples = text_records(task, examples, inputs, outputs, read)
+        scored.append(Scored(task.score(examples, inputs, outputs), module, samples))
     return scored
 
 
@@ -292,8 +324,13 @@ def _is_rows(done: pd.DataFrame, runs: list[Run], language: str) -> pd.Series:
     return done["language"].eq(language) & done["run"].isin([run.name for run in runs])
 
 
-def _all_done(done: pd.DataFrame, runs: list[Run], language: str) -> bool:
-    return int(_is_rows(done, runs, language).sum()) == len(runs) if not done.empty else False
+def _all_done(done: pd.DataFrame, runs: list[Run], language: str, samples_of: Path | None = None) -> bool:
+    """Every run has its row on ``language``; with ``samples_of`` (the CSV, under ``log_samples``) also the
+    row's current samples file."""
+    if done.empty or int(_is_rows(done, runs, language).sum()) != len(runs):
+        return False
+    return samples_of is None or all(samples_current(samples_path(samples_of, row["run"], language), row)
+                                     for row in done[_is_rows(done, runs, language)].to_dict("records"))
 
 
 def _write(out_csv: Path, table: pd.DataFrame) -> None:
