@@ -74,6 +74,7 @@ def test_records_recompute_every_row_and_hold_what_each_run_read(tmp_path, runs,
         run = next(r for r in runs if r.name == row["run"])
         read = classifier_for_run(llama, run).tokenize(list(test["text"]))
         assert max(map(len, read)) == 12 and [r["input"] for r in records] == llama.tokenizer.batch_decode(read)
+        assert sum(len(r["input"]) < len(text) for r, text in zip(records, test["text"])) > len(records) / 2  # cut
 
 
 def test_cached_and_uncached_records_agree(tmp_path, runs, llama, sib_dir, monkeypatch):
@@ -123,12 +124,12 @@ def test_samples_are_added_to_rows_evaluated_without_them_and_stale_ones_replace
     path = samples_path(out, runs[0].name, "eng_Latn")
     evaluate(runs[:1], out, llama, str(sib_dir), monkeypatch, languages=["eng_Latn"], log_samples=True)
     assert path.is_file()
-    evaluate(runs[:1], out, llama, str(sib_dir), monkeypatch, languages=["eng_Latn"], precision="bf16")
-    assert json.loads(path.read_text().splitlines()[0])["eval_precision"] == "fp32"  # left, but no longer its row's
-    evaluate(runs[:1], out, llama, str(sib_dir), monkeypatch, languages=["eng_Latn"], precision="bf16", log_samples=True)
+    evaluate(runs[:1], out, llama, str(sib_dir), monkeypatch, languages=["eng_Latn"], split="dev")
+    assert json.loads(path.read_text().splitlines()[0])["split"] == "test"  # left behind, no longer its row's
+    evaluate(runs[:1], out, llama, str(sib_dir), monkeypatch, languages=["eng_Latn"], split="dev", log_samples=True)
     records = read_samples(path)
-    assert {r["eval_precision"] for r in records} == {"bf16"} and len(records) == len(pd.read_csv(
-        sib_dir / "eng_Latn" / "test.tsv", sep="\t"))
+    assert {r["split"] for r in records} == {"dev"}
+    assert len(records) == len(pd.read_csv(sib_dir / "eng_Latn" / "dev.tsv", sep="\t"))
 
 
 @pytest.fixture(scope="module")
