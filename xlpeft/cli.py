@@ -286,6 +286,10 @@ def cmd_evaluate(args) -> None:
     for warning in truncation_warnings(results, runs, languages):
         print(f"warning: {warning}")
     print(f"-> {out}")
+    if args.log_samples:
+        from xlpeft.evaluation.samples import samples_dir
+
+        print(f"-> {samples_dir(out)} (per-example records, RUN/LANGUAGE.jsonl)")
     if not args.no_plot:
         from xlpeft.analysis.plots import accuracy_plot
 

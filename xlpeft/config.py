@@ -297,6 +297,9 @@ class EvalOptions:
     nli_output: NliOutput = option("rank", NLI_OUTPUT_HELP)
     max_new_tokens: int | None = option(None, "text-to-text runs: tokens to generate (default: what the run's training "
                                         "answers needed, recorded at training; never the evaluated answers)")
+    log_samples: bool = option(False, "also write each example's input as the model read it, target, prediction and "
+                               "scores, one JSON Lines file per run and language beside the CSV "
+                               "(CSV_STEM.samples/RUN/LANGUAGE.jsonl; docs/experiments.md)")
 
     def memory_budget(self) -> int:
         import psutil  # here, not at the top: the CLI imports this module at start

@@ -135,3 +135,25 @@ def test_a_rerun_after_changing_split_or_precision_recomputes(tmp_path, tiny_mod
     store = runner.run_local(grid, out, str(sib_dir), progress=False)
     assert set(store["split"]) == {"dev"} and set(store["eval_precision"]) == {"bf16"} and set(store["n"]) == {99}
     assert all(s.evaluated for s in runner.status(grid, out))
+
+
+def test_a_grid_logs_samples_when_asked_even_after_it_was_evaluated_without(tmp_path, tiny_model_dir, sib_dir):
+    """``evaluate: {log_samples: true}`` is EvalOptions' ``--log-samples``: a finished grid is not finished until
+    every row has its records, and the store's numbers do not change."""
+    from xlpeft.evaluation.samples import read_samples, samples_path
+
+    spec = _spec(tiny_model_dir, prompt_length=2, seed=0, epochs=1)
+    out = tmp_path / "out"
+    store = runner.run_local(load_grid(_write(tmp_path, spec)), out, str(sib_dir), progress=False)
+    spec["evaluate"]["log_samples"] = True
+    grid = load_grid(_write(tmp_path, spec))
+    assert grid.evaluation.options == {"log_samples": True}
+    assert not any(s.evaluated for s in runner.status(grid, out))
+    logged = runner.run_local(grid, out, str(sib_dir), progress=False)
+    assert all(s.evaluated for s in runner.status(grid, out))
+    pd.testing.assert_series_equal(_values(logged), _values(store))
+    [run] = grid.runs
+    for language in ("eng_Latn", "fra_Latn"):
+        records = read_samples(samples_path(out / "eval" / f"{runner.LOCAL_TABLE}.csv", run.run_id, language))
+        accuracy = logged.set_index(["language", "metric"]).loc[(language, "accuracy"), "value"]
+        assert len(records) == 204 and sum(r["accuracy"] for r in records) / 204 == pytest.approx(accuracy, abs=1e-6)

@@ -23,6 +23,7 @@ from xlpeft.files import atomic_write  # noqa: E402
 MAJORITY = 0.25  # always predicting the largest SIB-200 class (methods.md C)
 CHANCE = 1 / 7
 DPI = 110
+LEGEND_ROWS = 24  # entries per legend column beside a 4-inch-high plot (6-point text)
 
 
 def accuracy_plot(results: pd.DataFrame, runs: list[str], path: Path, metric: str = "accuracy",
@@ -34,7 +35,9 @@ def accuracy_plot(results: pd.DataFrame, runs: list[str], path: Path, metric: st
     stats = stats.sort_values("mean", ascending=False)
     scripts = sorted(stats["script"].unique())
     colours = {s: plt.get_cmap("tab20")(i % 20) for i, s in enumerate(scripts)}
-    fig, ax = plt.subplots(figsize=(max(6, 0.22 * len(stats) + 2), 4))
+    # constrained layout makes room for the legend outside the axes (on the right): inside them it hid bars,
+    # and with many scripts it grew wider than the axes, over the title and past the figure's left edge
+    fig, ax = plt.subplots(figsize=(max(6, 0.22 * len(stats) + 2), 4), layout="constrained")
     x = range(len(stats))
     errors = [stats["mean"] - stats["min"], stats["max"] - stats["mean"]] if len(runs) > 1 else None
     ax.bar(x, stats["mean"], color=[colours[s] for s in stats["script"]], yerr=errors, capsize=1.5)
@@ -46,10 +49,9 @@ def accuracy_plot(results: pd.DataFrame, runs: list[str], path: Path, metric: st
     ax.set_ylim(0, 1)
     ax.set_title(", ".join(runs[:4]) + (f" and {len(runs) - 4} more" if len(runs) > 4 else ""), fontsize=9)
     ax.set_xlim(-0.6, len(stats) - 0.4)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[s]) for s in scripts]
-    ax.legend(handles + ax.get_legend_handles_labels()[0], scripts + ax.get_legend_handles_labels()[1],
-              fontsize=6, ncol=min(8, len(scripts) + 2), loc="upper right")
-    fig.tight_layout()
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[s]) for s in scripts] + ax.get_legend_handles_labels()[0]
+    labels = scripts + ax.get_legend_handles_labels()[1]
+    fig.legend(handles, labels, fontsize=6, loc="outside right upper", ncol=-(-len(labels) // LEGEND_ROWS))
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=130, format="png"))
     plt.close(fig)
 

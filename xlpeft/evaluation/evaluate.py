@@ -16,12 +16,17 @@ Method B runs (a ``configuration`` such as ``slp+ta``) are evaluated with the ta
 swapped in for the source language's; a language without one borrows the nearest language's module
 when ``borrow`` names a URIEL distance, and every row records the module used (``module_language``,
 ``module_borrowed``, ``module_distance``).
+
+With ``log_samples`` every row also gets its per-example records (samples.py), written just before the row;
+a row whose records are missing or belong to other numbers is computed again, so the option also fills in
+the records of an evaluation done without it. Off, nothing about evaluation changes.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -33,11 +38,13 @@ from xlpeft.config import EvalOptions
 from xlpeft.errors import XlpeftError
 from xlpeft.evaluation.identity import EvalIdentity, read_rows, run_identity
 from xlpeft.evaluation.predict import (
+    Labels,
     TextCounts,
     cache_key,
     cached_text_ids,
     generates_answers,
     head_alone,
+    inputs_read,
     kv_bytes_per_token,
     modules_attached,
     plan_memory,
@@ -50,6 +57,7 @@ from xlpeft.evaluation.predict import (
     text_counts,
     uses_cache,
 )
+from xlpeft.evaluation.samples import classification_records, samples_current, samples_path, text_records, write_samples
 from xlpeft.files import atomic_write
 from xlpeft.kernels.frozen import prepare_frozen_model
 from xlpeft.modular.configurations import Configuration
@@ -64,6 +72,16 @@ KEY = ["run", "run_id", "language"]
 RUN_COLUMNS = ("model", "regime", "placement", "prompt_length", "head", "reparam", "shots", "seed")
 
 
+@dataclass(frozen=True)
+class Scored:
+    """One run on one language: its metrics, the language module it used (method B) and, with
+    ``log_samples``, one record per example."""
+
+    metrics: dict
+    module: Resolved | None
+    samples: list[dict] | None = None
+
+
 def evaluate(runs: list[Run], languages: list[str], data_dir: str | None, out_csv: Path, options: EvalOptions,
              progress: bool = True) -> pd.DataFrame:
     """Evaluate every run on every language (codes of the runs' task); return (and keep writing) the table."""
@@ -72,7 +90,7 @@ def evaluate(runs: list[Run], languages: list[str], data_dir: str | None, out_cs
     identities = {run.name: identity_for(run.config, options, precision) for run in runs}
     done = _previous_results(out_csv, runs, identities, options)
     for (key, task_name, source_data), group in _group(runs).items():
-        todo = [lang for lang in languages if not _all_done(done, group, lang)]
+        todo = [lang for lang in languages if not _all_done(done, group, lang, out_csv if options.log_samples else None)]
         if not todo:
             continue
         task = get_task(task_name, data_dir)
@@ -91,9 +109,12 @@ def evaluate(runs: list[Run], languages: list[str], data_dir: str | None, out_cs
                     scored = _evaluate_text(backbone, task, group, language, examples, options)
                 else:
                     scored = _evaluate_classification(backbone, task, group, language, examples, options, per_token)
-            rows = [_row(run, task, language, metrics, module, identities[run.name], backbone,
-                         text_counts(backbone, run, task, examples, _language_rows(module)))
-                    for run, (metrics, module) in zip(group, scored)]
+            rows = [_row(run, task, language, result.metrics, result.module, identities[run.name], backbone,
+                         text_counts(backbone, run, task, examples, _language_rows(result.module)))
+                    for run, result in zip(group, scored)]
+            if options.log_samples:
+                for run, row, result in zip(group, rows, scored):
+                    write_samples(samples_path(out_csv, run.name, language), row, result.samples)
             done = pd.concat([done[~_is_rows(done, group, language)], pd.DataFrame(rows)], ignore_index=True)
             _write(out_csv, done)
             faults.crash_point(faults.EVALUATE_LANGUAGE_WRITTEN)
@@ -142,12 +163,12 @@ def check_weights(backbone: Backbone, runs: list[Run]) -> None:
 
 
 def _evaluate_classification(backbone: Backbone, task: Task, group: list[Run], language: str, examples: Examples,
-                             options: EvalOptions, per_token: int) -> list[tuple[dict, Resolved | None]]:
+                             options: EvalOptions, per_token: int) -> list[Scored]:
     """Each run's metrics on one language and the language module it used (method B). Runs that generate their
     answers (``--nli-output generate``) also count the answers that named no label (``n_unparsed``)."""
     answering = {run.name for run in group if generates_answers(backbone, run, task, options.nli_output)}
     plain = [run for run in group if not run.configuration and run.name not in answering]
-    preds: dict[str, list[int] | ParsedAnswers] = dict(_predict(backbone, plain, examples, options, per_token))
+    preds: dict[str, Labels | ParsedAnswers] = dict(_predict(backbone, plain, examples, options, per_token))
     for run in group:
         if run.name in answering and not run.configuration:
             preds[run.name] = predict_generated(backbone, run, task, examples.texts, options.batch_size,
@@ -155,17 +176,25 @@ def _evaluate_classification(backbone: Backbone, task: Task, group: list[Run], l
     modules = {run.name: _predict_modular(backbone, run, task, language, examples, options, preds,
                                           run.name in answering)
                for run in group if run.configuration}
-    return [(_score(task, examples, preds[run.name]), modules.get(run.name)) for run in group]
+    scored = []
+    for run in group:
+        module = modules.get(run.name)
+        samples = None
+        if options.log_samples:
+            read = inputs_read(backbone, run, examples, _language_rows(module))
+            samples = classification_records(task, examples, read, preds[run.name])
+        scored.append(Scored(_score(task, examples, preds[run.name]), module, samples))
+    return scored
 
 
-def _score(task: Task, examples: Examples, predicted: list[int] | ParsedAnswers) -> dict:
+def _score(task: Task, examples: Examples, predicted: Labels | ParsedAnswers) -> dict:
     if isinstance(predicted, ParsedAnswers):
         return {**task.score(examples, examples, predicted.labels), "n_unparsed": predicted.n_unparsed}
     return task.score(examples, examples, predicted)
 
 
 def _evaluate_text(backbone: Backbone, task: TextTask, group: list[Run], language: str, examples: Examples,
-                   options: EvalOptions) -> list[tuple[dict, Resolved | None]]:
+                   options: EvalOptions) -> list[Scored]:
     """Text-to-text runs generate one at a time (no text cache: their prompts precede generated tokens)."""
     scored = []
     for run in group:
@@ -176,15 +205,19 @@ def _evaluate_text(backbone: Backbone, task: TextTask, group: list[Run], languag
                 inputs, outputs = predict_text(backbone, run, task, examples, options.batch_size, length, stack)
         else:
             inputs, outputs = predict_text(backbone, run, task, examples, options.batch_size, length)
-        scored.append((task.score(examples, inputs, outputs), module))
+        samples = None
+        if options.log_samples:
+            read = inputs_read(backbone, run, inputs, _language_rows(module))
+            samples = text_records(task, examples, inputs, outputs, read)
+        scored.append(Scored(task.score(examples, inputs, outputs), module, samples))
     return scored
 
 
 def _predict(backbone: Backbone, runs: list[Run], examples: Examples, options: EvalOptions,
-             per_token: int) -> dict[str, list[int]]:
+             per_token: int) -> dict[str, Labels]:
     texts, fields = examples.texts, examples.fields
     cached = [run for run in runs if uses_cache(backbone, run, options.text_cache)]
-    preds: dict[str, list[int]] = {}
+    preds: dict[str, Labels] = {}
     by_text: dict[tuple, list[Run]] = {}  # the cache holds the texts as these runs read them (cache_key)
     for run in cached:
         by_text.setdefault(cache_key(run), []).append(run)
@@ -321,8 +354,13 @@ def _is_rows(done: pd.DataFrame, runs: list[Run], language: str) -> pd.Series:
     return done["language"].eq(language) & done["run"].isin([run.name for run in runs])
 
 
-def _all_done(done: pd.DataFrame, runs: list[Run], language: str) -> bool:
-    return int(_is_rows(done, runs, language).sum()) == len(runs) if not done.empty else False
+def _all_done(done: pd.DataFrame, runs: list[Run], language: str, samples_of: Path | None = None) -> bool:
+    """Every run has its row on ``language``; with ``samples_of`` (the CSV, under ``log_samples``) also the
+    row's current samples file."""
+    if done.empty or int(_is_rows(done, runs, language).sum()) != len(runs):
+        return False
+    return samples_of is None or all(samples_current(samples_path(samples_of, row["run"], language), row)
+                                     for row in done[_is_rows(done, runs, language)].to_dict("records"))
 
 
 def _write(out_csv: Path, table: pd.DataFrame) -> None:

@@ -78,6 +78,11 @@ def run_identity(run_config: dict, split: str, precision: str, max_new_tokens: i
     return EvalIdentity(split, precision, recorded, max_new_tokens, nli_output)
 
 
+def same_values(record: dict, row: dict, names: tuple[str, ...]) -> bool:
+    """Whether ``record`` (written from a row) and a stored ``row`` agree on ``names``, after a CSV round trip."""
+    return all(_same(record.get(name), row.get(name)) for name in names)
+
+
 def _same(value, stored) -> bool:
     """Equal after a CSV round trip (numbers may come back as floats or strings, missing as NaN)."""
     if stored is None or (isinstance(stored, float) and math.isnan(stored)):

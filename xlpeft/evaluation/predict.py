@@ -24,6 +24,8 @@ share a cache only with runs that read the same templated text.
 NLI runs on encoder-decoders may answer by generating instead of ranking the label strings
 (``--nli-output generate``, ``predict_generated``): the first word of the greedy answer names the label, and
 an answer that names none is the task's ``unparsed_label`` (neutral), counted in ``n_unparsed``.
+Label predictions are ``Labels``: the class ids, with the scores they are the argmax of, which
+``--log-samples`` writes beside the table with each input as the run read it (``inputs_read``).
 """
 
 from __future__ import annotations
@@ -57,6 +59,16 @@ MAX_CHUNK = 16
 MAX_PROMPTS = 8
 NO_CLIP = 2**31 - 1  # a clip length beyond any text
 ANSWER_MARGIN = 2  # generated NLI answers: tokens beyond the longest label string (its EOS included)
+
+
+class Labels(list):
+    """Predicted class ids: to every caller a plain list, the argmax of ``scores`` ([N, n_labels] float32 on the
+    CPU; label-word logits for LM heads, logits for linear heads, decoder scores of label strings for
+    encoder-decoders), which ``--log-samples`` records. The first maximum wins a tie, as before scores were kept."""
+
+    def __init__(self, scores: torch.Tensor):
+        self.scores = scores.detach().float().cpu()
+        super().__init__(self.scores.argmax(-1).tolist() if len(self.scores) else [])
 
 
 @dataclass(frozen=True)
@@ -134,11 +146,11 @@ def plan_memory(per_token: int, n_prompts: int, max_tokens: int, budget_bytes: i
 
 
 @torch.inference_mode()
-def predict_cached(backbone: Backbone, runs: list[Run], token_ids: list[list[int]], plan: Plan) -> dict[str, list[int]]:
+def predict_cached(backbone: Backbone, runs: list[Run], token_ids: list[list[int]], plan: Plan) -> dict[str, Labels]:
     """Predictions of every (suffix, frozen) run; ``token_ids`` truncated to the largest text budget."""
     budgets = {run.name: clip_length(backbone, run) for run in runs}
     order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
-    preds = {run.name: [0] * len(token_ids) for run in runs}
+    all_scores = {run.name: torch.zeros(len(token_ids), len(run.config["label_token_ids"])) for run in runs}
     for start in range(0, len(order), plan.chunk_sentences):
         chunk = order[start : start + plan.chunk_sentences]
         cached = encode_texts(backbone, [token_ids[i] for i in chunk])
@@ -147,10 +159,9 @@ def predict_cached(backbone: Backbone, runs: list[Run], token_ids: list[list[int
                 part = group[offset : offset + plan.prompts_per_pass]
                 scores = _score_prompts(backbone, cached, part, [budgets[run.name] for run in part])  # [B, N, labels]
                 for j, run in enumerate(part):
-                    for row, idx in enumerate(chunk):
-                        preds[run.name][idx] = int(scores[row, j].argmax())
+                    all_scores[run.name][chunk] = scores[:, j].cpu()
         faults.crash_point(faults.EVALUATE_CHUNK)
-    return preds
+    return {name: Labels(scores) for name, scores in all_scores.items()}
 
 
 def _by_prompt_length(runs: list[Run]) -> list[list[Run]]:
@@ -211,7 +222,7 @@ def text_counts(backbone: Backbone, run: Run, task, examples: Examples, language
 
 @torch.inference_mode()
 def predict_uncached(backbone: Backbone, run: Run, texts: list[str], batch_size: int,
-                     stack: ModuleStack | None = None, fields: dict[str, list[str]] | None = None) -> list[int]:
+                     stack: ModuleStack | None = None, fields: dict[str, list[str]] | None = None) -> Labels:
     """Predictions of one run through its classifier on the full sequence, length-sorted, dynamically padded.
 
     With a method B ``stack`` attached, the prompt is [language prompt, task prompt] (either may be absent).
@@ -225,13 +236,13 @@ def predict_uncached(backbone: Backbone, run: Run, texts: list[str], batch_size:
     token_ids = classifier.tokenize(texts, fields)
     order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
     prompt = run.prompt_for(backbone) if stack is None else stack.compose(run.prompt_for(backbone))
-    preds = [0] * len(texts)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        scores = classifier.scores(classifier.outputs([token_ids[i] for i in chunk], prompt))
-        for row, idx in enumerate(chunk):
-            preds[idx] = int(scores[row].argmax())
-    return preds
+    batches = [classifier.scores(classifier.outputs([token_ids[i] for i in order[start : start + batch_size]], prompt))
+               .float().cpu() for start in range(0, len(order), batch_size)]
+    if not batches:
+        return Labels(torch.zeros(0, 0))
+    scores = torch.empty(len(texts), batches[0].shape[-1])
+    scores[order] = torch.cat(batches)
+    return Labels(scores)
 
 
 @contextmanager
@@ -251,7 +262,7 @@ def modules_attached(backbone: Backbone, run: Run, language_module: LanguageModu
 
 def predict_modular(backbone: Backbone, run: Run, texts: list[str], batch_size: int,
                     language_module: LanguageModule | None, fields: dict[str, list[str]] | None = None,
-                    answer_task: ClassificationTask | None = None) -> list[int] | ParsedAnswers:
+                    answer_task: ClassificationTask | None = None) -> Labels | ParsedAnswers:
     """A method B classification run's predictions with its modules attached (see ``modules_attached``);
     with ``answer_task``, its generated answers parsed (``predict_generated``)."""
     with modules_attached(backbone, run, language_module) as stack:
@@ -328,7 +339,7 @@ def _predict_tags(tagger: TokenTagger, run: Run, task: TextTask, examples: Examp
 
 @torch.inference_mode()
 def predict_heads_alone(backbone: Backbone, runs: list[Run], texts: list[str], batch_size: int,
-                        fields: dict[str, list[str]] | None = None) -> dict[str, list[int]]:
+                        fields: dict[str, list[str]] | None = None) -> dict[str, Labels]:
     """Predictions of head-alone runs: one feature pass per (text prefix, max length, template), every head on it."""
     groups: dict[tuple, list[Run]] = {}
     for run in runs:
@@ -339,8 +350,20 @@ def predict_heads_alone(backbone: Backbone, runs: list[Run], texts: list[str], b
         features = classifier.all_features(classifier.tokenize(texts, fields), batch_size)
         for run in group:
             classifier.load_state_dict(run.head)
-            preds[run.name] = classifier.head(features).argmax(-1).tolist()
+            preds[run.name] = Labels(classifier.head(features))
     return preds
+
+
+def inputs_read(backbone: Backbone, run: Run, inputs: Examples, language_rows: int = 0) -> list[str]:
+    """Each of ``inputs`` as ``run`` reads it: its token ids after the text budget cut them (text prefix
+    included; no prompt, no special tokens around the text), decoded. Text-to-text ``inputs`` are the task's
+    model inputs (XQuAD: context windows); a tagging encoder reads the words that fit."""
+    model = classifier_for_run(backbone, run, language_rows)
+    if isinstance(model, TokenTagger):
+        token_ids = [tagged.token_ids for tagged in model.tokenize_words([list(s.tokens) for s in inputs.items])]
+    else:
+        token_ids = model.tokenize(inputs.texts, inputs.fields)  # the run's template applied, as it was read
+    return backbone.tokenizer.batch_decode(token_ids)
 
 
 def classifier_for_run(backbone: Backbone, run: Run, language_rows: int = 0) -> Classifier:

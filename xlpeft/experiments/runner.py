@@ -6,6 +6,7 @@ Output directory::
     OUT/runs/<run_id>/         one run directory per training run (see run_dir.py)
     OUT/eval/<name>.csv        evaluation tables: local.csv (runs evaluated together, sharing text caches)
                                or <run_id>.csv (one run per scheduler job)
+    OUT/eval/<name>.samples/   with ``evaluate: {log_samples: true}``: per-example records, <run_id>/<language>.jsonl
     OUT/results.parquet        the store: one row per run x language x metric (the task's metrics), with the
                                run's settings and each row's identity and record (split, precision, backbone
                                fingerprint and source, text budget, truncated/empty inputs, xlpeft version)
@@ -35,6 +36,7 @@ from xlpeft import files
 from xlpeft import runs as rd
 from xlpeft.errors import XlpeftError
 from xlpeft.evaluation.identity import ROW_RECORD, EvalIdentity, read_rows
+from xlpeft.evaluation.samples import samples_current, samples_path
 from xlpeft.experiments.grid import Grid, RunSpec
 from xlpeft.experiments.store import GRID, STORE, load_results  # noqa: F401  (load_results re-exported for the CLI)
 from xlpeft.tasks import get_task
@@ -64,8 +66,16 @@ def status(grid: Grid, out: Path) -> list[Status]:
         trained = (run_path(out, spec) / rd.METRICS).is_file()
         rows = table[(table["run"] == spec.run_id) & table["language"].isin(grid.evaluation.languages)] if len(table) else table
         evaluated = trained and len(rows) == len(grid.evaluation.languages)
+        if evaluated and grid.evaluation.options.get("log_samples"):
+            evaluated = all(_samples_written(out, spec, row) for row in rows.to_dict("records"))
         result.append(Status(spec, trained, evaluated))
     return result
+
+
+def _samples_written(out: Path, spec: RunSpec, row: dict) -> bool:
+    """``log_samples``: the row's per-example records lie beside its table (the local one or the run's own)."""
+    return any(samples_current(samples_path(out / "eval" / f"{table}.csv", spec.run_id, row["language"]), row)
+               for table in (LOCAL_TABLE, spec.run_id))
 
 
 def _options(grid: Grid):
