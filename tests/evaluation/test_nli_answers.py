@@ -11,6 +11,7 @@ from xlpeft.config import TrainConfig
 from xlpeft.errors import XlpeftError
 from xlpeft.evaluation import evaluate as ev
 from xlpeft.evaluation.predict import ANSWER_MARGIN, classifier_for_run
+from xlpeft.evaluation.samples import read_samples, samples_path
 from xlpeft.tasks import get_task
 from xlpeft.training.trainer import Trainer
 
@@ -76,9 +77,17 @@ def test_generated_answers_are_parsed_counted_and_identified(tmp_path, special_t
     assert generated["n_unparsed"] == unparsed and generated["n"] == len(examples)
     assert generated["accuracy"] == pytest.approx(by_hand.accuracy(examples.labels, expected), abs=1e-9)
     calls = []
-    monkeypatch.setattr(ev, "predict_generated", lambda *a, **k: calls.append(a))
-    evaluate(tmp_path, mt5, run, data_root, monkeypatch, nli_output="generate")
+    with monkeypatch.context() as patched:
+        patched.setattr(ev, "predict_generated", lambda *a, **k: calls.append(a))
+        evaluate(tmp_path, mt5, run, data_root, monkeypatch, nli_output="generate")
     assert calls == []  # the generated rows are reused under the same identity
+
+    # --log-samples: each generated answer's label, as read by hand, with no scores (generation ranks nothing)
+    evaluate(tmp_path, mt5, run, data_root, monkeypatch, nli_output="generate", log_samples=True)
+    records = read_samples(samples_path(tmp_path / "out.csv", run.name, TARGET))
+    labels = get_task("americasnli", data_root).labels
+    assert [r["prediction"] for r in records] == [labels[i] for i in expected]
+    assert all("scores" not in r for r in records)
 
 
 def test_only_encoder_decoders_generate_nli_answers(tmp_path, tiny_tokenizer, data_root, monkeypatch):
