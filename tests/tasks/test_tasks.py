@@ -219,3 +219,14 @@ def test_chunker_refuses_a_question_that_leaves_no_room(xquad_en, tiny_tokenizer
     longest = max(len(tiny_tokenizer(a.text, add_special_tokens=False)["input_ids"]) for e in xquad_en.examples
                   for a in e.answers)
     assert longest > 20
+
+
+def test_iso_code_reads_every_code_system_a_task_uses():
+    """URIEL is keyed by ISO 639-3: FLORES codes, ISO 639-1 and ISO 639-3 codes all reach it; a non-code does not."""
+    from xlpeft.tasks import get_task
+
+    assert get_task("sib200").iso_code("zho_Hans") == "zho"
+    assert get_task("xquad").iso_code("en") == "eng"
+    assert get_task("nusax").iso_code("bbc") == "bbc"  # Toba Batak: outside SIB-200, still an ISO 639-3 code
+    assert get_task("masakhaner").iso_code("yor") == "yor"
+    assert get_task("wikiann").iso_code("xx") is None

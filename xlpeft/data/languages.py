@@ -121,6 +121,16 @@ def language_name(code: str) -> str | None:
     return None if lang is None else lang.name
 
 
+def iso639_3_of(code: str) -> str | None:
+    """The ISO 639-3 code of a language code in any of the tasks' code systems (FLORES ``ces_Latn``, ISO 639-3
+    ``ces``, ISO 639-1 ``cs``), or None when the code names no language: how URIEL (keyed by ISO 639-3) finds a
+    task's languages whatever codes its dataset uses."""
+    if code in registry():
+        return registry()[code].iso639_3
+    lang = pycountry.languages.get(alpha_2=code) if len(code) == 2 else pycountry.languages.get(alpha_3=code)
+    return None if lang is None else lang.alpha_3
+
+
 def _make_language(code: str) -> Language:
     iso, script = code.split("_")
     lang = pycountry.languages.get(alpha_3=iso)

@@ -18,7 +18,7 @@ from typing import Literal
 
 import numpy as np
 
-from xlpeft.data.languages import language_name, registry
+from xlpeft.data.languages import iso639_3_of, language_name, registry
 from xlpeft.errors import XlpeftError
 from xlpeft.tasks.templates import TEXT_FIELD, Template, resolve
 
@@ -124,6 +124,11 @@ class Task:
     def module_language(self, language: str) -> str:
         """The code language modules are registered under: FLORES-200 where SIB-200 has the language."""
         return self.flores.get(language, language)
+
+    def iso_code(self, language: str) -> str | None:
+        """The ISO 639-3 code of ``language`` (URIEL's key), through its module code (FLORES) where it has one, else
+        the code itself read as ISO 639-1/3; None when neither names a language."""
+        return iso639_3_of(self.module_language(language)) or iso639_3_of(language)
 
     def language_info(self, language: str) -> tuple[str, str]:
         """(name, script) for results tables; empty strings for languages outside SIB-200."""
