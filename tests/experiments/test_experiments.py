@@ -157,3 +157,15 @@ def test_a_grid_logs_samples_when_asked_even_after_it_was_evaluated_without(tmp_
         records = read_samples(samples_path(out / "eval" / f"{runner.LOCAL_TABLE}.csv", run.run_id, language))
         accuracy = logged.set_index(["language", "metric"]).loc[(language, "accuracy"), "value"]
         assert len(records) == 204 and sum(r["accuracy"] for r in records) / 204 == pytest.approx(accuracy, abs=1e-6)
+
+
+def test_gather_carries_the_count_of_unparsed_answers(tmp_path, tiny_model_dir, sib_dir):
+    """Generated NLI answers that name no label are counted per row (n_unparsed); the grid's store keeps that count
+    next to the metric it qualifies (here written into a finished evaluation table, as a generate run writes it)."""
+    config = _write(tmp_path, {**_spec(tiny_model_dir, prompt_length=2, seed=0), "evaluate": {"languages": ["eng_Latn"]}})
+    assert _cli("run", config, "--out", tmp_path / "out", "--data-dir", sib_dir, "--quiet").wait() == 0
+    [table] = (tmp_path / "out" / "eval").glob("*.csv")
+    rows = pd.read_csv(table)
+    rows.assign(n_unparsed=3).to_csv(table, index=False)
+    store = runner.gather(load_grid(config), tmp_path / "out")
+    assert set(store["n_unparsed"]) == {3} and len(store) == 2  # accuracy and macro-F1 rows

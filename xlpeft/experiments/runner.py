@@ -202,7 +202,7 @@ def gather(grid: Grid, out: Path) -> pd.DataFrame:
         return pd.DataFrame()
     modules = [c for c in MODULE_COLUMNS if c in table.columns]  # method B: which language module was used
     metrics = [c for c in get_task(grid.runs[0].config.task).metric_columns if c != "n"]  # one task per grid
-    labels = [c for c in (*EvalIdentity.columns(), *ROW_RECORD, "n", "n_words_cut") if c in table.columns]
+    labels = [c for c in (*EvalIdentity.columns(), *ROW_RECORD, "n", "n_words_cut", "n_unparsed") if c in table.columns]
     long = table.melt(id_vars=["run", "run_id", "language", "name", "script", *modules, *labels], value_vars=metrics,
                       var_name="metric", value_name="value").rename(columns={"run_id": "artifact_id", "run": "run_id"})
     settings = pd.DataFrame([{"run_id": rid, **{f"cfg_{k}": v for k, v in spec.config.to_dict().items()},
