@@ -12,7 +12,8 @@ that many steps; the evaluation kept is chosen as an epoch is (training/budget.p
 Several source languages (``--source eng_Latn,fra_Latn``): each language's sample is drawn on its own
 (tasks/sources.py) and the run trains on their union, in the same seeded order as one language's. The evaluation
 kept is selected on the pooled validation set: its loss is the mean of the languages' losses weighted by their
-examples (balanced samples give every language as many, so it is the mean over languages), and each language's
+examples (balanced samples give every language as many, unless one's validation split is smaller, so it is the
+mean over languages), and each language's
 loss (and accuracy, macro-F1) is recorded with every evaluation (``val_by_language``) and in metrics.json.
 
 Reproducibility: the sample, the prompt's initial values and each epoch's data order and dropout are
