@@ -114,7 +114,8 @@ def _quiet_arg(parser: argparse.ArgumentParser) -> None:
 def _train_parser(sub) -> None:
     p = sub.add_parser("train", formatter_class=_Formatter, help="train a soft prompt (or model) on one language",
                        description="Train a soft prompt (or, method B, a task module) on a task (SIB-200 by default) "
-                                   "in one language (or several: --source eng_Latn,fra_Latn) with a (frozen) language model and write a run directory: config, "
+                                   "in one language (or several: --source eng_Latn,fra_Latn) with a (frozen) language "
+                                   "model and write a run directory: config, "
                                    "sampled ids, training log, the prompt in PEFT's format (adapter_config.json, "
                                    "adapter_model.safetensors), metrics. The model's config decides its kind: causal "
                                    "LM (LM-head verbalizer), encoder (masked-LM head at a [MASK], or a linear head on "
