@@ -114,7 +114,8 @@ def _quiet_arg(parser: argparse.ArgumentParser) -> None:
 def _train_parser(sub) -> None:
     p = sub.add_parser("train", formatter_class=_Formatter, help="train a soft prompt (or model) on one language",
                        description="Train a soft prompt (or, method B, a task module) on a task (SIB-200 by default) "
-                                   "in one language with a (frozen) language model and write a run directory: config, "
+                                   "in one language (or several: --source eng_Latn,fra_Latn) with a (frozen) language "
+                                   "model and write a run directory: config, "
                                    "sampled ids, training log, the prompt in PEFT's format (adapter_config.json, "
                                    "adapter_model.safetensors), metrics. The model's config decides its kind: causal "
                                    "LM (LM-head verbalizer), encoder (masked-LM head at a [MASK], or a linear head on "
@@ -139,7 +140,8 @@ def _evaluate_parser(sub) -> None:
                    "prompt-tuning adapter directories (adapter_config.json names the base model)")
     p.add_argument("--languages", default=None, help="SIB-200: named set (" + ", ".join(NAMED_SETS) + ") or comma list "
                    "of codes, e.g. 'paper52' or 'eng_Latn,yor_Latn' (default quick); other tasks: all, targets (all but "
-                   "the source) or codes in the task's own scheme, e.g. 'jav,sun' (default all)")
+                   "the source, and but every language of a run trained on several) or codes in the task's own scheme, "
+                   "e.g. 'jav,sun' (default all)")
     p.add_argument("--out", type=Path, default=None, help="results CSV (default: RUN_DIR/results_<split>.csv for one "
                    "run, results_<split>.csv in the working directory for several)")
     add_config_options(p, EvalOptions)
@@ -268,6 +270,7 @@ def cmd_evaluate(args) -> None:
     from xlpeft.files import ensure_writable
     from xlpeft.runs import load_run
     from xlpeft.tasks import get_task
+    from xlpeft.tasks.sources import evaluation_languages
 
     _quiet_libraries(args.verbose)
 
@@ -277,7 +280,8 @@ def cmd_evaluate(args) -> None:
         raise XlpeftError(f"these runs were trained on different tasks ({', '.join(sorted(tasks))}); evaluate each "
                           "task's runs in their own command")
     task = get_task(tasks.pop(), args.data_dir)
-    languages = task.resolve_languages(args.languages or ("quick" if task.name == "sib200" else "all"))
+    languages = evaluation_languages(task, args.languages or ("quick" if task.name == "sib200" else "all"),
+                                     [run.train.source for run in runs])
     out = args.out or (args.runs[0] / f"results_{args.split}.csv" if len(runs) == 1 else Path(f"results_{args.split}.csv"))
     ensure_writable(out.parent)
     results = evaluate(runs, languages, args.data_dir, out, config_from(EvalOptions, args), progress=not args.quiet)

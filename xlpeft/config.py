@@ -96,7 +96,9 @@ class TrainConfig:
     task: str = option("sib200", "; ".join(f"{name}: {text}" for name, text in TASK_HELP.items()) + " (docs/tasks.md)",
                        choices=TASK_NAMES)
     source: str = option("", "training language in the task's codes (SIB-200: FLORES, e.g. eng_Latn; nusax/masakhaner: "
-                         "eng; xquad/americasnli: en); default: the task's source")
+                         "eng; xquad/americasnli: en); default: the task's source. Several, comma-separated "
+                         "(eng_Latn,fra_Latn,arb_Arab), train one module on all of them: k per class per language, "
+                         "each language's validation loss recorded (docs/tasks.md, 'Several source languages')")
     source_data: SourceData = option("local", "where the source data come from: local copies, or the standard hub "
                                      "source where the local data have none (xquad: SQuAD v1.1 train; americasnli: "
                                      "English XNLI). Offline, xquad trains on half of XQuAD's English articles and "
@@ -187,15 +189,16 @@ class TrainConfig:
         return self.placement
 
     def resolve(self, task: Task) -> None:
-        """Settle what depends on the task and the machine, for ``xlpeft train`` and grids alike: the one source
-        language in the task's codes (its default when empty), the source data, and a model directory made
-        absolute (evaluation may run from another working directory)."""
-        sources = task.resolve_languages(self.source or task.default_source)
-        if len(sources) != 1:
-            raise XlpeftError(f"the source must be one language, not {self.source!r} ({len(sources)} languages): "
-                              f"give one code such as {sources[0]}")
-        [self.source] = sources
-        task.check_source_data(self.source, self.source_data)
+        """Settle what depends on the task and the machine, for ``xlpeft train`` and grids alike: the source
+        language(s) in the task's codes (its default when empty; several stored as one comma-joined string, in the
+        order given), the source data, and a model directory made absolute (evaluation may run from another
+        working directory)."""
+        sources = _source_set(task, self.source or task.default_source)
+        self.source = ",".join(sources)
+        for source in sources:
+            task.check_source_data(source, self.source_data)
+        if len(sources) > 1 and (problem := several_sources_problem(self.configuration)):
+            raise XlpeftError(f"--source {self.source}: {problem}")
         task.template(self.template, "default")  # a template the task cannot fill fails here, before any loading
         if Path(self.model).expanduser().is_dir():
             self.model = str(Path(self.model).expanduser().resolve())
@@ -212,6 +215,30 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
         return _from_stored(cls, data, ADDED_LATER)
+
+
+def _source_set(task: Task, spec: str) -> list[str]:
+    """The codes of a source spec: one language, or several separated by commas, each resolved alone (a named set
+    is not a source); a language given twice is an error."""
+    sources = []
+    for item in [item.strip() for item in spec.split(",") if item.strip()] or [spec]:
+        codes = task.resolve_languages(item)
+        if len(codes) != 1:
+            raise XlpeftError(f"the source must be one language, not {item!r} ({len(codes)} languages): give one code "
+                              f"such as {codes[0]} (several sources: codes separated by commas)")
+        if codes[0] in sources:
+            raise XlpeftError(f"--source {spec}: {codes[0]} is given twice; name each source language once")
+        sources += codes
+    return sources
+
+
+def several_sources_problem(configuration: str) -> str | None:
+    """Why method B's ``configuration`` cannot train on several source languages, or None: a configuration that
+    stacks the source language's module (la+, slp+) has one language module per run."""
+    if "+" not in configuration:
+        return None
+    return (f"configuration {configuration} stacks the source language's {configuration.split('+')[0]} module, one "
+            f"per run: give one source language, or train {configuration.split('+')[1]} alone on several")
 
 
 def _from_stored(cls, data: dict, added_later: dict):

@@ -69,7 +69,8 @@ from xlpeft.tasks import Examples, Task, TextTask, get_task
 
 log = logging.getLogger("xlpeft")
 KEY = ["run", "run_id", "language"]
-RUN_COLUMNS = ("model", "regime", "placement", "prompt_length", "head", "reparam", "shots", "seed")
+# the run's settings each row carries; ``source`` is the source set as stored (several: codes joined by commas)
+RUN_COLUMNS = ("model", "regime", "placement", "prompt_length", "head", "reparam", "shots", "seed", "source")
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ ROW_RECORD = ("backbone_source", "xlpeft_version", "max_length", "n_truncated", 
 # match its run and would be computed (and written) a second time.
 TEXT_COLUMNS = ("run", "run_id", "language", "name", "script", "task", "model", "split", "eval_precision",
                 "backbone_fingerprint", "backbone_source", "xlpeft_version", "configuration", "module_language",
-                "module_distance_kind", "module_id")
+                "module_distance_kind", "module_id", "source")
 
 
 def read_rows(path: Path) -> pd.DataFrame:

@@ -21,6 +21,12 @@ Method B grids add ``language_modules:`` (LanguageModuleConfig fields, plus ``la
 missing from the registry before the task runs, which name the same ``modules_dir`` (see
 configs/vykopal2025.yaml).
 
+Several source languages train one run (tasks/sources.py): ``source: eng_Latn,fra_Latn`` (one string) or
+``source: [[eng_Latn, fra_Latn]]``; a list inside the ``source`` axis is one source set, so
+``source: [eng_Latn, [eng_Latn, fra_Latn]]`` sweeps English alone and English with French. A method B
+configuration that stacks the source's language module (la+, slp+) takes one source: with several its runs
+are left out and listed.
+
 A grid trains one task (``task: nusax``; default SIB-200) and evaluates the languages of that task,
 in its codes (for tasks other than SIB-200: ``all``, ``targets`` or a list such as ``[jav, sun]``). A file
 may hold one grid per task: a ``tasks:`` mapping of task name to its own ``train``/``evaluate``/``overrides``
@@ -51,11 +57,12 @@ from typing import Any
 
 import yaml
 
-from xlpeft.config import BORROW_NONE, EvalOptions, LanguageModuleConfig, TrainConfig
+from xlpeft.config import BORROW_NONE, EvalOptions, LanguageModuleConfig, TrainConfig, several_sources_problem
 from xlpeft.data.languages import resolve_languages
 from xlpeft.errors import XlpeftError
 from xlpeft.modular.configurations import Configuration
 from xlpeft.tasks import Task, get_task
+from xlpeft.tasks.sources import evaluation_languages, source_languages
 
 TRAIN_FIELDS = {f.name for f in fields(TrainConfig)}
 # a grid's evaluate section: EvalOptions' fields (the device is the machine's, not the grid's) and its languages
@@ -162,7 +169,7 @@ def expand(spec: dict, default_name: str = "grid") -> Grid:
     if unknown:
         raise XlpeftError(f"unknown top-level keys {sorted(unknown)}; allowed: name, train, overrides, evaluate, "
                           "data_dir, language_modules (and tasks, in a file)")
-    train = spec["train"]
+    train = _source_sets(spec["train"], "train")
     _check_keys(train, TRAIN_FIELDS, "train")
     axes = [k for k, v in train.items() if isinstance(v, list)]
     fixed = {k: v for k, v in train.items() if k not in axes}
@@ -245,8 +252,33 @@ def _overrides(items: list) -> list[tuple[dict, dict]]:
             raise XlpeftError("each 'overrides' item needs exactly 'when: {setting: value}' and 'set: {setting: value}'")
         _check_keys(item["when"], TRAIN_FIELDS, "overrides.when")
         _check_keys(item["set"], TRAIN_FIELDS, "overrides.set")
-        result.append((item["when"], item["set"]))
+        result.append((_source_set(item["when"], "overrides.when"), _source_set(item["set"], "overrides.set")))
     return result
+
+
+def _source_sets(train: dict, where: str) -> dict:
+    """``train`` with its ``source`` written as stored: a list is an axis whose items are a language or a source
+    set (a list of languages, or a comma string), each set joined by commas (``[eng, [eng, fra]]`` ->
+    ``["eng", "eng,fra"]``)."""
+    if not isinstance(train.get("source"), list):
+        return train
+    return {**train, "source": [_joined(item, where) for item in train["source"]]}
+
+
+def _source_set(settings: dict, where: str) -> dict:
+    """``settings`` (an override's condition or change) with a source set given as a list joined by commas."""
+    return {**settings, "source": _joined(settings["source"], where)} if "source" in settings else settings
+
+
+def _joined(value, where: str) -> str:
+    if isinstance(value, list):
+        if not value or not all(isinstance(code, str) for code in value):
+            raise XlpeftError(f"{where}.source: a source set is a list of language codes, not {value!r} (e.g. "
+                              "source: [eng_Latn, [eng_Latn, fra_Latn]] sweeps English alone and with French)")
+        return ",".join(value)
+    if not isinstance(value, str):
+        raise XlpeftError(f"{where}.source: give a language code or a list of them, not {value!r}")
+    return value
 
 
 def _train_config(settings: dict, module_codes: set[str]) -> tuple[TrainConfig, str | None]:
@@ -257,10 +289,14 @@ def _train_config(settings: dict, module_codes: set[str]) -> tuple[TrainConfig, 
     except TypeError as exc:
         raise XlpeftError(f"bad train settings {settings}: {exc}") from exc
     task = get_task(config.task)
+    sources = source_languages(config.source or task.default_source)
+    if len(sources) > 1 and (problem := several_sources_problem(config.configuration)):
+        return config, problem
     try:
         config.resolve(task)
     except XlpeftError:
-        reason = task.missing_data(config.source or task.default_source, "source", config.source_data)
+        reason = next(filter(None, (task.missing_data(source, "source", config.source_data) for source in sources)),
+                      None)
         if reason:
             return config, reason
         raise
@@ -289,7 +325,7 @@ def _evaluation(spec: dict, task: Task, runs: list[RunSpec], module_codes: set[s
     codes, skipped = [], []
     for item in languages if isinstance(languages, list) else [str(languages)]:
         try:
-            codes += task.resolve_languages(str(item))
+            codes += evaluation_languages(task, str(item), [run.config.source for run in runs])
         except XlpeftError:
             reason = task.missing_data(str(item), "target")
             if not reason:

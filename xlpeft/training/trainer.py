@@ -9,6 +9,13 @@ The budget is ``epochs`` passes over the data, validated at each epoch's end, or
 of optimizer steps (the data cycled in the same seeded epochs), and with ``eval_every`` a validation every
 that many steps; the evaluation kept is chosen as an epoch is (training/budget.py).
 
+Several source languages (``--source eng_Latn,fra_Latn``): each language's sample is drawn on its own
+(tasks/sources.py) and the run trains on their union, in the same seeded order as one language's. The evaluation
+kept is selected on the pooled validation set: its loss is the mean of the languages' losses weighted by their
+examples (balanced samples give every language as many, unless one's validation split is smaller, so it is the
+mean over languages), and each language's
+loss (and accuracy, macro-F1) is recorded with every evaluation (``val_by_language``) and in metrics.json.
+
 Reproducibility: the sample, the prompt's initial values and each epoch's data order and dropout are
 derived from the seed alone (epoch e shuffles with seed*10007+e). A checkpoint is written at every
 evaluation, with the random generators' state, so a run interrupted anywhere resumes from its last
@@ -17,6 +24,7 @@ evaluation (inside an epoch with ``eval_every``) and produces the same numbers a
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -47,7 +55,8 @@ from xlpeft.modular.registry import LanguageModule, ModuleRegistry
 from xlpeft.modular.stack import TASK_ADAPTER, ModuleStack
 from xlpeft.prompts import SoftPrompt, initial_prompt
 from xlpeft.runtime import autocast, fp32_cpu_matmul, resolve_device, resolve_precision, seed_everything
-from xlpeft.tasks import Examples, FewShotSample, TextTask, get_task
+from xlpeft.tasks import Examples, TextTask, get_task
+from xlpeft.tasks.sources import SourceSample, sample_sources, union
 from xlpeft.training.budget import StepBudget
 from xlpeft.training.optim import clip_gradients, make_optimizer
 from xlpeft.training.parts import HeadPart, ModelPart, Part, PromptPart, TaskAdapterPart
@@ -80,6 +89,7 @@ class Inputs:
     cache: TextCache | None
     features: torch.Tensor | None = None  # a head trained alone on a frozen model: its inputs, computed once
     targets: list[list[int]] | None = None  # text-to-text tasks: target string ids (EOS closed) or tag ids
+    segments: dict[str, range] | None = None  # several source languages: each one's inputs; None: one language
 
 
 @dataclass
@@ -175,13 +185,24 @@ class Trainer:
             log.info("placement 'start' equals 'prefix' on a %s backbone", self.backbone.kind)
 
     # ------------------------------------------------------------------ setup
-    def _sample(self) -> FewShotSample:
-        train, validation = self.task.source_splits(self.config.source, self.config.source_data)
-        return self.task.sample(train, validation, self.config.shots, self.config.seed)
+    def _sample(self) -> SourceSample:
+        """Each source language's sample (tasks/sources.py); one language is drawn exactly as before."""
+        c = self.config
+        return sample_sources(self.task, c.source, c.source_data, c.shots, c.seed)
 
-    def _inputs(self, examples: Examples) -> Inputs:
-        examples = self.task.model_inputs(examples, self.backbone.tokenizer, self.classifier.layout.text_budget,
-                                          training=True)
+    def _inputs(self, examples: Examples | list[Examples]) -> Inputs:
+        """One split ready for the model: ``examples``, or each source language's (one part per language, in
+        order), whose inputs then record where each language's are (``segments``)."""
+        parts = [examples] if isinstance(examples, Examples) else examples
+        parts = [self.task.model_inputs(part, self.backbone.tokenizer, self.classifier.layout.text_budget,
+                                        training=True) for part in parts]
+        inputs = self._model_inputs(union(parts, self.config.source))
+        if len(parts) > 1:
+            ends = itertools.accumulate(len(part) for part in parts)
+            inputs.segments = {part.language: range(end - len(part), end) for part, end in zip(parts, ends)}
+        return inputs
+
+    def _model_inputs(self, examples: Examples) -> Inputs:
         if isinstance(self.classifier, TokenTagger):
             words = [list(sentence.tokens) for sentence in examples.items]
             return Inputs(self.classifier.tokenize_words(words), None, None, targets=self.task.tag_ids(examples))
@@ -289,19 +310,34 @@ class Trainer:
 
     @torch.no_grad()
     def _validate_epoch(self, data: Inputs, prompt: SoftPrompt | None) -> dict:
+        """The validation metrics the epoch is selected by, over the pooled validation set of every source
+        language; with several languages also each one's (``val_by_language``), its batches never mixing
+        languages, so that the pooled loss is the mean of the languages' losses weighted by their examples."""
         self.backbone.model.eval()
         self.classifier.eval()
-        losses, preds = [], []
-        for start in range(0, len(data.token_ids), self.config.batch_size):
-            idx = list(range(start, min(start + self.config.batch_size, len(data.token_ids))))
-            with autocast(self.precision, self.device):
-                loss, outputs = self._loss(data, idx, prompt)
-            losses.append(loss.item() * len(idx))
-            if outputs is not None:
-                preds.extend(self.classifier.scores(outputs).argmax(-1).tolist())
-        record = {"val_loss": sum(losses) / len(data.token_ids), "val_accuracy": None, "val_macro_f1": None}
+        segments = data.segments or {self.config.source: range(len(data.token_ids))}
+        losses, preds, by_language = [], [], {}
+        for language, segment in segments.items():
+            first_loss, first_pred = len(losses), len(preds)
+            for start in range(segment.start, segment.stop, self.config.batch_size):
+                idx = list(range(start, min(start + self.config.batch_size, segment.stop)))
+                with autocast(self.precision, self.device):
+                    loss, outputs = self._loss(data, idx, prompt)
+                losses.append(loss.item() * len(idx))
+                if outputs is not None:
+                    preds.extend(self.classifier.scores(outputs).argmax(-1).tolist())
+            by_language[language] = self._validation_scores(data, segment, losses[first_loss:], preds[first_pred:])
+        record = self._validation_scores(data, range(len(data.token_ids)), losses, preds)
+        if data.segments:
+            record["val_by_language"] = by_language
+        return record
+
+    def _validation_scores(self, data: Inputs, segment: range, losses: list[float], preds: list[int]) -> dict:
+        """Loss (mean over ``segment``'s inputs) and, for classification, accuracy and macro-F1 of ``preds``."""
+        record = {"val_loss": sum(losses) / len(segment), "val_accuracy": None, "val_macro_f1": None}
         if not self.text:  # text-to-text tasks select the epoch by validation loss alone (no generation here)
-            scores = classification_metrics(data.labels.tolist(), preds, len(self.task.labels))
+            labels = data.labels[segment.start:segment.stop].tolist()
+            scores = classification_metrics(labels, preds, len(self.task.labels))
             record.update(val_accuracy=scores["accuracy"], val_macro_f1=scores["macro_f1"])
         return record
 
@@ -331,7 +367,7 @@ class Trainer:
         self._fast_frozen()
         counts = self._parameter_counts(prompt)
         self._write_setup(sample, counts)
-        train, val = self._inputs(sample.train), self._inputs(sample.validation)
+        train, val = self._inputs(sample.train_parts()), self._inputs(sample.validation_parts())
         if self.configuration is not None and self.configuration.name == "zero-shot":
             record = {"epoch": 0, "train_loss": None, **self._validate_epoch(val, None)}
             return self._finish({"best": record, "best_weights": {}})
@@ -500,7 +536,7 @@ class Trainer:
         return {"model": model_params, "prompt": prompt_params, "reparam_mlp": mlp_params, "head": head_params,
                 "task_adapter": task_adapter, "language_module": language, "trainable": trainable}
 
-    def _write_setup(self, sample: FewShotSample, counts: dict) -> None:
+    def _write_setup(self, sample: SourceSample, counts: dict) -> None:
         files.write_json(self.out / rd.CONFIG, {
             "train": self.config.to_dict(),
             "max_length_counts": TEXT_ONLY,  # max_length is text tokens; runs without this key counted everything
@@ -523,16 +559,16 @@ class Trainer:
         })
         files.write_json(self.out / rd.SAMPLE, {"task": self.task.name, "source": self.config.source,
                                              "source_data": self.config.source_data, "seed": self.config.seed,
-                                             **sample.record()})
+                                             **sample.record(self.task.labels)})
 
-    def _generation_length(self, sample: FewShotSample) -> dict:
+    def _generation_length(self, sample: SourceSample) -> dict:
         """Text-to-text runs: how many new tokens evaluation generates, sized from the *training* targets
         (the longest train or validation answer, plus EOS and a margin), never from the evaluated answers."""
         if not self.text or isinstance(self.classifier, TokenTagger):
             return {}
         budget = self.classifier.layout.text_budget
         splits = [self.task.model_inputs(split, self.backbone.tokenizer, budget, training=True)
-                  for split in (sample.train, sample.validation)]
+                  for split in (*sample.train_parts(), *sample.validation_parts())]
         return {"max_new_tokens": max(self.task.answer_tokens(split, self.backbone.tokenizer)
                                       for split in splits if split.targets)}
 
@@ -555,7 +591,8 @@ class Trainer:
             part.save(self.out)
         best = state["best"]
         metrics = {"best_epoch": best["epoch"], **({"best_step": best["step"]} if "step" in best else {}),
-                   **{k: best[k] for k in ("train_loss", "val_loss", "val_accuracy", "val_macro_f1")}}
+                   **{k: best[k] for k in ("train_loss", "val_loss", "val_accuracy", "val_macro_f1")},
+                   **({"val_by_language": best["val_by_language"]} if "val_by_language" in best else {})}
         files.write_json(self.out / rd.METRICS, metrics)
         (self.out / rd.CHECKPOINT).unlink(missing_ok=True)
         return metrics
