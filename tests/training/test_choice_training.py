@@ -63,6 +63,33 @@ def test_xcopa_sources_and_sampling(data_root):
         task.load("en", "test")
 
 
+def test_online_xcopa_trains_on_english_copa_from_the_hub(monkeypatch, data_root):
+    """A stand-in for the hub: ``aps/super_glue``'s ``copa`` rows (its columns) become English source examples."""
+    import datasets
+
+    from xlpeft.data.tasks import xcopa
+
+    asked = []
+    rows = [{"premise": "My body cast a shadow over the grass.", "choice1": "The sun was rising.",
+             "choice2": "The grass was cut.", "question": "cause", "idx": 0, "label": 0},
+            {"premise": "The woman tolerated her friend's difficult behavior.", "choice1": "The woman knew her friend "
+             "was going through a hard time.", "choice2": "The woman felt that her friend took advantage of her "
+             "kindness.", "question": "cause", "idx": 1, "label": 0}]
+
+    def load_hub(dataset, config, split, what):
+        asked.append((dataset, config, split))
+        return datasets.Dataset.from_list(rows)
+
+    monkeypatch.setattr(xcopa, "load_hub", load_hub)
+    task = get_task("xcopa", data_root)
+    task.check_source_data("en", "hub")
+    train, validation = task.source_splits("en", "hub")
+    assert asked == [("aps/super_glue", "copa", "train"), ("aps/super_glue", "copa", "validation")]
+    assert train.texts[0] == "My body cast a shadow over the grass. What was the cause of this?"
+    assert train.choices[1][1].endswith("kindness.") and train.labels == [0, 0] and train.language == "en"
+    assert task.module_language("en") == "eng_Latn"
+
+
 def _evaluate(tmp_path, backbone, data_root, monkeypatch, **options):
     monkeypatch.setattr(ev, "load_backbone", lambda key, device: backbone)
     return ev.evaluate([rd.load_run(tmp_path / "run")], ["ht"], str(data_root), tmp_path / "out.csv",

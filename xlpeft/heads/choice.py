@@ -61,11 +61,14 @@ class ChoiceScores:
 class ChoiceScorer(TextToText):
     """A text-to-text layout whose targets are choices: scored by log-likelihood, trained on the gold one."""
 
+    def __init__(self, backbone: Backbone, layout):
+        super().__init__(backbone, layout)
+        # what precedes a choice: on a causal LM the space a word follows text with (if its tokenizer needs one)
+        self.delimiter = following_text(backbone.tokenizer, "") if backbone.kind == "causal" else ""
+
     def continuation(self, choice: str) -> str:
         """``choice`` as the model reads it after the input (see the module docstring)."""
-        if self.backbone.kind == "causal":
-            return following_text(self.backbone.tokenizer, choice.strip())
-        return choice.strip()
+        return self.delimiter + choice.strip()
 
     def target_ids(self, targets: list[str]) -> list[list[int]]:
         """Each choice's tokens as scored: a causal LM's continuation without EOS, a decoder's closed by EOS."""
