@@ -5,9 +5,9 @@ A row (run x language) is reused only when everything that decides its numbers i
 artefacts (``run_id``: its config, hence its task and ``max_length``), the split, the precision, the
 backbone weights it was computed on and the evaluation options that change numbers (generation length,
 ``max_new_tokens``; NLI answers generated rather than ranked, ``nli_output``; multiple choice ranked by summed or
-per-character log-likelihoods, ``choice_score``). Method B's language module
-is checked row by row in evaluate.py (``module_id``, and ``--borrow`` only for rows that borrowed a module:
-a language's own module does not depend on it).
+per-character log-likelihoods, ``choice_score``). Method B's language module is checked row by row in
+evaluate.py (``module_id``, and ``--borrow`` only for rows that borrowed a module: a language's own module
+does not depend on it).
 Batch size, device, memory caps and the text cache do not change numbers and are not part of it. A row whose identity differs from the one asked for is computed again and replaces the
 old one, so a table never holds a value under another setting's label.
 
