@@ -33,6 +33,7 @@ LanguageKind = Literal["la", "slp"]  # method B's language modules: language ada
 ConfigurationName = Literal["zero-shot", "ta", "tp", "la+ta", "la+tp", "slp+ta", "slp+tp"]  # modular/configurations.py
 OptimizerName = Literal["adamw", "adafactor"]  # training/optim.py
 NliOutput = Literal["rank", "generate"]  # evaluation/predict.py: how an encoder-decoder answers NLI
+ChoiceScore = Literal["sum", "per_char"]  # heads/choice.py: how multiple-choice scores rank the choices
 
 REGIME_HELP = {
     "prompt": "model frozen, only the soft prompt (its MLP while it exists, and a linear head if any) is trained",
@@ -56,6 +57,9 @@ TEMPLATE_HELP = ("input template: empty = the text as it is; 'paper' = the task'
 NLI_OUTPUT_HELP = ("NLI runs on encoder-decoders (mT5/mT0): rank = score each label string and take the likeliest; "
                    "generate = greedy-generate the answer and read its first word (the paper's way: an answer that is "
                    "no label string counts as neutral, and rows count them in n_unparsed)")
+CHOICE_SCORE_HELP = ("multiple-choice tasks (xcopa): sum = each choice's log-likelihood after the input, the likeliest "
+                     "is the prediction (lm-evaluation-harness's acc); per_char = the log-likelihood divided by the "
+                     "choice's length in characters (its acc_norm: long choices are not penalised for their length)")
 MAX_GRAD_NORM_HELP = ("clip the trained parameters' global gradient norm to this before each step; default: no "
                       "clipping (Philippy et al.'s HF Trainer clipped at 1.0)")
 REPARAM_HELP = ("reparameterization during training, folded into a plain prompt afterwards: mlp: Linear-ReLU-Linear-"
@@ -322,6 +326,7 @@ class EvalOptions:
                          "language's by this URIEL distance (syntactic, geographic, inventory, genetic, phonological, "
                          "featural); none = an error naming the missing module. Rows record the module used")
     nli_output: NliOutput = option("rank", NLI_OUTPUT_HELP)
+    choice_score: ChoiceScore = option("sum", CHOICE_SCORE_HELP)
     max_new_tokens: int | None = option(None, "text-to-text runs: tokens to generate (default: what the run's training "
                                         "answers needed, recorded at training; never the evaluated answers)")
     log_samples: bool = option(False, "also write each example's input as the model read it, target, prediction and "

@@ -33,7 +33,11 @@ def test_a_row_matches_only_its_own_identity_after_a_csv_round_trip():
     old_run = run_identity({"train": {}}, "test", "fp32")  # no recorded weights: checked when the model loads
     assert old_run.matches({**row, "backbone_fingerprint": "ba9876543210"})
     assert wanted.differences({**row, "split": "dev"}) == ["split: dev -> test"]
-    assert EvalIdentity.columns() == ("split", "eval_precision", "backbone_fingerprint", "max_new_tokens", "nli_output")
+    assert EvalIdentity.columns() == ("split", "eval_precision", "backbone_fingerprint", "max_new_tokens", "nli_output",
+                                      "choice_score")
+    # rows of tasks that are not multiple choice have no choice_score; a multiple-choice row only matches its own
+    per_char = run_identity(config, "test", "fp32", choice_score="per_char")
+    assert not per_char.matches({**row, "choice_score": "sum"}) and per_char.matches({**row, "choice_score": "per_char"})
     # rows written before --nli-output ranked their labels: they match a ranked identity, never a generated one
     generated = run_identity(config, "test", "fp32", None, "generate")
     assert not generated.matches(row) and generated.matches({**row, "nli_output": "generate"})

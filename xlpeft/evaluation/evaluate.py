@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,7 @@ from xlpeft.evaluation.predict import (
     modules_attached,
     plan_memory,
     predict_cached,
+    predict_choices,
     predict_generated,
     predict_heads_alone,
     predict_modular,
@@ -57,7 +59,14 @@ from xlpeft.evaluation.predict import (
     text_counts,
     uses_cache,
 )
-from xlpeft.evaluation.samples import classification_records, samples_current, samples_path, text_records, write_samples
+from xlpeft.evaluation.samples import (
+    choice_records,
+    classification_records,
+    samples_current,
+    samples_path,
+    text_records,
+    write_samples,
+)
 from xlpeft.files import atomic_write
 from xlpeft.kernels.frozen import prepare_frozen_model
 from xlpeft.modular.configurations import Configuration
@@ -108,6 +117,8 @@ def evaluate(runs: list[Run], languages: list[str], data_dir: str | None, out_cs
             with autocast(precision, device):
                 if isinstance(task, TextTask):
                     scored = _evaluate_text(backbone, task, group, language, examples, options)
+                elif task.kind == "choice":
+                    scored = _evaluate_choice(backbone, task, group, language, examples, options)
                 else:
                     scored = _evaluate_classification(backbone, task, group, language, examples, options, per_token)
             rows = [_row(run, task, language, result.metrics, result.module, identities[run.name], backbone,
@@ -126,7 +137,14 @@ def identity_for(run_config: dict, options: EvalOptions, precision: str) -> Eval
     """The identity the rows of a run (its config.json) must have under ``options`` (precision resolved for
     the device)."""
     return run_identity(run_config, options.split, precision, generation_length(run_config, options),
-                        nli_answers(run_config, options))
+                        nli_answers(run_config, options), choice_scoring(run_config, options))
+
+
+def choice_scoring(run_config: dict, options: EvalOptions) -> str | None:
+    """How a multiple-choice run's choices are ranked (``--choice-score``); None for other tasks, whose rows
+    never depended on it."""
+    task = get_task(run_config.get("train", {}).get("task", "sib200"))
+    return options.choice_score if task.kind == "choice" else None
 
 
 def nli_answers(run_config: dict, options: EvalOptions) -> str | None:
@@ -211,6 +229,23 @@ def _evaluate_text(backbone: Backbone, task: TextTask, group: list[Run], languag
             read = inputs_read(backbone, run, inputs, _language_rows(module))
             samples = text_records(task, examples, inputs, outputs, read)
         scored.append(Scored(task.score(examples, inputs, outputs), module, samples))
+    return scored
+
+
+def _evaluate_choice(backbone: Backbone, task: Task, group: list[Run], language: str, examples: Examples,
+                     options: EvalOptions) -> list[Scored]:
+    """Multiple-choice runs score every choice run by run (no text cache: the choices follow the prompt)."""
+    scored = []
+    for run in group:
+        module = _resolve_module(backbone, run, task, language, options)
+        attached = (modules_attached(backbone, run, None if module is None else module.module) if run.configuration
+                    else nullcontext())
+        with attached as stack:
+            chosen = predict_choices(backbone, run, examples, options.batch_size, options.choice_score, stack)
+        samples = None
+        if options.log_samples:
+            samples = choice_records(examples, inputs_read(backbone, run, examples, _language_rows(module)), chosen)
+        scored.append(Scored(task.score(examples, examples, chosen), module, samples))
     return scored
 
 

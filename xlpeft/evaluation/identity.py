@@ -4,9 +4,10 @@ the grid store).
 A row (run x language) is reused only when everything that decides its numbers is unchanged: the run's
 artefacts (``run_id``: its config, hence its task and ``max_length``), the split, the precision, the
 backbone weights it was computed on and the evaluation options that change numbers (generation length,
-``max_new_tokens``; NLI answers generated rather than ranked, ``nli_output``). Method B's language module
-is checked row by row in evaluate.py (``module_id``, and ``--borrow`` only for rows that borrowed a module:
-a language's own module does not depend on it).
+``max_new_tokens``; NLI answers generated rather than ranked, ``nli_output``; multiple choice ranked by summed or
+per-character log-likelihoods, ``choice_score``). Method B's language module is checked row by row in
+evaluate.py (``module_id``, and ``--borrow`` only for rows that borrowed a module: a language's own module
+does not depend on it).
 Batch size, device, memory caps and the text cache do not change numbers and are not part of it. A row whose identity differs from the one asked for is computed again and replaces the
 old one, so a table never holds a value under another setting's label.
 
@@ -52,6 +53,7 @@ class EvalIdentity:
     backbone_fingerprint: str | None  # None: the run recorded none (trained before fingerprints); checked at load
     max_new_tokens: int | None = None  # text-to-text runs: generation length
     nli_output: str | None = None  # "generate": NLI labels read from generated answers; None: ranked (as before)
+    choice_score: str | None = None  # multiple-choice tasks: "sum" or "per_char"; None for other tasks
 
     @classmethod
     def columns(cls) -> tuple[str, ...]:
@@ -72,10 +74,10 @@ class EvalIdentity:
 
 
 def run_identity(run_config: dict, split: str, precision: str, max_new_tokens: int | None = None,
-                 nli_output: str | None = None) -> EvalIdentity:
+                 nli_output: str | None = None, choice_score: str | None = None) -> EvalIdentity:
     """The identity a run's rows must have under these evaluation settings (``run_config``: its config.json)."""
     recorded = (run_config.get("backbone") or {}).get("fingerprint")
-    return EvalIdentity(split, precision, recorded, max_new_tokens, nli_output)
+    return EvalIdentity(split, precision, recorded, max_new_tokens, nli_output, choice_score)
 
 
 def same_values(record: dict, row: dict, names: tuple[str, ...]) -> bool:

@@ -26,6 +26,9 @@ NLI runs on encoder-decoders may answer by generating instead of ranking the lab
 an answer that names none is the task's ``unparsed_label`` (neutral), counted in ``n_unparsed``.
 Label predictions are ``Labels``: the class ids, with the scores they are the argmax of, which
 ``--log-samples`` writes beside the table with each input as the run read it (``inputs_read``).
+Multiple-choice runs score every choice by its log-likelihood after the input (``predict_choices``, heads/choice.py;
+no text cache: the choices follow the prompt); their predictions are ``Choices``, the best choice's index with
+every choice's scores.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from xlpeft.backbones import Backbone
 from xlpeft.errors import XlpeftError
 from xlpeft.heads import classifier as heads
 from xlpeft.heads.build import head_for
+from xlpeft.heads.choice import ChoiceScorer, ChoiceScores
 from xlpeft.heads.classifier import Classifier, LabelStringClassifier, VerbalizerClassifier
 from xlpeft.heads.generation import Generated, TextToText
 from xlpeft.heads.layout import max_length_counts
@@ -69,6 +73,17 @@ class Labels(list):
     def __init__(self, scores: torch.Tensor):
         self.scores = scores.detach().float().cpu()
         super().__init__(self.scores.argmax(-1).tolist() if len(self.scores) else [])
+
+
+class Choices(list):
+    """Predicted choice indices: to every caller a plain list, the best of each example's ``scores`` under ``kind``
+    (``sum`` or ``per_char``, heads/choice.py); ``scores`` keeps the log-likelihoods, which ``--log-samples``
+    records."""
+
+    def __init__(self, scores: ChoiceScores, kind: str):
+        self.scores = scores
+        self.kind = kind
+        super().__init__(scores.predictions(kind))
 
 
 @dataclass(frozen=True)
@@ -324,6 +339,19 @@ def predict_text(backbone: Backbone, run: Run, task: TextTask, examples: Example
     for position, index in enumerate(order):
         generated[index] = outputs[position]
     return inputs, generated
+
+
+@torch.inference_mode()
+def predict_choices(backbone: Backbone, run: Run, examples: Examples, batch_size: int, kind: str,
+                    stack: ModuleStack | None = None) -> Choices:
+    """A multiple-choice run's choice for each of ``examples``: every choice scored after the input as the run
+    reads it (its layout, prompt and, with a method B ``stack``, its modules), the best under ``kind``."""
+    language_rows = 0 if stack is None else stack.language_prompt_length
+    scorer = classifier_for_run(backbone, run, language_rows)
+    assert isinstance(scorer, ChoiceScorer)
+    prompt = run.prompt_for(backbone) if stack is None else stack.compose(run.prompt_for(backbone))
+    token_ids = scorer.tokenize(examples.texts, examples.fields)
+    return Choices(scorer.score(token_ids, prompt, examples.choices, batch_size), kind)
 
 
 def _predict_tags(tagger: TokenTagger, run: Run, task: TextTask, examples: Examples, prompt: torch.Tensor | None,

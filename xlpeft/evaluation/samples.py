@@ -18,6 +18,9 @@ Each line is one example of the split, in the split's order. lm-evaluation-harne
 - text-to-text: the generated text (tagging encoders: IOB2 tags per word), ``score`` (mean log-probability
   per generated token, XQuAD: of the window chosen) and the task's metrics on that one example (the row's
   entity F1 is micro over all entities: recompute it from ``target`` and ``prediction``);
+- multiple choice: ``choices`` (as the dataset gives them), ``target`` and ``prediction`` (indices into
+  ``choices``), ``scores`` (each choice's score under the row's ``choice_score``: the log-likelihood, or per
+  character), ``loglikelihoods`` (each choice's summed log-likelihood after the input) and ``accuracy``;
 - the row's identity (``run``, ``run_id``, ``language``, split, precision, weights, generation length,
   method B's ``module_id``): a file is reused only while it matches its row.
 
@@ -81,6 +84,16 @@ def classification_records(task: Task, examples: Examples, read: list[str], pred
                   "prediction": labels[pred], "accuracy": float(gold == pred)}
         records.append(record if row is None else {**record, "scores": dict(zip(labels, row))})
     return records
+
+
+def choice_records(examples: Examples, read: list[str], chosen) -> list[dict]:
+    """One record per multiple-choice example: ``chosen`` is the predicted indices with every choice's log-likelihood
+    (``Choices``); the scores it ranked by and the summed log-likelihoods are both kept."""
+    scores = chosen.scores.scores(chosen.kind)
+    return [{"doc_id": i, "id": examples.ids[i], "input": read[i], "choices": list(examples.choices[i]),
+             "target": gold, "prediction": pred, "scores": scores[i], "loglikelihoods": chosen.scores.loglik[i],
+             "accuracy": float(gold == pred)}
+            for i, (gold, pred) in enumerate(zip(examples.labels, chosen))]
 
 
 def text_records(task: Task, examples: Examples, inputs: Examples, outputs: list, read: list[str]) -> list[dict]:

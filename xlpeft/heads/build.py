@@ -1,12 +1,13 @@
 """The one function that builds a run's head from its configuration, at training and at evaluation alike:
-a classifier (LM-head verbalizer, label strings, linear head), a text-to-text generator, or an encoder's
-word tagger. Every other module gets its head from here, so the choice is made in one place."""
+a classifier (LM-head verbalizer, label strings, linear head), a text-to-text generator, an encoder's
+word tagger, or a multiple-choice scorer. Every other module gets its head from here, so the choice is made in one place."""
 
 from __future__ import annotations
 
 from xlpeft.backbones import Backbone
 from xlpeft.config import TrainConfig
 from xlpeft.errors import XlpeftError
+from xlpeft.heads.choice import build_choice_scorer
 from xlpeft.heads.classifier import (
     Head,
     LabelStringClassifier,
@@ -26,9 +27,10 @@ from xlpeft.tasks.classification import Sib200Task
 def build_head(backbone: Backbone, placement: str, prompt_length: int, max_length: int, head: Head = "auto",
                      label_words_spec: str = "", seed: int = 0, text_prefix: str = "", task: Task | None = None,
                      template: str = ""):
-    """The classifier (for a text-to-text ``task`` the generator, or on an encoder the token tagger) a run
-    configuration describes: the same call at training and at evaluation. ``task`` defaults to SIB-200;
-    ``template`` is ``--template`` (the task's template for this backbone's family, and the answers it asks for)."""
+    """The classifier (for a text-to-text ``task`` the generator, or on an encoder the token tagger; for a
+    multiple-choice one the choice scorer) a run configuration describes: the same call at training and at
+    evaluation. ``task`` defaults to SIB-200; ``template`` is ``--template`` (the task's template for this
+    backbone's family, and the answers it asks for)."""
     task = task or Sib200Task()
     chosen = task.template(template, backbone.family)
     if isinstance(task, TextTask) and backbone.kind == "encoder" and task.tags:
@@ -36,6 +38,10 @@ def build_head(backbone: Backbone, placement: str, prompt_length: int, max_lengt
             raise XlpeftError(f"{task.name} on an encoder tags words, which an input template cannot be written into; "
                               "leave --template empty, or use a decoder (text-to-text NER)")
         return build_tagger(backbone, placement, prompt_length, max_length, len(task.tags), seed)
+    if task.kind == "choice":
+        if head == "linear":
+            raise XlpeftError(f"{task.name} is a multiple-choice task: it scores choices with the LM head; use --head auto")
+        return build_choice_scorer(backbone, placement, prompt_length, max_length, chosen)
     if isinstance(task, TextTask):
         if head == "linear":
             raise XlpeftError(f"{task.name} is a text-to-text task: it generates with the LM head; use --head auto")

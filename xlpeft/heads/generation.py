@@ -84,15 +84,27 @@ class TextToText(nn.Module):
     def loss(self, token_ids: list[list[int]], prompt: torch.Tensor | None,
              target_ids: list[list[int]]) -> torch.Tensor:
         """Teacher forcing: mean negative log-likelihood per target token over the whole batch."""
+        return -self._token_logp(token_ids, prompt, target_ids).mean()
+
+    def target_logp(self, token_ids: list[list[int]], prompt: torch.Tensor | None,
+                    target_ids: list[list[int]]) -> torch.Tensor:
+        """Each target's log-likelihood after its input, [N] float32: the sum of its tokens' log-probabilities
+        under teacher forcing, the quantity ``loss`` averages (multiple choice scores choices with it)."""
+        per_token = self._token_logp(token_ids, prompt, target_ids)
+        return torch.stack([t.sum() for t in per_token.split([len(t) for t in target_ids])])
+
+    def _token_logp(self, token_ids, prompt, target_ids) -> torch.Tensor:
+        """The log-probability of every target token given its input and the target tokens before it, flat in
+        row order: [sum of target lengths], float32."""
         if len(token_ids) != len(target_ids):
             raise ValueError(f"{len(token_ids)} inputs but {len(target_ids)} targets")
         if any(not t for t in target_ids):
             raise ValueError("every target needs at least one token (its EOS)")
         if self.backbone.kind == "causal":
-            return self._causal_loss(token_ids, prompt, target_ids)
-        return self._seq2seq_loss(token_ids, prompt, target_ids)
+            return self._causal_logp(token_ids, prompt, target_ids)
+        return self._seq2seq_logp(token_ids, prompt, target_ids)
 
-    def _causal_loss(self, token_ids, prompt, target_ids) -> torch.Tensor:
+    def _causal_logp(self, token_ids, prompt, target_ids) -> torch.Tensor:
         backbone = self.backbone
         embed = backbone.model.get_input_embeddings()
         device = embed.weight.device
@@ -110,9 +122,9 @@ class TextToText(nn.Module):
         picked = hidden[torch.tensor(predict_rows, device=device), torch.tensor(predict_cols, device=device)]
         logp = F.log_softmax(backbone.lm_head(picked).float(), dim=-1)
         gold = torch.tensor([t for target in target_ids for t in target], device=device)
-        return -logp.gather(-1, gold[:, None]).mean()
+        return logp.gather(-1, gold[:, None]).squeeze(-1)
 
-    def _seq2seq_loss(self, token_ids, prompt, target_ids) -> torch.Tensor:
+    def _seq2seq_logp(self, token_ids, prompt, target_ids) -> torch.Tensor:
         model = self.backbone.model
         batch = self.layout.build(token_ids, prompt)
         device = batch.embeds.device
@@ -127,7 +139,7 @@ class TextToText(nn.Module):
                        use_cache=False).logits
         valid = labels != -100
         logp = F.log_softmax(logits[valid].float(), dim=-1)
-        return -logp.gather(-1, labels[valid][:, None]).mean()
+        return logp.gather(-1, labels[valid][:, None]).squeeze(-1)  # row by row: boolean indexing keeps row order
 
     # ---------------------------------------------------------------------------------------- generation
     @torch.inference_mode()

@@ -2,7 +2,8 @@
 
 A task turns its dataset (read by ``xlpeft.data.sib200`` or ``xlpeft.data.tasks``) into ``Examples``:
 texts with a class id each (classification: SIB-200, NusaX, AmericasNLI) or a target string each
-(text-to-text: MasakhaNER's "PER: X$$LOC: Y", XQuAD's answers). It says where a run's source data
+(text-to-text: MasakhaNER's "PER: X$$LOC: Y", XQuAD's answers) or a few choices each, one of them gold (multiple
+choice: XCOPA, tasks/choice.py). It says where a run's source data
 come from, how few-shot training sets are drawn, and how predictions are scored with the metric the
 task's community uses. The trainer and the evaluator only talk to this interface, so a new task is a
 new subclass, not a new branch in the training loop.
@@ -22,7 +23,7 @@ from xlpeft.data.languages import iso639_3_of, language_name, registry
 from xlpeft.errors import XlpeftError
 from xlpeft.tasks.templates import TEXT_FIELD, Template, resolve
 
-Kind = Literal["classification", "text"]
+Kind = Literal["classification", "text", "choice"]
 Role = Literal["source", "target"]  # what a grid needs a language's data for: training, or evaluation
 
 
@@ -44,6 +45,7 @@ class Examples:
     groups: list[str] | None = None
     items: list | None = None  # the dataset's own records, where scoring needs more than the text (XQuAD)
     fields: dict[str, list[str]] | None = None  # the parts of each text by name, for templates (NLI: premise, ...)
+    choices: list[tuple[str, ...]] | None = None  # multiple choice: each input's choices; ``labels`` index the gold one
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -58,7 +60,8 @@ class Examples:
 
         fields = None if self.fields is None else {name: pick(values) for name, values in self.fields.items()}
         return replace(self, ids=pick(self.ids), texts=pick(self.texts), labels=pick(self.labels),
-                       targets=pick(self.targets), groups=pick(self.groups), items=pick(self.items), fields=fields)
+                       targets=pick(self.targets), groups=pick(self.groups), items=pick(self.items), fields=fields,
+                       choices=pick(self.choices))
 
 
 @dataclass(frozen=True)

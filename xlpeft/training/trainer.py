@@ -1,9 +1,10 @@
 """The training loop for the three regimes (prompt / joint / full), cached or not, and for method B's
 task modules (a task prompt or task adapter, alone or on a frozen language module; modular/stack.py),
-on any task of ``xlpeft.tasks``: classification (verbalizer, label strings or a linear head) or
+on any task of ``xlpeft.tasks``: classification (verbalizer, label strings or a linear head),
 text-to-text (teacher forcing on the target string, or on an encoder a tag per word; the epoch kept is
-the one with the lowest validation loss). Classification keeps the epoch with the lowest validation loss
-or, with ``select="val_accuracy"``, the highest validation accuracy (ties broken by the lower loss).
+the one with the lowest validation loss) or multiple choice (as text-to-text, on the gold choice).
+Classification keeps the epoch with the lowest validation loss or, with ``select="val_accuracy"``, the highest
+validation accuracy (ties broken by the lower loss).
 
 The budget is ``epochs`` passes over the data, validated at each epoch's end, or with ``max_steps`` a number
 of optimizer steps (the data cycled in the same seeded epochs), and with ``eval_every`` a validation every
@@ -123,7 +124,8 @@ class Trainer:
         self.language_module = self._language_module()
         language_rows = 0 if self.language_module is None else self.language_module.meta.get("prompt_length", 0)
         self.classifier: Classifier = head_for(self.backbone, config, self.task, language_rows)
-        self.text = isinstance(self.task, TextTask)
+        # text-to-text and multiple choice train by teacher forcing on a target string (multiple choice: the gold one)
+        self.text = isinstance(self.task, TextTask) or self.task.kind == "choice"
         self.stack: ModuleStack | None = None  # attached while run() trains
         self._validate_for_backbone()
         self.cached = config.text_cache and text_cache_exact(config, self.classifier, dropout=config.frozen_dropout)
@@ -564,8 +566,8 @@ class Trainer:
     def _generation_length(self, sample: SourceSample) -> dict:
         """Text-to-text runs: how many new tokens evaluation generates, sized from the *training* targets
         (the longest train or validation answer, plus EOS and a margin), never from the evaluated answers."""
-        if not self.text or isinstance(self.classifier, TokenTagger):
-            return {}
+        if not isinstance(self.task, TextTask) or isinstance(self.classifier, TokenTagger):
+            return {}  # classification and multiple choice generate nothing
         budget = self.classifier.layout.text_budget
         splits = [self.task.model_inputs(split, self.backbone.tokenizer, budget, training=True)
                   for split in (*sample.train_parts(), *sample.validation_parts())]

@@ -7,12 +7,12 @@ Translate English versions of the same items (translate-test inputs, no Quechua)
 Hub copy: ``cambridgeltl/xcopa`` (not read here).
 
 Source training data. XCOPA translates COPA's English validation and test items, so it has no
-training split. The English source is COPA's 400 training items (SuperGLUE's ``copa`` on the hub),
+training split. The English source is COPA's 400 training items (SuperGLUE's ``copa`` on the hub:
+:func:`load_copa_english` reads ``aps/super_glue``, config ``copa``, the copy lm-evaluation-harness reads),
 which this copy does not contain; offline, the only labelled items are the 100 validation items per
 language, and training on them is an in-language setting, not zero-shot transfer.
 
-Not a task yet: nothing in :mod:`xlpeft.tasks` reads this module (only its tests do). It is kept for
-issue 19, which builds XCOPA on it as a multiple-choice task (two alternatives scored per premise).
+The task (two alternatives scored per premise) is ``xlpeft.tasks.choice.XcopaTask``.
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ import json
 import os
 from dataclasses import dataclass
 
-from xlpeft.data.tasks.common import check_choice, find_task_dir, require_dir, require_file
+from xlpeft.data.tasks.common import check_choice, find_task_dir, load_hub, require_dir, require_file
 from xlpeft.errors import XlpeftError
 
 TASK = "xcopa"
 ORIGIN = "github.com/cambridgeltl/xcopa"
 LANGUAGES: tuple[str, ...] = tuple("et ht id it qu sw ta th tr vi zh".split())
 SOURCE = "en"  # English COPA: not one of LANGUAGES, which are all targets
+COPA_HUB = ("aps/super_glue", "copa")  # English COPA on the hub: dataset, config (train 400, validation 100)
 # qu is Eastern Apurímac Quechua (qve), which SIB-200's quy_Latn (Ayacucho) is not, so it is left out.
 FLORES: dict[str, str] = {
     "et": "est_Latn", "ht": "hat_Latn", "id": "ind_Latn", "it": "ita_Latn", "sw": "swh_Latn", "ta": "tam_Taml",
@@ -72,8 +73,17 @@ def load(language: str, split: str, data_dir: str | os.PathLike | None = None) -
     return CopaSplit(language, split, examples)
 
 
+def load_copa_english(split: str) -> CopaSplit:
+    """English COPA's ``train`` or ``validation`` split from the hub (``COPA_HUB``), XCOPA's source data online."""
+    rows = load_hub(*COPA_HUB, split, f"English COPA {split}, the XCOPA source training data").to_list()
+    return CopaSplit(SOURCE, split, [_checked(row, f"{COPA_HUB[0]} ({COPA_HUB[1]}/{split})") for row in rows])
+
+
 def _example(line: str, path: os.PathLike) -> CopaExample:
-    row = json.loads(line)
+    return _checked(json.loads(line), path)
+
+
+def _checked(row: dict, path) -> CopaExample:
     try:
         example = CopaExample(int(row["idx"]), row["premise"], row["choice1"], row["choice2"], row["question"],
                               int(row["label"]))
