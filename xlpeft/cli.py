@@ -60,6 +60,8 @@ def add_config_options(parser: argparse.ArgumentParser, config_type: type) -> No
     hints = typing.get_type_hints(config_type)
     for f in dataclasses.fields(config_type):
         name = f.name.replace("_", "-")
+        if f.metadata.get("cli") is False:
+            continue
         if hints[f.name] is bool:
             parser.add_argument(f"--no-{name}" if f.default else f"--{name}", dest=f.name, default=f.default,
                                 action="store_false" if f.default else "store_true", help=f.metadata["help"])
@@ -75,8 +77,8 @@ def _value_settings(f: dataclasses.Field, hint: typing.Any) -> dict:
         [hint] = [arg for arg in typing.get_args(hint) if arg is not type(None)]
     if typing.get_origin(hint) is typing.Literal:
         settings["choices"] = list(typing.get_args(hint))
-    elif "choices" in meta:
-        settings["choices"] = list(meta["choices"])
+    elif "choices" in meta:  # a list as it is (--task's also takes task files), else listed
+        settings["choices"] = meta["choices"] if isinstance(meta["choices"], list) else list(meta["choices"])
     if "none" in meta:
         settings["type"] = _or_none(hint, meta["none"])
     elif hint in (int, float):
@@ -98,7 +100,8 @@ def _or_none(parse: type, word: str):
 
 def config_from(config_type: type, args: argparse.Namespace):
     """The config the options of :func:`add_config_options` filled in."""
-    return config_type(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config_type)})
+    return config_type(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config_type) if f.metadata.get("cli")
+                          is not False})
 
 
 def _data_arg(parser: argparse.ArgumentParser) -> None:
@@ -267,16 +270,15 @@ def cmd_evaluate(args) -> None:
     from xlpeft.evaluation.evaluate import evaluate, summary_table, truncation_warnings
     from xlpeft.files import ensure_writable
     from xlpeft.runs import load_run
-    from xlpeft.tasks import get_task
+    from xlpeft.tasks import task_for
 
     _quiet_libraries(args.verbose)
 
     runs = [load_run(path) for path in args.runs]
-    tasks = {run.task for run in runs}
-    if len(tasks) > 1:
-        raise XlpeftError(f"these runs were trained on different tasks ({', '.join(sorted(tasks))}); evaluate each "
-                          "task's runs in their own command")
-    task = get_task(tasks.pop(), args.data_dir)
+    if len({run.task_key for run in runs}) > 1:
+        raise XlpeftError(f"these runs were trained on different tasks ({', '.join(sorted({r.task for r in runs}))}, or "
+                          "different definitions of one); evaluate each task's runs in their own command")
+    task = task_for(runs[0].train, args.data_dir)
     languages = task.resolve_languages(args.languages or ("quick" if task.name == "sib200" else "all"))
     out = args.out or (args.runs[0] / f"results_{args.split}.csv" if len(runs) == 1 else Path(f"results_{args.split}.csv"))
     ensure_writable(out.parent)

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from xlpeft.data.tasks.common import load_hub
 from xlpeft.errors import XlpeftError
 
 log = logging.getLogger("xlpeft")
@@ -68,9 +67,9 @@ def read_file(path: Path, fmt: str, encoding: str = "utf-8") -> pd.DataFrame:
                           f"data.format to its format ({', '.join(FORMATS)})") from exc
 
 
-def read_hub(dataset: str, config: str | None, split: str, what: str) -> pd.DataFrame:
-    """A hub dataset's split (through ``datasets``) as a table of strings."""
-    return _as_strings(load_hub(dataset, config, split, what).to_pandas())
+def hub_table(rows) -> pd.DataFrame:
+    """A hub dataset's split (a ``datasets.Dataset``, or a mapping of columns) as a table of strings."""
+    return _as_strings(rows.to_pandas() if hasattr(rows, "to_pandas") else pd.DataFrame(dict(rows)))
 
 
 def _as_strings(frame: pd.DataFrame) -> pd.DataFrame:

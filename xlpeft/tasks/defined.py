@@ -28,11 +28,12 @@ import numpy as np
 import pandas as pd
 
 from xlpeft.data.languages import registry
-from xlpeft.data.tables import Cleaned, clean, format_of, read_file, read_hub, require_columns
+from xlpeft.data.tables import Cleaned, clean, format_of, hub_table, read_file, require_columns
 from xlpeft.data.tasks.common import find_task_dir, require_dir
 from xlpeft.errors import XlpeftError
 from xlpeft.tasks.base import ClassificationTask, Examples, Task, TextTask
 from xlpeft.tasks.definition import DEV_NAMES, LanguageSpec, TaskDefinition
+from xlpeft.tasks import hub
 from xlpeft.tasks.hub import _flores_of
 from xlpeft.tasks.templates import TEXT_FIELD, Template
 
@@ -154,7 +155,8 @@ class DefinedTask(Task):
         if d.data.hub:
             config = d.data.config.format(language=spec.data_name) if d.data.config else None
             where = f"{d.data.hub} ({config or 'default'}/{d.split_name(split)})"
-            frame = read_hub(d.data.hub, config, d.split_name(split), f"{self.name} {language}/{split}")
+            # through tasks/hub.py's load_hub, the one place hub tasks read from (and tests stand in for)
+            frame = hub_table(hub.load_hub(d.data.hub, config, d.split_name(split), f"{self.name} {language}/{split}"))
         else:
             path = self._path(language, split)
             if path is None:
@@ -265,8 +267,8 @@ def task_class(definition: TaskDefinition) -> type[DefinedTask]:
     attributes = {
         "name": definition.name, "definition": definition, "default_source": definition.source,
         "fields": tuple(dict.fromkeys((TEXT_FIELD, *definition.fields))),
-        "paper_templates": {family: Template(t.text, t.answers, t.origin or f"the {definition.name} task definition") for family, t in
-                            definition.paper_templates.items()},
+        "paper_templates": {family: Template(t.text, t.answers, t.origin or f"the {definition.name} task definition")
+                            for family, t in definition.paper_templates.items()},
         "unparsed_label": definition.unparsed_label or None,
     }
     base = KIND_CLASSES[definition.kind]
