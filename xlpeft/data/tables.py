@@ -1,8 +1,9 @@
 """Tables of a task defined in YAML (``xlpeft.tasks.definition``): local CSV, TSV, JSON Lines or Parquet files, or a
 hub dataset, read as columns of strings, and the messy-data rules every such task shares.
 
-Every cell is read as text (``dtype=str``; ``keep_default_na=False``, so a text "NA" or "null" stays text; TSV without
-quoting, so a quote inside a text is a quote). Rows whose label (or target) is empty, or whose every input column is
+Every cell is read as text (``dtype=str``; ``keep_default_na=False``, so a text "NA" or "null" stays text). CSV and
+TSV are read with minimal quoting, as pandas and Python's csv module write them (and SIB-200's TSV files are
+read): a field that starts with a double quote is quoted. Rows whose label (or target) is empty, or whose every input column is
 empty, are dropped, and so are exact duplicates of an earlier row over the columns the task uses; both are counted
 (``Cleaned``) and logged once per file. A file that is not the declared encoding, or lacks a column the task needs,
 is a one-line error naming the file, the column and the fix.
@@ -10,7 +11,6 @@ is a one-line error naming the file, the column and the fix.
 
 from __future__ import annotations
 
-import csv
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,8 +54,7 @@ def read_file(path: Path, fmt: str, encoding: str = "utf-8") -> pd.DataFrame:
         if fmt == "csv":
             return pd.read_csv(path, dtype=str, keep_default_na=False, encoding=encoding)
         if fmt == "tsv":
-            return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, encoding=encoding,
-                               quoting=csv.QUOTE_NONE)
+            return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, encoding=encoding)
         if fmt == "jsonl":
             return _as_strings(pd.read_json(path, lines=True, dtype=False, encoding=encoding))
         return _as_strings(pd.read_parquet(path))

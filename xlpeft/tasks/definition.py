@@ -176,7 +176,7 @@ def _parse(raw: Any, where: str, folder: str) -> TaskDefinition:
 def _check(mapping: dict, allowed: dict[str, Any], where: str, prefix: str) -> None:
     for key, value in mapping.items():
         if key not in allowed:
-            raise XlpeftError(f"{where}: unknown key {prefix}{key!r}; allowed: {', '.join(allowed)}")
+            raise XlpeftError(f"{where}: unknown key '{prefix}{key}'; allowed: {', '.join(allowed)}")
         if not isinstance(value, allowed[key]):
             want = " or ".join(t.__name__ for t in (allowed[key] if isinstance(allowed[key], tuple) else (allowed[key],)))
             raise XlpeftError(f"{where}: {prefix}{key} must be a {_TYPE_WORDS.get(want, want)}, not "
