@@ -270,3 +270,24 @@ def test_the_command_line_takes_a_task_file_and_still_refuses_unknown_names():
     assert parser.parse_args(["train", "--out", "r", "--task", "my_task.yaml"]).task == "my_task.yaml"
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "--out", "r", "--task", "nusaxx"])
+
+
+# ------------------------------------------------------------------------------------------- xlpeft tasks
+def test_xlpeft_tasks_lists_every_task_and_shows_and_checks_definitions(tmp_path, capsys):
+    from xlpeft.cli import main
+    from xlpeft.data.task_names import TASK_NAMES
+
+    assert main(["tasks"]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in listing[1:1 + len(TASK_NAMES)]] == list(TASK_NAMES)
+    assert "definitions/nusax.yaml" in listing[2] and "macro_f1" in listing[2] and "12" in listing[2]
+    assert main(["tasks", "show", "nusax"]) == 0
+    shown = capsys.readouterr().out
+    path = tmp_path / "copy.yaml"
+    path.write_text(shown.replace("name: nusax", "name: my_nusax"))
+    assert load_definition(path).languages == load_definition(Path(__file__).parents[2] / "xlpeft" / "tasks" /
+                                                               "definitions" / "nusax.yaml").languages
+    assert main(["tasks", "show", "sib200"]) == 2 and "written in Python" in capsys.readouterr().err
+    write_rows(tmp_path)
+    assert main(["tasks", "show", str(task_file(tmp_path))]) == 0
+    assert "#   deu: deu, deu_Latn" in capsys.readouterr().out
