@@ -14,6 +14,7 @@ import typing
 from pathlib import Path
 
 from xlpeft.config import EvalOptions, LanguageModuleConfig, TrainConfig
+from xlpeft.data.task_names import TASK_HELP
 from xlpeft.data.languages import (
     NAMED_SET_HELP,
     NAMED_SETS,
@@ -60,6 +61,8 @@ def add_config_options(parser: argparse.ArgumentParser, config_type: type) -> No
     hints = typing.get_type_hints(config_type)
     for f in dataclasses.fields(config_type):
         name = f.name.replace("_", "-")
+        if f.metadata.get("cli") is False:
+            continue
         if hints[f.name] is bool:
             parser.add_argument(f"--no-{name}" if f.default else f"--{name}", dest=f.name, default=f.default,
                                 action="store_false" if f.default else "store_true", help=f.metadata["help"])
@@ -75,8 +78,8 @@ def _value_settings(f: dataclasses.Field, hint: typing.Any) -> dict:
         [hint] = [arg for arg in typing.get_args(hint) if arg is not type(None)]
     if typing.get_origin(hint) is typing.Literal:
         settings["choices"] = list(typing.get_args(hint))
-    elif "choices" in meta:
-        settings["choices"] = list(meta["choices"])
+    elif "choices" in meta:  # a list as it is (--task's also takes task files), else listed
+        settings["choices"] = meta["choices"] if isinstance(meta["choices"], list) else list(meta["choices"])
     if "none" in meta:
         settings["type"] = _or_none(hint, meta["none"])
     elif hint in (int, float):
@@ -98,7 +101,8 @@ def _or_none(parse: type, word: str):
 
 def config_from(config_type: type, args: argparse.Namespace):
     """The config the options of :func:`add_config_options` filled in."""
-    return config_type(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config_type)})
+    return config_type(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config_type) if f.metadata.get("cli")
+                          is not False})
 
 
 def _data_arg(parser: argparse.ArgumentParser) -> None:
@@ -227,6 +231,44 @@ def _report_parser(sub) -> None:
                    "syntactic, geographic, inventory, genetic, phonological or featural")
 
 
+TASKS_EPILOG = """A task definition is one YAML file. For a folder DIR/<language>/{train,dev,test}.tsv (dev optional; a
+target may have test.tsv only) whose files have columns 'sentence' and 'polarity', DIR/my_sentiment.yaml is:
+
+  name: my_sentiment
+  kind: classification                # or text: a target column instead of a label
+  data:
+    files: "{language}/{split}.tsv"   # relative to this file; .csv .tsv .jsonl .parquet (or format:)
+  input: sentence                     # a column, or a template over columns: "{premise}\\n{hypothesis}"
+  label: polarity
+  metric: macro_f1                    # accuracy | macro_f1; text tasks: squad | entity_f1
+  source: eng                         # the default training language, in the folders' codes
+
+Optional keys: labels (a list, or label: word), label_values (the data's values renamed), splits (train/dev/test
+-> the data's split names), languages (codes, or code: {in_data, iso, flores}), id (an id column), help,
+paper_templates, unparsed_label; data.hub + data.config: "{language}" (or data.language_column) for a hub
+dataset. Languages, labels and the dev split are found in the data when not given; ISO 639-1/3 and FLORES codes
+are recognised for URIEL and method B's language modules. Reference: docs/tasks.md; walk-through:
+docs/your_task.md.
+
+  xlpeft train --task DIR/my_sentiment.yaml --out runs/mine        # method A
+  xlpeft evaluate runs/mine                                        # every language of the task
+  xlpeft run my_grid.yaml                                          # task: my_sentiment.yaml in its train section
+  xlpeft tasks show nusax                                          # a built-in definition to copy
+"""
+
+
+def _tasks_parser(sub) -> None:
+    p = sub.add_parser("tasks", formatter_class=_Formatter, help="list the tasks; show or check a task definition",
+                       description="List the built-in tasks (name, kind, languages, metric, where each is defined), "
+                                   "or print a task definition: a built-in one to copy, or your own file, checked "
+                                   "and with the languages and codes it resolves to.",
+                       epilog=TASKS_EPILOG)
+    actions = p.add_subparsers(dest="action", required=False, metavar="ACTION")
+    show = actions.add_parser("show", formatter_class=_Formatter, help="print a definition (a built-in name or a file)")
+    show.add_argument("task", help="a built-in task defined in YAML (xlpeft tasks lists them) or a task file")
+    _data_arg(show)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xlpeft", formatter_class=_Formatter,
@@ -240,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     _language_module_parser(sub)
     _languages_parser(sub)
     _report_parser(sub)
+    _tasks_parser(sub)
     return parser
 
 
@@ -269,17 +312,16 @@ def cmd_evaluate(args) -> None:
     from xlpeft.evaluation.evaluate import evaluate, summary_table, truncation_warnings
     from xlpeft.files import ensure_writable
     from xlpeft.runs import load_run
-    from xlpeft.tasks import get_task
+    from xlpeft.tasks import task_for
     from xlpeft.tasks.sources import evaluation_languages
 
     _quiet_libraries(args.verbose)
 
     runs = [load_run(path) for path in args.runs]
-    tasks = {run.task for run in runs}
-    if len(tasks) > 1:
-        raise XlpeftError(f"these runs were trained on different tasks ({', '.join(sorted(tasks))}); evaluate each "
-                          "task's runs in their own command")
-    task = get_task(tasks.pop(), args.data_dir)
+    if len({run.task_key for run in runs}) > 1:
+        raise XlpeftError(f"these runs were trained on different tasks ({', '.join(sorted({r.task for r in runs}))}, or "
+                          "different definitions of one); evaluate each task's runs in their own command")
+    task = task_for(runs[0].train, args.data_dir)
     languages = evaluation_languages(task, args.languages or ("quick" if task.name == "sib200" else "all"),
                                      [run.train.source for run in runs])
     out = args.out or (args.runs[0] / f"results_{args.split}.csv" if len(runs) == 1 else Path(f"results_{args.split}.csv"))
@@ -389,13 +431,45 @@ def cmd_report(args) -> None:
         print(f"-> {path}")
 
 
+def cmd_tasks(args) -> None:
+    from xlpeft.tasks import BUILTIN_DEFINITIONS, TASKS, task_for
+    from xlpeft.tasks.defined import DefinedTask
+
+    if args.action == "show":
+        from xlpeft.data.task_names import is_task_file
+
+        if is_task_file(args.task):
+            task = task_for(types.SimpleNamespace(task=args.task, task_definition=None), args.data_dir)
+            print(Path(args.task).read_text(encoding="utf-8").rstrip())
+            print(f"# checked: {task.name}, {len(task.languages)} languages; code -> ISO 639-3 (URIEL), module code:")
+            for code in task.languages:
+                print(f"#   {code}: {task.iso_code(code) or 'none: give languages.' + code + '.iso'}, "
+                      f"{task.module_language(code)}")
+            return
+        if args.task not in BUILTIN_DEFINITIONS:
+            where = TASKS[args.task].__module__ if args.task in TASKS else None
+            raise XlpeftError(f"{args.task} is {'written in Python (' + where + ')' if where else 'no task'}, not a "
+                              f"definition; definitions: {', '.join(BUILTIN_DEFINITIONS)}, or a task file")
+        print(BUILTIN_DEFINITIONS[args.task].read_text(encoding="utf-8").rstrip())
+        return
+    print(f"{'task':<12} {'kind':<15} {'languages':<10} {'metric':<9} {'defined in':<34} help")
+    for name, cls in TASKS.items():
+        task = cls()
+        languages = str(len(task.languages)) if task.languages else "any (hub)"
+        where = (f"definitions/{name}.yaml" if issubclass(cls, DefinedTask) else
+                 f"{cls.__module__.removeprefix('xlpeft.tasks.')}.py:{cls.__name__}")
+        print(f"{name:<12} {task.kind:<15} {languages:<10} {task.metric_columns[0]:<9} {where:<34} "
+              f"{TASK_HELP[name]}")
+    print("\nxlpeft tasks show NAME prints a definition; xlpeft tasks --help teaches the format (docs/your_task.md)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         {"run": cmd_run, "train": cmd_train, "evaluate": cmd_evaluate, "language-module": cmd_language_module,
-         "languages": cmd_languages, "report": cmd_report}[args.command](args)
+         "languages": cmd_languages, "report": cmd_report, "tasks": cmd_tasks}[args.command](args)
     except XlpeftError as exc:
         print(f"xlpeft: error: {exc}", file=sys.stderr)
         return 2

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from xlpeft.data.languages import registry as language_registry
-from xlpeft.data.task_names import TASK_HELP, TASK_NAMES, SourceData
+from xlpeft.data.task_names import TASK_HELP, TASK_NAMES, SourceData, is_task_file
 from xlpeft.errors import XlpeftError
 
 if TYPE_CHECKING:
@@ -75,8 +75,16 @@ TEXT_CACHE_HELP = ("run the whole sequence every step instead of caching the tex
 # fields added once runs existed, with the value every earlier run implicitly had
 ADDED_LATER = {"task": "sib200", "source_data": "local", "select": "val_loss", "max_grad_norm": None,
                "optimizer": "adamw", "max_steps": None, "eval_every": None, "reparam_affine": "off",
-               "template": ""}
+               "template": "", "task_definition": None}
 MODULE_ADDED_LATER = {"max_grad_norm": None, "optimizer": "adamw"}  # the same for LanguageModuleConfig
+
+class TaskChoices(list):
+    """``--task``'s choices: the built-in task names (what ``--help`` lists), and any task definition file, a path
+    ending in .yaml or .yml (read when the run is configured: ``xlpeft.tasks.task_for``)."""
+
+    def __contains__(self, value) -> bool:
+        return super().__contains__(value) or is_task_file(value)
+
 
 # method B configurations without a task prompt (their prompt, if any, is the language prompt)
 NO_TASK_PROMPT = ("zero-shot", "ta", "la+ta", "slp+ta")
@@ -86,7 +94,8 @@ def option(default: Any, help: str, **cli: Any) -> Any:
     """A field with its command-line help. A bool field is an on/off flag (``--no-<name>`` when on by default: its
     help says what the flag does). ``cli`` adds what the type alone does not say: ``none="all"`` (the word that
     means None), ``choices`` (a str whose values are declared elsewhere), ``required=True`` (the command line must
-    name it, although configs read from files have a default)."""
+    name it, although configs read from files have a default), ``cli=False`` (no option: the field is filled in by
+    xlpeft, not by the user)."""
     return field(default=default, metadata={"help": help, **cli})
 
 
@@ -97,8 +106,11 @@ class TrainConfig:
     model: str = option("smollm2-135m", "offline model (smollm2-135m, gemma-3-270m, multilingual-e5-small), hub id "
                         "(facebook/xglm-564M, bigscience/bloom-560m, bigscience/mt0-base, FacebookAI/xlm-roberta-base, "
                         "...) or a local model directory")
-    task: str = option("sib200", "; ".join(f"{name}: {text}" for name, text in TASK_HELP.items()) + " (docs/tasks.md)",
-                       choices=TASK_NAMES)
+    task: str = option("sib200", "; ".join(f"{name}: {text}" for name, text in TASK_HELP.items()) + " (docs/tasks.md); "
+                       "or a task definition file, my_task.yaml (docs/your_task.md; 'xlpeft tasks --help')",
+                       choices=TaskChoices(TASK_NAMES))
+    # the definition of a task given as a file (xlpeft.tasks.task_for stores it here): the run rebuilds its task from it
+    task_definition: dict | None = option(None, "the task's definition, stored from --task FILE", cli=False)
     source: str = option("", "training language in the task's codes (SIB-200: FLORES, e.g. eng_Latn; nusax/masakhaner: "
                          "eng; xquad/americasnli: en); default: the task's source. Several, comma-separated "
                          "(eng_Latn,fra_Latn,arb_Arab), train one module on all of them: k per class per language, "
@@ -210,8 +222,11 @@ class TrainConfig:
     def identity(self) -> dict:
         """What a run's id hashes: every field that decides its numbers. Fields added after runs existed are
         left out at their defaults, so those runs keep their ids."""
-        return {k: v for k, v in self.to_dict().items()
-                if k != "device" and not (k in ADDED_LATER and v == ADDED_LATER[k])}
+        identity = {k: v for k, v in self.to_dict().items()
+                    if k != "device" and not (k in ADDED_LATER and v == ADDED_LATER[k])}
+        if self.task_definition:  # where the task file lay is not what the run is (its data are found from there)
+            identity["task_definition"] = {k: v for k, v in self.task_definition.items() if k != "folder"}
+        return identity
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -112,6 +112,12 @@ class Run:
         return self.train.task
 
     @property
+    def task_key(self) -> str:
+        """Equal for runs of the same task: its name, and for a task defined in YAML its stored definition."""
+        definition = self.train.identity().get("task_definition")
+        return self.task if definition is None else f"{self.task} {json.dumps(definition, sort_keys=True)}"
+
+    @property
     def task_adapter_dir(self) -> Path:
         return self.path / TASK_ADAPTER
 

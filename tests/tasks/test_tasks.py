@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 
 from xlpeft.data.languages import SIB200_CODES
-from xlpeft.data.tasks import americasnli, masakhaner, nusax, xcopa, xquad
+from xlpeft.data.tasks import americasnli, masakhaner, xcopa, xquad
 from xlpeft.data.tasks.masakhaner import NerSentence
 from xlpeft.data.tasks.xquad import Answer, ChunkAnswer, QaExample
 from xlpeft.errors import XlpeftError
@@ -36,13 +36,14 @@ def test_registry_is_consistent(data_root, name):
 
 
 def test_nusax_counts_labels_and_parallel_rows(data_root):
-    eng = {split: nusax.load("eng", split, data_root) for split in ("train", "dev", "test")}
+    nusax = get_task("nusax", data_root)  # a definition since issue 19 (xlpeft/tasks/definitions/nusax.yaml)
+    eng = {split: nusax.load("eng", split) for split in ("train", "dev", "test")}
     assert [len(s) for s in eng.values()] == [500, 100, 400]
     test = eng["test"]
-    assert Counter(nusax.LABELS[i] for i in test.labels) == {"negative": 153, "neutral": 96, "positive": 151}
-    jav = nusax.load("jav", "test", data_root)
+    assert Counter(nusax.labels[i] for i in test.labels) == {"negative": 153, "neutral": 96, "positive": 151}
+    jav = nusax.load("jav", "test")
     assert (jav.ids, jav.labels) == (test.ids, test.labels) and jav.texts != test.texts
-    assert len([code for code in nusax.LANGUAGES if code != nusax.SOURCE]) == 11
+    assert len([code for code in nusax.languages if code != nusax.default_source]) == 11
 
 
 def test_masakhaner_counts_and_label_sets(data_root):
@@ -137,16 +138,16 @@ def test_xcopa_counts(data_root):
 
 
 def test_errors_name_what_exists(data_root, tmp_path, monkeypatch):
-    with pytest.raises(XlpeftError, match="unknown NusaX language 'xyz': use one of ace, ban"):
-        nusax.load("xyz", "test", data_root)
+    with pytest.raises(XlpeftError, match="unknown nusax language 'xyz': use one of ace, ban"):
+        get_task("nusax", data_root).load("xyz", "test")
     with pytest.raises(XlpeftError, match="unknown MasakhaNER split 'valid'"):
         masakhaner.load("yor", "valid", data_root)
     # a partial copy: only English; asking for Javanese names what the copy holds
     english = tmp_path / "tasks" / "nusax" / "datasets" / "sentiment" / "english"
     shutil.copytree(data_root / "tasks" / "nusax" / "datasets" / "sentiment" / "english", english)
-    assert len(nusax.load("eng", "dev", tmp_path)) == 100
-    with pytest.raises(XlpeftError, match="missing file .*javanese.*holds: eng"):
-        nusax.load("jav", "dev", tmp_path)
+    assert len(get_task("nusax", tmp_path).load("eng", "dev")) == 100
+    with pytest.raises(XlpeftError, match="no dev split for jav: no file .*language=javanese, split=valid"):
+        get_task("nusax", tmp_path).load("jav", "dev")
     with pytest.raises(XlpeftError, match="americasnli data not found"):
         americasnli.load("aym", "dev", tmp_path)
     monkeypatch.delenv("XLPEFT_DATA_DIR", raising=False)

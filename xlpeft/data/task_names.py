@@ -16,6 +16,12 @@ TASK_HELP = {
     "wikiann": "NER as text-to-text, 176 languages, online (--source-data hub)",
 }
 TASK_NAMES = tuple(TASK_HELP)
+TASK_FILE_SUFFIXES = (".yaml", ".yml")  # --task FILE: a task defined in YAML (xlpeft/tasks/definition.py)
+
+
+def is_task_file(value: str) -> bool:
+    """Whether a ``--task`` value names a task definition file rather than a built-in task."""
+    return str(value).lower().endswith(TASK_FILE_SUFFIXES)
 
 # where a task's source data come from: its local copy, or the standard source on the hub (each task allows a subset)
 SourceData = Literal["local", "hub"]

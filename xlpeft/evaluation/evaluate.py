@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from xlpeft import __version__, faults
 from xlpeft.backbones import Backbone, load_backbone
-from xlpeft.config import EvalOptions
+from xlpeft.config import EvalOptions, TrainConfig
 from xlpeft.errors import XlpeftError
 from xlpeft.evaluation.identity import EvalIdentity, read_rows, run_identity
 from xlpeft.evaluation.predict import (
@@ -74,7 +74,7 @@ from xlpeft.modular.registry import ModuleRegistry, Resolved, module_fingerprint
 from xlpeft.objectives.label_strings import ParsedAnswers
 from xlpeft.runs import Run
 from xlpeft.runtime import autocast, resolve_device, resolve_precision
-from xlpeft.tasks import Examples, Task, TextTask, get_task
+from xlpeft.tasks import Examples, Task, TextTask, task_for
 
 log = logging.getLogger("xlpeft")
 KEY = ["run", "run_id", "language"]
@@ -99,11 +99,11 @@ def evaluate(runs: list[Run], languages: list[str], data_dir: str | None, out_cs
     precision = resolve_precision(options.precision, device)
     identities = {run.name: identity_for(run.config, options, precision) for run in runs}
     done = _previous_results(out_csv, runs, identities, options)
-    for (key, task_name, source_data), group in _group(runs).items():
+    for (key, _, source_data), group in _group(runs).items():
         todo = [lang for lang in languages if not _all_done(done, group, lang, out_csv if options.log_samples else None)]
         if not todo:
             continue
-        task = get_task(task_name, data_dir)
+        task = task_for(group[0].train, data_dir)
         backbone = load_backbone(key, device=device)
         check_weights(backbone, group)
         backbone.model.eval()
@@ -143,14 +143,14 @@ def identity_for(run_config: dict, options: EvalOptions, precision: str) -> Eval
 def choice_scoring(run_config: dict, options: EvalOptions) -> str | None:
     """How a multiple-choice run's choices are ranked (``--choice-score``); None for other tasks, whose rows
     never depended on it."""
-    task = get_task(run_config.get("train", {}).get("task", "sib200"))
+    task = task_for(TrainConfig.from_dict(run_config.get("train", {})))
     return options.choice_score if task.kind == "choice" else None
 
 
 def nli_answers(run_config: dict, options: EvalOptions) -> str | None:
     """``generate`` where the run's labels are read from generated answers (``--nli-output generate`` on an NLI
     task), else None: ranked label strings, as every row was before the option existed."""
-    task = get_task(run_config.get("train", {}).get("task", "sib200"))
+    task = task_for(TrainConfig.from_dict(run_config.get("train", {})))
     return "generate" if options.nli_output == "generate" and getattr(task, "unparsed_label", None) else None
 
 
@@ -297,7 +297,7 @@ def _group(runs: list[Run]) -> dict[tuple[str, str, str], list[Run]]:
         raise XlpeftError("two runs share a directory name; the 'run' column needs unique names: rename one")
     groups: dict[tuple[str, str, str], list[Run]] = {}
     for run in runs:
-        groups.setdefault((run.backbone_key, run.task, run.train.source_data), []).append(run)
+        groups.setdefault((run.backbone_key, run.task_key, run.train.source_data), []).append(run)
     return groups
 
 
@@ -364,7 +364,7 @@ def _module_check(runs: list[Run], options: EvalOptions):
     removed, and a borrowed one still borrowed by the same distance (the target has no module of its own
     since). Each module's fingerprint is read once, however many rows used it."""
     by_name = {run.name: run for run in runs}
-    tasks = {name: get_task(run.task) for name, run in by_name.items()}
+    tasks = {name: task_for(run.train) for name, run in by_name.items()}
 
     @functools.cache
     def current(run_name: str, language: str) -> str | None:

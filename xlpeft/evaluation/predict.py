@@ -56,7 +56,7 @@ from xlpeft.modular.stack import ModuleStack
 from xlpeft.objectives.label_strings import ParsedAnswers, parse_answers
 from xlpeft.objectives.verbalizer import Verbalizer
 from xlpeft.runs import Run
-from xlpeft.tasks import ClassificationTask, Examples, TextTask, get_task
+from xlpeft.tasks import ClassificationTask, Examples, TextTask, task_for
 
 # Larger text batches were slower on CPU (cache locality): 8-16 sentences measured best for SmolLM2.
 MAX_CHUNK = 16
@@ -397,7 +397,7 @@ def inputs_read(backbone: Backbone, run: Run, inputs: Examples, language_rows: i
 def classifier_for_run(backbone: Backbone, run: Run, language_rows: int = 0) -> Classifier:
     """The classifier a finished run was trained with (``head_for`` its TrainConfig), with the label tokens it
     recorded; ``language_rows``: the length of the language prompt placed before the task's."""
-    classifier = head_for(backbone, run.train, get_task(run.task), language_rows)
+    classifier = head_for(backbone, run.train, task_for(run.train), language_rows)
     if isinstance(classifier, VerbalizerClassifier) and "label_token_ids" in run.config:
         classifier.verbalizer = Verbalizer(tuple(run.config["label_words"]), tuple(run.config["label_token_ids"]))
     classifier.layout.counts = max_length_counts(run.config)  # runs written before max_length counted text only

@@ -27,7 +27,8 @@ Several source languages train one run (tasks/sources.py): ``source: eng_Latn,fr
 configuration that stacks the source's language module (la+, slp+) takes one source: with several its runs
 are left out and listed.
 
-A grid trains one task (``task: nusax``; default SIB-200) and evaluates the languages of that task,
+A grid trains one task (``task: nusax``, or a task definition file, ``task: my_task.yaml``, relative to the grid
+file; default SIB-200) and evaluates the languages of that task,
 in its codes (for tasks other than SIB-200: ``all``, ``targets`` or a list such as ``[jav, sun]``). A file
 may hold one grid per task: a ``tasks:`` mapping of task name to its own ``train``/``evaluate``/``overrides``
 additions, merged onto the shared sections (configs/vykopal2025_tasks.yaml; ``load_grids``); the grids share
@@ -59,12 +60,13 @@ import yaml
 
 from xlpeft.config import BORROW_NONE, EvalOptions, LanguageModuleConfig, TrainConfig, several_sources_problem
 from xlpeft.data.languages import resolve_languages
+from xlpeft.data.task_names import is_task_file
 from xlpeft.errors import XlpeftError
 from xlpeft.modular.configurations import Configuration
-from xlpeft.tasks import Task, get_task
+from xlpeft.tasks import Task, task_for
 from xlpeft.tasks.sources import evaluation_languages, source_languages
 
-TRAIN_FIELDS = {f.name for f in fields(TrainConfig)}
+TRAIN_FIELDS = {f.name for f in fields(TrainConfig) if f.metadata.get("cli") is not False}  # not task_definition
 # a grid's evaluate section: EvalOptions' fields (the device is the machine's, not the grid's) and its languages
 EVAL_FIELDS = ({f.name for f in fields(EvalOptions)} - {"device"}) | {"languages"}
 MODULE_FIELDS = ({f.name for f in fields(LanguageModuleConfig)} - {"language", "kind"}) | {"languages", "kinds",
@@ -140,7 +142,22 @@ def load_grids(path: str | Path) -> list[Grid]:
         raise XlpeftError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
     if not isinstance(spec, dict) or not isinstance(spec.get("train"), dict):
         raise XlpeftError(f"{path} needs a 'train:' mapping of TrainConfig settings (see configs/quickstart.yaml)")
-    return expand_tasks(spec, default_name=path.stem)
+    return expand_tasks(_task_files_from(spec, path.parent), default_name=path.stem)
+
+
+def _task_files_from(spec: dict, folder: Path) -> dict:
+    """``spec`` with its task definition files (``task: my_task.yaml``, ``tasks: {my_task.yaml: ...}``) made
+    absolute from the grid file's folder, so that a grid runs from any working directory."""
+    def absolute(task):
+        if isinstance(task, list):
+            return [absolute(item) for item in task]
+        return str((folder / Path(task).expanduser()).resolve()) if isinstance(task, str) and is_task_file(task) else task
+
+    spec = {**spec, "train": {**spec["train"], **({"task": absolute(spec["train"]["task"])} if "task" in spec["train"]
+                                                   else {})}}
+    if isinstance(spec.get("tasks"), dict):
+        spec["tasks"] = {absolute(name): section for name, section in spec["tasks"].items()}
+    return spec
 
 
 def expand_tasks(spec: dict, default_name: str = "grid") -> list[Grid]:
@@ -160,7 +177,7 @@ def expand_tasks(spec: dict, default_name: str = "grid") -> list[Grid]:
                   "train": {**spec["train"], **(section.get("train") or {}), "task": name},
                   "evaluate": {**(spec.get("evaluate") or {}), **(section.get("evaluate") or {})},
                   "overrides": [*(spec.get("overrides") or []), *(section.get("overrides") or [])]}
-        grids.append(replace(expand(merged, default_name), subdir=name))
+        grids.append(replace(expand(merged, default_name), subdir=Path(name).stem if is_task_file(name) else name))
     return grids
 
 
@@ -176,25 +193,27 @@ def expand(spec: dict, default_name: str = "grid") -> Grid:
     overrides = _overrides(spec.get("overrides") or [])
     modules_dir, modules = _language_modules(spec.get("language_modules") or {})
     module_codes = {config.language for config in modules}
-    runs, seen, left_out = [], set(), []
+    runs, seen, left_out, tasks = [], set(), [], {}
     for values in itertools.product(*(train[a] for a in axes)):
         point = dict(zip(axes, values))
         settings = {**fixed, **point}
         for when, changes in overrides:
             if all(settings.get(k) == v for k, v in when.items()):
                 settings.update(changes)
-        config, reason = _train_config(settings, module_codes)
+        config, task, reason = _train_config(settings, module_codes)
+        tasks.setdefault(json.dumps([config.task, config.task_definition], sort_keys=True), task)
         if reason:
-            left_out.append(Skip(config.task, "source", config.source or get_task(config.task).default_source, reason))
+            left_out.append(Skip(config.task, "source", config.source or task.default_source, reason))
             continue
         rid = run_id(config)
         if rid not in seen:  # e.g. prompt lengths of a 'full' run collapse to one run
             seen.add(rid)
             runs.append(RunSpec(rid, config, point))
-    tasks = {run.config.task for run in runs} | {skip.task for skip in left_out}
     if len(tasks) > 1:
-        raise XlpeftError(f"a grid evaluates one task, this one trains {sorted(tasks)}: write one grid per task")
-    task = get_task(tasks.pop() if tasks else TrainConfig.task)  # no runs: the default task
+        names = sorted({task.name for task in tasks.values()})
+        raise XlpeftError(f"a grid evaluates one task, this one trains {names} (or two definitions of one): write one "
+                          "grid per task")
+    task = next(iter(tasks.values()), None) or task_for(TrainConfig())  # no runs: the default task
     evaluation, targets_left_out = _evaluation(spec.get("evaluate") or {}, task, runs, module_codes)
     return Grid(spec.get("name", default_name), runs, evaluation, axes, spec.get("data_dir"), modules, modules_dir,
                 _count(left_out) + targets_left_out)
@@ -281,28 +300,29 @@ def _joined(value, where: str) -> str:
     return value
 
 
-def _train_config(settings: dict, module_codes: set[str]) -> tuple[TrainConfig, str | None]:
-    """The run's resolved configuration, or the unresolved one and why the run is left out: its source has no
-    training data for the task, or (a module run) no language module in the grid."""
+def _train_config(settings: dict, module_codes: set[str]) -> tuple[TrainConfig, Task, str | None]:
+    """The run's resolved configuration and its task, or the unresolved one and why the run is left out: its source
+    has no training data for the task, or (a module run) no language module in the grid. A task file is read
+    into the configuration here (``task_for``), so the run id follows the definition."""
     try:
         config = TrainConfig(**settings)
     except TypeError as exc:
         raise XlpeftError(f"bad train settings {settings}: {exc}") from exc
-    task = get_task(config.task)
+    task = task_for(config)
     sources = source_languages(config.source or task.default_source)
     if len(sources) > 1 and (problem := several_sources_problem(config.configuration)):
-        return config, problem
+        return config, task, problem
     try:
         config.resolve(task)
     except XlpeftError:
         reason = next(filter(None, (task.missing_data(source, "source", config.source_data) for source in sources)),
                       None)
         if reason:
-            return config, reason
+            return config, task, reason
         raise
     if module_codes and _uses_module(config):
-        return config, _module_gap(task, config.source, module_codes)
-    return config, None
+        return config, task, _module_gap(task, config.source, module_codes)
+    return config, task, None
 
 
 def _uses_module(config: TrainConfig) -> bool:

@@ -39,7 +39,7 @@ from xlpeft.evaluation.identity import ROW_RECORD, EvalIdentity, read_rows
 from xlpeft.evaluation.samples import samples_current, samples_path
 from xlpeft.experiments.grid import Grid, RunSpec
 from xlpeft.experiments.store import GRID, STORE, load_results  # noqa: F401  (load_results re-exported for the CLI)
-from xlpeft.tasks import get_task
+from xlpeft.tasks import task_for
 
 log = logging.getLogger("xlpeft")
 LOCAL_TABLE = "local"
@@ -201,7 +201,7 @@ def gather(grid: Grid, out: Path) -> pd.DataFrame:
     if not len(table):
         return pd.DataFrame()
     modules = [c for c in MODULE_COLUMNS if c in table.columns]  # method B: which language module was used
-    metrics = [c for c in get_task(grid.runs[0].config.task).metric_columns if c != "n"]  # one task per grid
+    metrics = [c for c in task_for(grid.runs[0].config).metric_columns if c != "n"]  # one task per grid
     labels = [c for c in (*EvalIdentity.columns(), *ROW_RECORD, "n", "n_words_cut", "n_unparsed") if c in table.columns]
     long = table.melt(id_vars=["run", "run_id", "language", "name", "script", *modules, *labels], value_vars=metrics,
                       var_name="metric", value_name="value").rename(columns={"run_id": "artifact_id", "run": "run_id"})

@@ -21,3 +21,14 @@ def classification_metrics(gold: list[int], pred: list[int], n_labels: int) -> d
         "macro_f1": float(f1_score(gold, pred, average="macro", labels=list(range(n_labels)), zero_division=0)),
         "n": len(gold),
     }
+
+
+def present_label_metrics(gold: list[int], pred: list[int], n_labels: int) -> dict:
+    """:func:`classification_metrics` with macro-F1 averaged over the labels present in ``gold`` only: how tasks
+    defined in YAML score a language whose label set is a subset of the source's (a label the language never uses
+    would otherwise add an F1 of 0, or of nothing, whatever the model does). Equal to it when every label occurs."""
+    scores = classification_metrics(gold, pred, n_labels)
+    present = sorted(set(gold))
+    if len(present) < n_labels:
+        scores["macro_f1"] = float(f1_score(gold, pred, average="macro", labels=present, zero_division=0))
+    return scores

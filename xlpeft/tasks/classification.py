@@ -1,8 +1,7 @@
-"""Classification tasks: SIB-200 topics, NusaX sentiment, AmericasNLI inference.
+"""Classification tasks written in code: SIB-200 topics, AmericasNLI inference (NusaX and XNLI are definitions).
 
 Each reads its files through ``xlpeft.data`` and says where its source-language training data come from:
 - SIB-200: the source language's train/dev splits (any of the 205 languages).
-- NusaX: English train/valid (the data are sentence-parallel with the 11 Indonesian-region targets).
 - AmericasNLI: the files have no English side. ``--source en --source-data hub`` trains on English XNLI
   (MultiNLI's training pairs, XNLI's English validation) from the hub, the published protocol. Offline,
   the documented fallback is ``--source <an AmericasNLI language>``: that language's *dev* pairs train
@@ -24,7 +23,7 @@ import numpy as np
 from xlpeft.data import sib200
 from xlpeft.data.languages import SIB200_CODES, resolve_languages
 from xlpeft.data.task_names import SourceData
-from xlpeft.data.tasks import americasnli, nusax
+from xlpeft.data.tasks import americasnli
 from xlpeft.errors import XlpeftError
 from xlpeft.tasks.base import ClassificationTask, Examples
 from xlpeft.tasks.templates import TEXT_FIELD, VYKOPAL_CODE, Template
@@ -70,29 +69,6 @@ class Sib200Task(ClassificationTask):
 
     def describe(self):
         return {**super().describe(), "data_source": self.data.describe()}
-
-
-class NusaxTask(ClassificationTask):
-    """NusaX-Senti: English -> 11 languages of Indonesia, three-way sentiment, macro-F1."""
-
-    name = "nusax"
-    labels = nusax.LABELS
-    default_source = nusax.SOURCE
-    default_targets = nusax.LANGUAGES
-    flores = nusax.FLORES
-    metric_columns = ("macro_f1", "accuracy", "n")  # NusaX reports macro-F1
-    label_words_by_family = {"default": ("negative", "neutral", "positive")}
-
-    @property
-    def languages(self):
-        return nusax.LANGUAGES
-
-    def source_splits(self, source, source_data):
-        return self.load(source, "train"), self.load(source, "dev")
-
-    def load(self, language, split, source_data="local"):
-        data = nusax.load(language, split, self.data_dir)
-        return Examples(language, split, data.ids, data.texts, labels=data.labels)
 
 
 class AmericasNliTask(ClassificationTask):

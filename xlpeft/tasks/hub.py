@@ -1,13 +1,11 @@
-"""Tasks read from the hub by name, for users who are online: XNLI and WikiANN (Vykopal et al.'s NLI and NER).
+"""Tasks read from the hub by name, for users who are online: WikiANN (Vykopal et al.'s NER; their NLI task, XNLI,
+is a definition: ``definitions/xnli.yaml``).
 
-- ``xnli``: ``facebook/xnli``, 15 languages, one config per language (premise, hypothesis, label with
-  XNLI's ids). English train (MultiNLI's pairs) and validation are the source; targets are read from
-  their ``test`` (``--split dev``: ``validation``). Same text form, fields, words and paper template as AmericasNLI.
 - ``wikiann``: ``unimelb-nlp/wikiann``, 176 languages by their WikiANN codes (mostly ISO 639-1: ``en``,
   ``sw``, ``yo``), tokens and IOB2 tags over PER/ORG/LOC, as text-to-text NER with MasakhaNER's target
   form and entity F1. Any code is accepted; the hub says whether it exists.
-Both need ``--source-data hub`` (they have no local copy); ``datasets`` caches them, so a machine that
-has read them once can run offline (``HF_DATASETS_OFFLINE=1``).
+It needs ``--source-data hub`` (it has no local copy); ``datasets`` caches it, so a machine that
+has read it once can run offline (``HF_DATASETS_OFFLINE=1``).
 """
 
 from __future__ import annotations
@@ -15,17 +13,11 @@ from __future__ import annotations
 import functools
 
 from xlpeft.data.languages import codes_by_iso, registry
-from xlpeft.data.tasks.americasnli import LABELS as NLI_LABELS
 from xlpeft.data.tasks.common import load_hub
 from xlpeft.data.tasks.masakhaner import NerSentence
 from xlpeft.errors import XlpeftError
-from xlpeft.tasks.classification import AmericasNliTask, nli_examples
 from xlpeft.tasks.text_to_text import MasakhanerTask, ner_examples
 
-XNLI_LANGUAGES = tuple("ar bg de el en es fr hi ru sw th tr ur vi zh".split())
-XNLI_FLORES = {"ar": "arb_Arab", "bg": "bul_Cyrl", "de": "deu_Latn", "el": "ell_Grek", "en": "eng_Latn",
-               "es": "spa_Latn", "fr": "fra_Latn", "hi": "hin_Deva", "ru": "rus_Cyrl", "sw": "swh_Latn",
-               "th": "tha_Thai", "tr": "tur_Latn", "ur": "urd_Arab", "vi": "vie_Latn", "zh": "zho_Hans"}
 WIKIANN_TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")  # the hub's ner_tags ids
 HUB_SPLITS = {"train": "train", "dev": "validation", "test": "test"}
 
@@ -39,28 +31,6 @@ class _HubOnly:
     def check_source_data(self, source, source_data):
         if source_data != "hub":
             raise XlpeftError(f"{self.name} is read from the hub (it has no local copy): pass --source-data hub")
-
-
-class XnliTask(_HubOnly, AmericasNliTask):
-    name = "xnli"
-    hub = "facebook/xnli"
-    labels = NLI_LABELS
-    default_source = "en"
-    default_targets = XNLI_LANGUAGES
-    flores = XNLI_FLORES
-
-    @property
-    def languages(self):
-        return XNLI_LANGUAGES
-
-    def source_splits(self, source, source_data):
-        return self.load(source, "train"), self.load(source, "dev")
-
-    def load(self, language, split, source_data="hub"):
-        rows = load_hub(self.hub, language, HUB_SPLITS[split], f"XNLI {language}/{split}")
-        premises, hypotheses = list(rows["premise"]), list(rows["hypothesis"])
-        return nli_examples(language, split, list(range(len(premises))), premises, hypotheses,
-                            [int(x) for x in rows["label"]])
 
 
 class WikiannTask(_HubOnly, MasakhanerTask):

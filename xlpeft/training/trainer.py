@@ -56,7 +56,7 @@ from xlpeft.modular.registry import LanguageModule, ModuleRegistry
 from xlpeft.modular.stack import TASK_ADAPTER, ModuleStack
 from xlpeft.prompts import SoftPrompt, initial_prompt
 from xlpeft.runtime import autocast, fp32_cpu_matmul, resolve_device, resolve_precision, seed_everything
-from xlpeft.tasks import Examples, TextTask, get_task
+from xlpeft.tasks import Examples, TextTask, task_for
 from xlpeft.tasks.sources import SourceSample, sample_sources, union
 from xlpeft.training.budget import StepBudget
 from xlpeft.training.optim import clip_gradients, make_optimizer
@@ -113,7 +113,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, out_dir: Path, data_dir: str | None = None, backbone: Backbone | None = None):
         self.config = config
         self.out = files.ensure_writable(Path(out_dir))
-        self.task = get_task(config.task, data_dir)
+        self.task = task_for(config, data_dir)
         self.device = resolve_device(config.device)
         self.precision = resolve_precision(config.precision, self.device)
         self._validate()
