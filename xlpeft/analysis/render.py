@@ -113,12 +113,13 @@ def document(report: Report, figures: dict[str, Path | None], unplaced: list[str
     doc.text("A configuration's score is the mean over languages of each run, then the mean over seeds; its "
              "95 % interval is Student's t over seeds (none with one seed). A per-language cell is the mean over "
              "seeds ± the half-width of its 95 % interval over seeds.")
-    doc.text("Distances are URIEL's, from the source language (looked up under the task's ISO 639-3 codes; from a set of "
-             "source languages, the distance to the nearest of them, per kind): 0 is identical, 1 opposite. A negative r or rho "
-             "means the metric falls as languages get more distant from the source. A language without a distance "
-             "of some kind is left out of that kind's correlations (never imputed), and n counts the languages "
-             "used; the source language itself is left out (zero-shot transfer is about the targets). Brackets "
-             "hold a bootstrap interval over languages; p-values are Holm-adjusted across the six distances.")
+    doc.text("Distances are URIEL's, from the source language (looked up under the task's ISO 639-3 codes; from a "
+             "set of source languages, the distance to the nearest of them, per kind): 0 is identical, 1 opposite. "
+             "A negative r or rho means the metric falls as languages get more distant from the source. A language "
+             "without a distance of some kind is left out of that kind's correlations (never imputed), and n counts "
+             "the languages used; the source language itself (each of a set) is left out (zero-shot transfer is "
+             "about the targets). Brackets hold a bootstrap interval over languages; p-values are Holm-adjusted "
+             "across the six distances.")
     doc.text("Seeds are the unit of replication: languages scored by the same trained prompt share its training "
              "noise and are not independent replicates. A gain a - b (percentage points, between two configurations "
              "that differ in one axis only) pairs seed s of a with seed s of b on the same language; its interval "
@@ -283,7 +284,7 @@ def _baseline_text(report: Report) -> str:
     exact = f" (1/{report.labels})" if report.metric == "accuracy" else " in expectation"
     text = (f"{report.task} has {report.labels} labels. Baselines, from each language's `{report.split}` split: "
             f"guessing uniformly at random scores {chance} {metric}{exact}, and always answering the class most "
-            f"frequent in a language's split {majority}.")
+            f"frequent in a language's split scores {majority}.")
     return text + (f" ({report.baselines.note}.)" if report.baselines.note else "")
 
 
