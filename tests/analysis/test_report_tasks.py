@@ -10,6 +10,7 @@ correlations from scipy.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -31,7 +32,16 @@ from xlpeft.experiments import runner
 from xlpeft.experiments.grid import expand
 from xlpeft.tasks import get_task
 
-DATA = Path(os.environ.get("XLPEFT_DATA_DIR", Path(__file__).resolve().parents[3] / "shared" / "data"))
+
+
+def _data_root() -> Path:
+    """The data root holding sib200/ and tasks/: XLPEFT_DATA_DIR names it or its sib200 folder (conftest.py)."""
+    given = os.environ.get("XLPEFT_DATA_DIR")
+    path = Path(given) if given else Path(__file__).resolve().parents[3] / "shared" / "data"
+    return path.parent if (path / "eng_Latn").is_dir() else path
+
+
+DATA = _data_root()
 NUSAX = {"eng": 0.30, "ind": 0.20, "jav": 0.05, "sun": 0.00, "bbc": -0.10, "nij": -0.20, "mad": -0.15, "ace": -0.05}
 NER = {"eng": 0.40, "hau": 0.10, "yor": 0.00, "swa": 0.05, "pcm": 0.25, "bbj": -0.20, "wol": -0.15}
 
@@ -175,6 +185,19 @@ def test_without_data_the_report_is_written_and_says_the_baselines_were_not_comp
     markdown = (out / "report" / "report.md").read_text()
     assert "baselines were not computed: the NusaX data could not be read (nusax data not found under" in markdown
     assert "majority" not in pd.read_csv(out / "report" / "per_language.csv").columns
+    grid = json.loads((out / "grid.json").read_text())
+    assert grid["data_dir"] is None  # the grid had none, and 'xlpeft run' was given none
+    (out / "grid.json").write_text(json.dumps({**grid, "data_dir": str(DATA)}))  # as 'xlpeft run --data-dir' records it
+    assert analyse(out).baselines.table is not None
+
+
+def test_xlpeft_run_records_its_data_directory_absolute(tmp_path, monkeypatch):
+    grid = expand({"train": {"task": "nusax", "model": "smollm2-135m"}, "data_dir": "from/the/yaml"})
+    monkeypatch.chdir(tmp_path)
+    runner.write_grid(grid, tmp_path / "a")
+    runner.write_grid(grid, tmp_path / "b", "given")
+    assert json.loads((tmp_path / "a" / "grid.json").read_text())["data_dir"] == str(tmp_path / "from" / "the" / "yaml")
+    assert json.loads((tmp_path / "b" / "grid.json").read_text())["data_dir"] == str(tmp_path / "given")
 
 
 def test_a_masakhaner_report_uses_entity_f1_and_has_no_baselines(ner_grid):
@@ -234,3 +257,21 @@ def test_the_evaluation_plot_draws_a_tasks_own_baselines(tmp_path, closed_figure
     assert [tick.get_text() for tick in ax.get_xticklabels()][0] == "ind Indonesian"
     assert "bbc Batak Toba" in [tick.get_text() for tick in ax.get_xticklabels()]
     assert_legends_placed(figure)
+
+
+def test_xlpeft_evaluate_plots_a_nusax_runs_baselines(tmp_path, tiny_model_dir, closed_figures):  # noqa: F811
+    """The CLI end to end: a tiny NusaX run evaluated on two languages, its plot's lines at the files' values."""
+    run = tmp_path / "run"
+    assert main(["train", "--task", "nusax", "--model", str(tiny_model_dir), "--shots", "2", "--epochs", "1",
+                 "--prompt-length", "2", "--max-length", "48", "--out", str(run), "--quiet", "--data-dir", str(DATA)]) == 0
+    closed_figures.clear()  # training draws nothing, but keep only the evaluation's figure
+    assert main(["evaluate", str(run), "--languages", "bbc,ind", "--out", str(tmp_path / "res.csv"), "--quiet",
+                 "--data-dir", str(DATA)]) == 0
+    [figure] = closed_figures
+    ax = figure.axes[0]
+    drawn = {line.get_label().split(" (")[0]: line.get_ydata()[0] for line in ax.get_lines()}
+    counts = nusax_counts("bbc")
+    assert drawn["majority class"] == pytest.approx(2 * max(counts) / (sum(counts) + max(counts)) / 3)
+    assert drawn["chance"] == pytest.approx(exact_chance_macro_f1(counts, 3), abs=1e-12)
+    assert {tick.get_text() for tick in ax.get_xticklabels()} == {"bbc Batak Toba", "ind Indonesian"}
+    assert ax.get_ylabel() == "macro_f1"
