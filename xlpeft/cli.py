@@ -219,7 +219,8 @@ def _report_parser(sub) -> None:
                                    "(booktabs), the tables as CSV, and PNG plots: by distance, metric vs distance, "
                                    "configuration x language heatmap, prompt length (when it is an axis), world map.",
                        epilog="examples:\n  xlpeft report runs/quickstart\n"
-                              "  xlpeft report runs/quickstart --metric macro_f1 --distance genetic --out paper/")
+                              "  xlpeft report runs/quickstart --metric macro_f1 --distance genetic --out paper/\n"
+                              "  xlpeft report runs/nusax --data-dir ../shared/data   # NusaX: macro-F1, its baselines")
     p.add_argument("results", type=Path, help="grid output directory holding results.parquet and grid.json")
     p.add_argument("--out", type=Path, default=None, help="report directory (default: RESULTS/report)")
     p.add_argument("--metric", default=None, help="score to report: one of the task's metrics (default: its first, its "
