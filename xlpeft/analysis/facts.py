@@ -69,20 +69,22 @@ class Baselines:
 
 
 def baselines(task: Task, languages: list[str], split: str, metric: str, source_data: str = "local") -> Baselines:
-    """The baselines of ``metric`` on each language's ``split``, read from the task's data (``Task.baselines``)."""
+    """The baselines of ``metric`` on each language's ``split``, read from the task's data (``Task.baselines``).
+    When the first language's data cannot be read, none are computed (the data are missing, and trying every
+    language would only repeat it, with a hub probe each); a later language that cannot be read gets NaN."""
     rows, errors = {}, {}
     for language in languages:
         try:
             values = task.baselines(language, split, source_data)
         except XlpeftError as error:
+            if not rows:
+                return Baselines(None, f"baselines were not computed: the {task_title(task)} data could not be read "
+                                       f"({error})")
             errors[language] = str(error)
             continue
         if not values:
             return Baselines(None, f"{task_title(task)} is scored on generated text ({metric_name(task, metric)}): "
                                    "it has no majority class or chance level, so no baseline is drawn")
         rows[language] = {name: values[name].get(metric, float("nan")) for name in BASELINES}
-    if not rows:
-        first = next(iter(errors.values()), "no language given")
-        return Baselines(None, f"baselines were not computed: the {task_title(task)} data could not be read ({first})")
-    note = (f"no baselines for {', '.join(errors)}: {next(iter(errors.values()))}" if errors else "")
+    note = f"no baselines for {', '.join(errors)}: {next(iter(errors.values()))}" if errors else ""
     return Baselines(pd.DataFrame.from_dict(rows, orient="index", columns=list(BASELINES)).reindex(languages), note)
