@@ -23,7 +23,7 @@ from test_plots import assert_legends_placed, closed_figures  # noqa: F401  (a f
 
 from xlpeft.analysis import facts, plots
 from xlpeft.analysis.report import write_report
-from xlpeft.analysis.tables import analyse
+from xlpeft.analysis.tables import analyse, source_distances
 from xlpeft.cli import main
 from xlpeft.data.distances import ALL_KINDS, distances
 from xlpeft.data.tasks import masakhaner, nusax
@@ -152,6 +152,16 @@ def test_nusax_languages_get_names_and_uriel_distances_through_iso_codes(nusax_g
             ours, theirs = report.distances["eng"].loc[code, kind], reference.loc[nusax.FLORES.get(code, code), kind]
             assert (math.isnan(ours) and math.isnan(theirs)) or ours == theirs, (code, kind)
     assert not math.isnan(report.distances["eng"].loc["bbc", "syntactic"])  # no FLORES code, found by ISO 639-3
+    assert facts.language_names(get_task("americasnli"), ["nah"]) == {"nah": "Nahuatl languages"}  # ISO 639-5
+
+
+def test_iso_639_1_codes_find_uriel_as_their_flores_codes_do():
+    """XQuAD's (and XNLI's) ISO 639-1 codes: the distances of their FLORES namesakes."""
+    ours = source_distances(get_task("xquad"), ["en"], ["de", "zh", "hi"])["en"]
+    reference = distances(["eng_Latn"], ["deu_Latn", "zho_Hans", "hin_Deva"]).set_index("target")
+    for code, flores in (("de", "deu_Latn"), ("zh", "zho_Hans"), ("hi", "hin_Deva")):
+        assert ours.loc[code, list(ALL_KINDS)].tolist() == pytest.approx(reference.loc[flores, list(ALL_KINDS)].tolist(),
+                                                                         nan_ok=True)
 
 
 def test_nusax_correlations_are_scipys_over_the_targets(nusax_grid):

@@ -5,7 +5,8 @@ names, its languages' names, its source languages, and the baselines computed fr
   recall are entity-level where the task scores entities (its columns hold precision and recall: MasakhaNER,
   WikiANN), SQuAD's token F1 and exact match where they hold ``exact_match`` (XQuAD).
 - **Language names**: ``Task.language_info`` (the SIB-200 registry, through the task's FLORES codes), else the
-  ISO 639-3 reference name of ``Task.iso_code`` (pycountry): NusaX's ``bbc`` is Batak Toba.
+  ISO 639-3 reference name of ``Task.iso_code`` (pycountry): NusaX's ``bbc`` is Batak Toba; a group code (ISO
+  639-5: AmericasNLI's ``nah``) by the group's name.
 - **Source sets**: a run's ``source`` may name several languages, comma-separated (``eng_Latn,fra_Latn``).
 - **Baselines** (classification only, ``Task.baselines``): per language, ``majority`` (always answering the
   class most frequent in the evaluated split of that language) and ``chance`` (uniform guessing, in
@@ -51,7 +52,16 @@ def metric_name(task: Task, metric: str) -> str:
 
 def language_names(task: Task, codes: list[str]) -> dict[str, str]:
     """Each code's English name (:mod:`module docstring <xlpeft.analysis.facts>`); "" when none is known."""
-    return {code: task.language_info(code)[0] or language_name(task.iso_code(code) or code) or "" for code in codes}
+    return {code: task.language_info(code)[0] or language_name(task.iso_code(code) or code) or _group_name(code)
+            for code in codes}
+
+
+def _group_name(code: str) -> str:
+    """The name of an ISO 639-5 group code (AmericasNLI's ``nah``, Nahuatl languages; ``oto``), else ""."""
+    import pycountry
+
+    group = pycountry.language_families.get(alpha_3=code) if len(code) == 3 else None
+    return group.name if group else ""
 
 
 def source_languages(source: str) -> list[str]:
