@@ -90,3 +90,54 @@ evaluate:
     assert store["run_id"].nunique() == 2 and set(store["language"]) == {"deu"}
     assert set(store["metric"]) >= {"macro_f1", "accuracy"}
 
+
+
+def test_the_done_when_of_issue_19_a_tsv_folder_to_a_report_with_uriel_correlations(tmp_path, tiny_model_dir, sib_dir):
+    """The whole path of docs/your_task.md: per-language TSV folders in ISO 639-3 codes with columns of the user's
+    naming and label sets that differ across languages, one YAML file, a grid of method A, a method B task adapter
+    and a task prompt on soft language prompts (trained first from raw text), then ``xlpeft report``: baselines from
+    the data, language names, URIEL distances through the ISO codes and their correlations with the scores."""
+    root = tmp_path / "my_data"
+    targets = {"deu": ["negative", "positive"], "fra": LABELS, "spa": ["neutral", "positive"]}
+    for code, keep in {"eng": LABELS, **targets}.items():
+        lines = (sib_dir / f"{code}_Latn" / "train.tsv").read_text(encoding="utf-8").splitlines()[1:31]
+        texts = [line.split("\t")[2] for line in lines]
+        splits = {"train": texts[:12], "dev": texts[12:18], "test": texts[18:30]} if code == "eng" else {"test": texts[:12]}
+        (root / code).mkdir(parents=True)
+        for split, rows in splits.items():
+            frame = pd.DataFrame({"sentence": rows, "polarity": [keep[i % len(keep)] for i in range(len(rows))]})
+            frame.to_csv(root / code / f"{split}.tsv", sep="\t", index=False)
+    (root / "my_sentiment.yaml").write_text(DEFINITION)
+    modules = tmp_path / "modules"
+    (tmp_path / "my_grid.yaml").write_text(f"""\
+name: my_grid
+train:
+  task: my_data/my_sentiment.yaml
+  model: {tiny_model_dir}
+  configuration: ["", ta, slp+tp]
+  placement: prefix
+  modules_dir: {modules}
+  shots: 2
+  epochs: 1
+  prompt_length: 3
+  max_length: 48
+language_modules: {{model: {tiny_model_dir}, modules_dir: {modules}, languages: [eng_Latn, deu_Latn, fra_Latn, spa_Latn],
+                   kinds: slp, text: sib200-train, steps: 2, eval_every: 2, block_length: 32, prompt_length: 3}}
+evaluate: {{languages: targets}}
+""")
+    out = tmp_path / "runs"
+    assert main(["run", str(tmp_path / "my_grid.yaml"), "--out", str(out), "--data-dir", str(sib_dir.parent), "--quiet"]) == 0
+    store = pd.read_parquet(out / "results.parquet")
+    assert store["run_id"].nunique() == 3 and set(store["language"]) == set(targets)
+    assert main(["report", str(out), "--out", str(tmp_path / "report")]) == 0
+    per_language = pd.read_csv(tmp_path / "report" / "per_language.csv")
+    assert set(per_language["language"]) == set(targets)
+    names = dict(zip(per_language["language"], per_language["name"]))
+    assert names["deu"] == "German" and names["fra"] == "French" and names["spa"] == "Spanish"
+    # baselines from each target's own test labels: deu and spa have two of the three labels, 6 of 12 each
+    majority = per_language.drop_duplicates("language").set_index("language")["majority"]
+    assert majority["deu"] == pytest.approx(2 * 0.5 / 1.5 / 2)  # macro-F1 over deu's two labels: F1 2/3 and 0
+    correlations = pd.read_csv(tmp_path / "report" / "correlations.csv")
+    syntactic = correlations[correlations["kind"] == "syntactic"]
+    assert len(syntactic) == 3 and (syntactic["n"] == 3).all() and syntactic["pearson_r"].notna().all()
+    assert "my_sentiment" in (tmp_path / "report" / "report.md").read_text()
