@@ -1,10 +1,10 @@
 """The built-in tasks shipped as YAML definitions (NusaX, XNLI, XCOPA) read exactly what their Python readers read.
 
 The fingerprints were recorded from the Python classes (NusaxTask over data/tasks/nusax.py, XnliTask over the
-hub, XcopaTask over data/tasks/xcopa.py and English COPA from the hub) before they were replaced by xlpeft/tasks/definitions/*.yaml: every language's train, dev and test
-Examples (ids, texts, labels, template fields), the source splits, and the task's facts (labels, words, codes,
-metric columns, templates). A change to the definitions or to the defined-task code that would change a run's
-data, and so its numbers, fails here.
+hub, XcopaTask over data/tasks/xcopa.py and English COPA from the hub) before they were replaced by
+xlpeft/tasks/definitions/*.yaml: every language's train, dev and test Examples (ids, texts, labels, template
+fields), the source splits, and the task's facts (labels, words, codes, metric columns, templates). A change
+to the definitions or to the defined-task code that would change a run's data, and so its numbers, fails here.
 """
 
 from __future__ import annotations
