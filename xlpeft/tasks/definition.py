@@ -12,6 +12,11 @@ label: polarity
 metric: macro_f1
 ```
 
+A multiple-choice definition names ``choices`` (columns or templates) and the gold column as ``label`` (its
+values mapped to 0-based positions by ``label_values`` where the data count from 1); ``value_maps`` renders a
+column through a map, ``source_data`` reads one source language from another hub dataset (XCOPA's English
+COPA), ``source_from_test`` carves the source out of a test-only dataset by group (Belebele's passages).
+
 Every mistake is one line naming the file, the key and the fix: an unknown key (with the allowed ones), a value
 of the wrong type, a missing required key. What the schema cannot know until the data are read (a missing
 column, an unknown language, a label never seen in the source) is checked by the task (``tasks/defined.py``).
