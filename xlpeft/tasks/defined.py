@@ -1,5 +1,6 @@
-"""Tasks built from a YAML definition (``definition.py``): classification and text-to-text tasks over local files or
-a hub dataset, with few-shot sampling, templates, verbalizer words and the metrics of the tasks written in code.
+"""Tasks built from a YAML definition (``definition.py``): classification, text-to-text and multiple-choice tasks
+over local files or a hub dataset, with few-shot sampling, templates, verbalizer words and the metrics of the tasks
+written in code.
 
 The rules a definition's data follow, all said in one-line errors or in the run's record:
 - **Languages**: those the definition lists, else those its files exist for (the ``{language}`` part of the
@@ -8,8 +9,14 @@ The rules a definition's data follow, all said in one-line errors or in the run'
   recognised from the code itself: a FLORES code, or an ISO 639-1/3 code SIB-200 has in one script.
 - **Splits**: train, dev and test are the data's own names through ``splits`` (default: the same names; a files
   definition's dev split is also found as ``validation`` or ``valid``, a hub one's is ``validation``). A source
-  without a dev split validates on a fixed quarter of its train split (seed-independent, recorded); a source
-  without a train split is an error naming the file and the fix.
+  without a dev split, or whose dev is mapped to train's split, validates on a fixed quarter of its train split
+  (seed-independent, recorded); a source without a train split is an error naming the file and the fix. Data
+  with a test split only may carve the source's train and dev out of it by group (``source_from_test``: the
+  same groups in every language, never evaluated), and one source language may be read from another hub
+  dataset (``source_data``: XCOPA's English COPA; a source only, never evaluated).
+- **Multiple choice**: the choices are columns (or templates over columns), stripped; the gold column holds the
+  right choice's 0-based position, or values ``label_values`` maps to one. ``value_maps`` (any kind) renders a
+  column the input or the choices read through a map.
 - **Labels**: the definition's, else the source's train labels, sorted. A label of another language that the
   task does not have is an error naming the label and the language. A language whose test set uses a subset of
   the labels is scored on what is present: macro-F1 over the labels in its gold (``present_label_metrics``).
@@ -198,7 +205,7 @@ class DefinedTask(Task):
         if d.data.language_column and language != self._only_source:
             require_columns(frame, [d.data.language_column], where, self._file)
             frame = frame[frame[d.data.language_column] == spec.data_name]
-        if d.source_from_test:
+        if d.source_from_test and language != self._only_source:
             require_columns(frame, [d.source_from_test.group], where, self._file)
             share = d.source_from_test.share
             frame = frame[[group_part(value, share) == split for value in frame[d.source_from_test.group]]]
@@ -218,7 +225,7 @@ class DefinedTask(Task):
                               f"{language_name(spec.language) or spec.language} ({spec.name or spec.hub}) is only a "
                               "training source")
         if source_data != "hub":
-            self.check_source_data(spec.language, source_data)
+            self.check_source_data(spec.language, source_data)  # raises: the language is read from the hub only
         where = f"{spec.hub} ({spec.config or 'default'}/{spec.split_name(split)})"
         rows = hub.load_hub(spec.hub, spec.config or None, spec.split_name(split),
                             f"{self._source_data_name} {split}, the {self.name} source training data")
