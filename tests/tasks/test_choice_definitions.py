@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from xlpeft.errors import XlpeftError
-from xlpeft.tasks import get_task, hub
+from xlpeft.tasks import BUILTIN_DEFINITIONS, get_task, hub
 from xlpeft.tasks.defined import task_class
 from xlpeft.tasks.definition import TaskDefinition, load_definition
 
@@ -63,6 +63,9 @@ def test_a_multiple_choice_definition_survives_the_round_trip_through_a_run_conf
         source_from_test={"group": "context", "share": 0.5}))
     assert definition.choice_fields == ("first", "second", "context")
     assert TaskDefinition.from_dict(definition.to_dict()) == definition
+    for name in ("xcopa", "xstorycloze", "belebele"):  # as a copy of a shipped one would be stored in a run
+        shipped = load_definition(BUILTIN_DEFINITIONS[name])
+        assert TaskDefinition.from_dict(shipped.to_dict()) == shipped
 
 
 # ----------------------------------------------------------------------------------------- a files task
