@@ -208,11 +208,14 @@ def _languages_parser(sub) -> None:
 
 def _report_parser(sub) -> None:
     p = sub.add_parser("report", formatter_class=_Formatter, help="tables, statistics and plots of a grid's results",
-                       description="Write a report of a grid output directory ('xlpeft run'): report.md and a "
+                       description="Write a report of a grid output directory ('xlpeft run'), for any task: report.md and a "
                                    "self-contained report.html (figures embedded) with a summary per configuration "
                                    "(a combination of the grid's axes other than seed: mean over languages per seed, "
-                                   "then mean and 95% CI over seeds), a per-language table with URIEL distances from "
-                                   "the source, correlations of each configuration's scores with each distance "
+                                   "then mean and 95% CI over seeds), a per-language table with the languages' names "
+                                   "and URIEL distances from the source (through the task's ISO 639-3 codes; from a "
+                                   "set of source languages, the nearest), the majority-class and chance baselines "
+                                   "computed from the task's data (classification tasks; text tasks have none), "
+                                   "correlations of each configuration's scores with each distance "
                                    "(Pearson and Spearman with bootstrap intervals over languages, p Holm-adjusted "
                                    "across the six distances; languages without a distance left out, n reported), "
                                    "gains between configurations that differ in one axis (paired on seed and "
@@ -222,10 +225,17 @@ def _report_parser(sub) -> None:
                                    "(booktabs), the tables as CSV, and PNG plots: by distance, metric vs distance, "
                                    "configuration x language heatmap, prompt length (when it is an axis), world map.",
                        epilog="examples:\n  xlpeft report runs/quickstart\n"
-                              "  xlpeft report runs/quickstart --metric macro_f1 --distance genetic --out paper/")
+                              "  xlpeft report runs/quickstart --metric macro_f1 --distance genetic --out paper/\n"
+                              "  xlpeft report runs/nusax --data-dir ../shared/data   # NusaX: macro-F1, its baselines")
     p.add_argument("results", type=Path, help="grid output directory holding results.parquet and grid.json")
     p.add_argument("--out", type=Path, default=None, help="report directory (default: RESULTS/report)")
-    p.add_argument("--metric", choices=["accuracy", "macro_f1"], default="accuracy", help="score to report")
+    p.add_argument("--metric", default=None, help="score to report: one of the task's metrics (default: its first, its "
+                   "community's metric): accuracy or macro_f1 for SIB-200, AmericasNLI and XNLI, macro_f1 (default) or "
+                   "accuracy for NusaX, entity f1, precision or recall for MasakhaNER and WikiANN, SQuAD f1 or "
+                   "exact_match for XQuAD")
+    p.add_argument("--data-dir", default=None, help="data root holding the task's data, read for the baselines "
+                   "(default: the data_dir the grid recorded, else XLPEFT_DATA_DIR); without the data the report is "
+                   "still written, saying that the baselines were not computed")
     p.add_argument("--distance", default="syntactic", help="URIEL distance that orders the languages of "
                    "by_distance.png and that the claim 'freezing helps distant languages' is tested with: "
                    "syntactic, geographic, inventory, genetic, phonological or featural")
@@ -339,12 +349,14 @@ def cmd_evaluate(args) -> None:
 
         print(f"-> {samples_dir(out)} (per-example records, RUN/LANGUAGE.jsonl)")
     if not args.no_plot:
+        from xlpeft.analysis.facts import baselines, language_names
         from xlpeft.analysis.plots import accuracy_plot
 
         plot = out.with_suffix(".png")
+        lines = baselines(task, languages, args.split, metric, runs[0].train.source_data)  # none for text tasks
         accuracy_plot(results[results["language"].isin(languages)], [run.name for run in runs], plot, metric,
-                      baselines=task.name == "sib200")
-        print(f"-> {plot}")
+                      baselines=lines.table, names=language_names(task, languages))
+        print(f"-> {plot}" + (f" ({lines.note})" if lines.note and task.kind == "classification" else ""))
 
 
 def _slurm_parameters(items: list[str]) -> dict:
@@ -429,7 +441,7 @@ def cmd_languages(args) -> None:
 def cmd_report(args) -> None:
     from xlpeft.analysis.report import write_report
 
-    for path in write_report(args.results, args.out, metric=args.metric, distance=args.distance):
+    for path in write_report(args.results, args.out, metric=args.metric, distance=args.distance, data_dir=args.data_dir):
         print(f"-> {path}")
 
 

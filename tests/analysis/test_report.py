@@ -33,6 +33,7 @@ OFFSET = {"eng_Latn": 0.30, "fra_Latn": 0.10, "deu_Latn": 0.05, "swh_Latn": -0.1
           "ast_Latn": 0.15, "zho_Hans": -0.09}  # sum 0.10
 BASE = {"prompt": 0.60, "joint": 0.50}
 SCALE = {"prompt": 1.0, "joint": 0.5}
+SIB200 = os.environ.get("XLPEFT_DATA_DIR") or str(Path(__file__).resolve().parents[3] / "shared" / "data" / "sib200")
 T_975_1 = 12.706204736174707  # Student's t, 97.5th percentile, 1 degree of freedom (two seeds)
 P4, P16, J4, J16 = (f"regime={r}, prompt_length={length}" for r in ("prompt", "joint") for length in (4, 16))
 
@@ -41,7 +42,7 @@ def _grid_dir(path, train: dict, partial: str | None = None):
     """Write a grid output directory; ``partial`` is a language only the first run was evaluated on."""
     grid = expand({"name": "synthetic", "train": {"model": "smollm2-135m", "epochs": 1, **train},
                    "evaluate": {"languages": list(OFFSET), "precision": "fp32"}})
-    runner.write_grid(grid, path)
+    runner.write_grid(grid, path, SIB200)  # the data directory, recorded as 'xlpeft run' does: the baselines read it
     rows = []
     for i, spec in enumerate(grid.runs):
         c = spec.config

@@ -1,8 +1,11 @@
 """Task metrics on hand-made cases whose answers are known (seqeval's README, SQuAD by hand)."""
 
+from itertools import product
+
+import numpy as np
 import pytest
 
-from xlpeft.metrics.classification import classification_metrics
+from xlpeft.metrics.classification import classification_metrics, expected_macro_f1_of_guessing, present_label_metrics
 from xlpeft.metrics.entities import bio_spans, entity_scores, text_entity_scores
 from xlpeft.metrics.squad import normalize_answer, squad_exact_match, squad_f1, squad_scores
 
@@ -19,6 +22,19 @@ def test_classification_by_hand():
     assert scores["macro_f1"] == pytest.approx((2 / 3 + 1 / 2 + 0) / 3)
     with pytest.raises(ValueError, match="predictions"):
         classification_metrics([0, 1], [0], n_labels=2)
+
+
+@pytest.mark.parametrize("gold, labels", [([0, 0, 1, 2], 3), ([0, 0, 0, 1, 1], 2), ([1, 1, 1], 3), ([0, 1, 2, 3, 3, 0], 4)])
+def test_expected_macro_f1_of_guessing_is_the_mean_over_every_guess(gold, labels):
+    """Every one of the labels ** n equally likely guesses, scored by classification_metrics (a class absent from the
+    gold labels included, as in [1, 1, 1]): their mean is the expectation, exactly."""
+    scores = [classification_metrics(gold, list(guess), labels)["macro_f1"] for guess in product(range(labels), repeat=len(gold))]
+    counts = np.bincount(gold, minlength=labels).tolist()
+    assert expected_macro_f1_of_guessing(counts) == pytest.approx(np.mean(scores), abs=1e-12)
+    # tasks defined in YAML average macro-F1 over the labels present in the gold: so does their chance level
+    present = [present_label_metrics(gold, list(guess), labels)["macro_f1"]
+               for guess in product(range(labels), repeat=len(gold))]
+    assert expected_macro_f1_of_guessing(counts, present_only=True) == pytest.approx(np.mean(present), abs=1e-12)
 
 
 def test_seqeval_readme_example():

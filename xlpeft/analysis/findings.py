@@ -11,8 +11,10 @@ The claims (../shared/docs/methods.md):
 A claim applies when the grid has configurations that differ only in the axis it is about (``regime``
 prompt vs joint, several ``prompt_length`` values, ``reparam`` none vs another, ``configuration`` slp+ta
 vs others); one finding per such comparison, the other axes held fixed. Claims are about transfer, so
-the source language is left out. Every finding is computed on gains paired on seed and language: seed
-``s`` of one configuration against seed ``s`` of the other, on the same language.
+the source language (every one of a set of sources) is left out. Every finding is computed on gains
+paired on seed and language: seed ``s`` of one configuration against seed ``s`` of the other, on the
+same language. The claims are about the methods, not about one dataset, so they are tested on any
+task's grid, with the grid's metric (the papers made them on their own tasks: the report says which).
 
 Each finding has two intervals. The **seed interval** is Student's t over one value per seed (the
 statistic computed on that seed's languages): training noise, the unit of replication. The **language
@@ -30,10 +32,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from xlpeft.analysis.facts import source_languages
 from xlpeft.analysis.stats import MIN_SEEDS, holm, language_bootstrap, seed_test, slope
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, UNDERPOWERED = "supported", "contradicted", "inconclusive", "underpowered"
 PHILIPPY, VYKOPAL = "Philippy et al. 2024", "Vykopal et al. 2025"
+PAPER_TASKS = {PHILIPPY: "SIB-200", VYKOPAL: "extractive QA, WikiANN NER, XNLI and claim detection"}  # methods.md
 
 
 @dataclass(frozen=True)
@@ -109,7 +113,7 @@ def findings(data: pd.DataFrame, configs: pd.DataFrame, axes: list[str], distanc
     languages = list(pd.unique(data["language"]))
 
     def targets(config: str) -> list[str]:  # the claims are about transfer: the source is left out
-        return [language for language in languages if language != source[config]]
+        return [language for language in languages if language not in source_languages(source[config])]
 
     out: list[Finding] = []
     for a, b, context in _pairs(configs, axes, "regime", "prompt", "joint"):

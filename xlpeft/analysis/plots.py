@@ -2,8 +2,15 @@
 distances, prompt length and the map.
 
 Figures with one tick per language widen with the language count and shrink their tick labels, so
-that 205 labels stay legible (the report shows them at natural size, scrolling sideways). Missing
-values (a distance URIEL lacks, a language without coordinates) are left out or set apart, never filled.
+that 205 labels stay legible (the report shows them at natural size, scrolling sideways); a tick names the
+language by its code and, where known, its name. Missing values (a distance URIEL lacks, a language without
+coordinates) are left out or set apart, never filled.
+
+Baselines (``baselines``: languages x ``majority``, ``chance`` of the plotted metric, computed from the task's
+data by :mod:`xlpeft.analysis.facts`; None draws none) are grey lines: dashed for the majority class, dotted
+for chance. Where every language has the same value it is one line across the plot; where they differ, a
+plot with one position per language draws each language's own value over it, and the others draw the mean
+over languages, saying so in the legend.
 """
 
 from __future__ import annotations
@@ -17,19 +24,19 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from xlpeft.analysis.facts import source_languages  # noqa: E402
 from xlpeft.analysis.stats import correlation  # noqa: E402
 from xlpeft.files import atomic_write  # noqa: E402
 
-MAJORITY = 0.25  # always predicting the largest SIB-200 class (methods.md C)
-CHANCE = 1 / 7
+BASELINE_LINES = {"majority": ("--", "majority class"), "chance": (":", "chance")}  # style, legend text
 DPI = 110
 LEGEND_ROWS = 24  # entries per legend column beside a 4-inch-high plot (6-point text)
 
 
 def accuracy_plot(results: pd.DataFrame, runs: list[str], path: Path, metric: str = "accuracy",
-                  baselines: bool = True) -> None:
-    """Bars of mean ``metric`` over ``runs`` per language (min-max whiskers when several runs); ``baselines``
-    draws SIB-200's majority-class and chance lines."""
+                  baselines: pd.DataFrame | None = None, names: dict[str, str] | None = None) -> None:
+    """Bars of mean ``metric`` over ``runs`` per language (min-max whiskers when several runs), with the
+    task's ``baselines`` (see the module docstring) and the languages' ``names`` under their codes."""
     table = results[results["run"].isin(runs)].assign(script=lambda t: t["script"].fillna("").replace("", "other"))
     stats = table.groupby(["language", "script"])[metric].agg(["mean", "min", "max"]).reset_index()
     stats = stats.sort_values("mean", ascending=False)
@@ -37,14 +44,14 @@ def accuracy_plot(results: pd.DataFrame, runs: list[str], path: Path, metric: st
     colours = {s: plt.get_cmap("tab20")(i % 20) for i, s in enumerate(scripts)}
     # constrained layout makes room for the legend outside the axes (on the right): inside them it hid bars,
     # and with many scripts it grew wider than the axes, over the title and past the figure's left edge
-    fig, ax = plt.subplots(figsize=(max(6, 0.22 * len(stats) + 2), 4), layout="constrained")
+    ticks = _tick_labels(list(stats["language"]), names)
+    fig, ax = plt.subplots(figsize=(max(6, 0.22 * len(stats) + 2), 3.6 + max(map(len, ticks)) * 0.55 * 7 / 72),
+                           layout="constrained")
     x = range(len(stats))
     errors = [stats["mean"] - stats["min"], stats["max"] - stats["mean"]] if len(runs) > 1 else None
     ax.bar(x, stats["mean"], color=[colours[s] for s in stats["script"]], yerr=errors, capsize=1.5)
-    if baselines:
-        ax.axhline(MAJORITY, color="grey", linestyle="--", linewidth=0.8, label="majority class (25%)")
-        ax.axhline(CHANCE, color="grey", linestyle=":", linewidth=0.8, label="chance (14.3%)")
-    ax.set_xticks(list(x), stats["language"], rotation=90, fontsize=7)
+    _references(ax, baselines, list(stats["language"]))
+    ax.set_xticks(list(x), ticks, rotation=90, fontsize=7)
     ax.set_ylabel(metric + (f" (mean of {len(runs)} runs)" if len(runs) > 1 else ""))
     ax.set_ylim(0, 1)
     ax.set_title(", ".join(runs[:4]) + (f" and {len(runs) - 4} more" if len(runs) > 4 else ""), fontsize=9)
@@ -57,9 +64,10 @@ def accuracy_plot(results: pd.DataFrame, runs: list[str], path: Path, metric: st
 
 
 def by_distance_plot(means: pd.DataFrame, distance: pd.Series, kind: str, source: str, metric: str,
-                     path: Path) -> None:
+                     path: Path, baselines: pd.DataFrame | None = None, names: dict[str, str] | None = None) -> None:
     """The metric per language (``means``: languages x configurations), languages in order of ``distance``
-    from ``source``; the distance itself is drawn on a second axis so the ordering can be read off.
+    from ``source`` (a set of sources: the nearest); the distance itself is drawn on a second axis so the
+    ordering can be read off.
 
     Languages without this distance come last, past a dashed line, with no distance drawn.
     """
@@ -67,10 +75,10 @@ def by_distance_plot(means: pd.DataFrame, distance: pd.Series, kind: str, source
     missing = [language for language in means.index if language not in known.index]
     order = [*known.index, *missing]
     x = np.arange(len(order))
-    fig, ax = plt.subplots(figsize=(_width(len(order)), 4.5))
+    fig, ax = plt.subplots(figsize=(_width(len(order)), 4.05 + _label_height(order, names)))
     for colour, config in zip(_colours(len(means.columns)), means.columns):
         ax.plot(x, means.loc[order, config], marker="o", markersize=3, linewidth=0.7, color=colour, label=config)
-    _references(ax, metric)
+    _references(ax, baselines, order)
     ax.set_ylabel(metric)
     ax.set_ylim(0, 1)
     distance_axis = ax.twinx()
@@ -82,7 +90,7 @@ def by_distance_plot(means: pd.DataFrame, distance: pd.Series, kind: str, source
         ax.axvline(len(known) - 0.5, color="black", linestyle="--", linewidth=0.8)
         ax.text(len(known) - 0.4, 0.98, f"no {kind} distance ({len(missing)})", transform=ax.get_xaxis_transform(),
                 fontsize=7, va="top", ha="left", rotation=90)
-    _language_ticks(ax, order)
+    _language_ticks(ax, order, names)
     handles = ax.get_legend_handles_labels()[0] + distance_axis.get_legend_handles_labels()[0]
     distance_axis.legend(handles, [h.get_label() for h in handles], fontsize=6, loc="lower left",  # drawn over both
                          ncol=max(1, min(4, int(fig.get_figwidth() // 3.5))))
@@ -91,7 +99,7 @@ def by_distance_plot(means: pd.DataFrame, distance: pd.Series, kind: str, source
 
 
 def scatter_plot(means: pd.DataFrame, distances: dict[str, pd.DataFrame], kinds: tuple[str, ...], metric: str,
-                 path: Path) -> None:
+                 path: Path, baselines: pd.DataFrame | None = None) -> None:
     """One panel per distance kind: the metric of each configuration (``means`` column) against the
     distance of each language from that configuration's source (``distances[config]``: languages x
     kinds), with its least-squares line and Pearson's r over the languages that have the distance."""
@@ -115,7 +123,7 @@ def scatter_plot(means: pd.DataFrame, distances: dict[str, pd.DataFrame], kinds:
         ax.set_title(kind, fontsize=9)
         ax.set_xlabel(f"{kind} distance")
         ax.set_ylabel(metric)
-        _references(ax, metric, labelled=False)  # the panel legends hold the fits' r only
+        _references(ax, baselines, labelled=False)  # the panel legends hold the fits' r only
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=6, loc="best")
     for ax in axes.ravel()[len(kinds):]:
@@ -126,20 +134,22 @@ def scatter_plot(means: pd.DataFrame, distances: dict[str, pd.DataFrame], kinds:
     _save(fig, path, tight=False)
 
 
-def heatmap_plot(means: pd.DataFrame, metric: str, path: Path) -> None:
+def heatmap_plot(means: pd.DataFrame, metric: str, path: Path, names: dict[str, str] | None = None) -> None:
     """Configurations x languages, languages ordered by their mean over configurations (best first)."""
     order = means.mean(axis=1).sort_values(ascending=False, kind="stable").index
     matrix = means.loc[order].T
-    fig, ax = plt.subplots(figsize=(_width(len(order)), 1.6 + 0.3 * len(matrix)))
+    # the heat rows, the title, and the tick labels below them (a language's name lengthens its label)
+    fig, ax = plt.subplots(figsize=(_width(len(order)), 1.2 + 0.3 * len(matrix) + _label_height(list(order), names)))
     image = ax.imshow(matrix.to_numpy(dtype=float), aspect="auto", cmap="viridis", interpolation="nearest")
     ax.set_yticks(range(len(matrix)), matrix.index, fontsize=7)
-    _language_ticks(ax, list(order))
+    _language_ticks(ax, list(order), names)
     fig.colorbar(image, ax=ax, label=metric, fraction=0.03, pad=0.01)
     ax.set_title(f"{metric}: configurations x languages (languages by mean over configurations)", fontsize=9)
     _save(fig, path)
 
 
-def prompt_length_plot(summary: pd.DataFrame, others: list[str], metric: str, path: Path) -> None:
+def prompt_length_plot(summary: pd.DataFrame, others: list[str], metric: str, path: Path,
+                       baselines: pd.DataFrame | None = None) -> None:
     """Mean metric (with its interval over seeds) against ``prompt_length``, one line per combination of
     the ``others`` axes. ``summary`` has ``prompt_length``, ``mean``, ``ci_low``, ``ci_high`` and ``others``."""
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
@@ -154,7 +164,7 @@ def prompt_length_plot(summary: pd.DataFrame, others: list[str], metric: str, pa
     ax.set_xscale("symlog", linthresh=1)  # lengths grow geometrically; symlog keeps L=0 (no prompt) on the axis
     ax.set_xticks(lengths, [str(length) for length in lengths])
     ax.minorticks_off()
-    _references(ax, metric)
+    _references(ax, baselines)
     ax.set_xlabel("prompt length L")
     ax.set_ylabel(f"{metric} (mean over languages, 95% CI over seeds)")
     ax.legend(fontsize=7)
@@ -163,7 +173,7 @@ def prompt_length_plot(summary: pd.DataFrame, others: list[str], metric: str, pa
 
 def world_map_plot(points: pd.DataFrame, source: str, title: str, metric: str, path: Path) -> None:
     """Languages at their ``longitude``/``latitude``, coloured by ``value``, on a plain degree frame with a
-    graticule (no coastlines: no basemap data is available offline), the ``source`` language ringed in
+    graticule (no coastlines: no basemap data is available offline), the ``source`` language(s) ringed in
     red. Rows without a point are skipped."""
     placed = points.dropna(subset=["longitude", "latitude"])
     fig, ax = plt.subplots(figsize=(16, 8.4))
@@ -179,7 +189,7 @@ def world_map_plot(points: pd.DataFrame, source: str, title: str, metric: str, p
                        edgecolors="black", linewidths=0.3, zorder=3)
     for language, lon, lat in zip(placed["language"], placed["longitude"], placed["latitude"]):
         ax.annotate(language, (lon, lat), xytext=(2, 2), textcoords="offset points", fontsize=4.5, zorder=4)
-    ring = placed[placed["language"] == source]
+    ring = placed[placed["language"].isin(source_languages(source))]
     ax.scatter(ring["longitude"], ring["latitude"], s=90, facecolors="none", edgecolors="red", linewidths=1.2,
                zorder=5, label=f"source ({source})")
     if len(ring):
@@ -201,17 +211,40 @@ def _width(n_languages: int) -> float:
     return max(7.0, 0.13 * n_languages + 2.5)
 
 
-def _language_ticks(ax, languages: list[str]) -> None:
-    ax.set_xticks(range(len(languages)), languages, rotation=90, fontsize=7 if len(languages) <= 60 else 5.5)
+def _language_ticks(ax, languages: list[str], names: dict[str, str] | None = None) -> None:
+    ax.set_xticks(range(len(languages)), _tick_labels(languages, names), rotation=90,
+                  fontsize=7 if len(languages) <= 60 else 5.5)
     ax.set_xlim(-0.6, len(languages) - 0.4)
 
 
-def _references(ax, metric: str, labelled: bool = True) -> None:
-    """Chance and majority-class lines; they are accuracy values, so other metrics get none."""
-    if metric == "accuracy":
-        ax.axhline(MAJORITY, color="grey", linestyle="--", linewidth=0.8,
-                   label="majority class (25%)" if labelled else None)
-        ax.axhline(CHANCE, color="grey", linestyle=":", linewidth=0.8, label="chance (14.3%)" if labelled else None)
+def _label_height(languages: list[str], names: dict[str, str] | None) -> float:
+    """Inches that the longest rotated tick label takes (about 0.55 em per character)."""
+    size = 7 if len(languages) <= 60 else 5.5
+    return max(map(len, _tick_labels(languages, names)), default=0) * 0.55 * size / 72
+
+
+def _tick_labels(languages: list[str], names: dict[str, str] | None) -> list[str]:
+    """``code name`` (``bbc Batak Toba``), or the code alone where no name is known."""
+    names = names or {}
+    return [f"{code} {names[code]}" if names.get(code) else code for code in languages]
+
+
+def _references(ax, baselines: pd.DataFrame | None, order: list[str] | None = None, labelled: bool = True) -> None:
+    """The baselines' lines (module docstring); ``order``: the languages at x = 0, 1, ... where the plot has them."""
+    if baselines is None:
+        return
+    for name, (style, text) in BASELINE_LINES.items():
+        values = baselines[name].dropna()
+        if values.empty:
+            continue
+        if order is not None and np.ptp(values.to_numpy()) > 1e-12:
+            x = np.arange(len(order))
+            ax.hlines(baselines[name].reindex(order).to_numpy(dtype=float), x - 0.45, x + 0.45, color="grey",
+                      linestyles=style, linewidth=1, label=f"{text} (per language)" if labelled else None)
+            continue
+        differ = np.ptp(values.to_numpy()) > 1e-12
+        label = f"{text} ({100 * values.mean():.1f}%{', mean over languages' if differ else ''})"
+        ax.axhline(values.mean(), color="grey", linestyle=style, linewidth=0.8, label=label if labelled else None)
 
 
 def _save(fig, path: Path, tight: bool = True) -> None:

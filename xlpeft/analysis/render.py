@@ -14,11 +14,12 @@ import pandas as pd
 
 from xlpeft.analysis import plots
 from xlpeft.analysis.document import Document
-from xlpeft.analysis.findings import CLAIMS, CONTRADICTED, INCONCLUSIVE, SUPPORTED, UNDERPOWERED, Finding, axis_column, show
+from xlpeft.analysis.facts import source_languages
+from xlpeft.analysis.findings import (CLAIMS, CONTRADICTED, INCONCLUSIVE, PAPER_TASKS, SUPPORTED, UNDERPOWERED, Finding,
+                                      axis_column, show)
 from xlpeft.analysis.stats import MIN_SEEDS
-from xlpeft.analysis.tables import BOOTSTRAP, CONFIDENCE, METRIC_NAMES, TOP, Report, gain_pairs
-from xlpeft.data.distances import ALL_KINDS, MISSING_REASONS, coordinates
-from xlpeft.data.languages import registry
+from xlpeft.analysis.tables import BOOTSTRAP, CONFIDENCE, TOP, Report, gain_pairs
+from xlpeft.data.distances import ALL_KINDS, MISSING_REASONS
 from xlpeft.files import atomic_write
 
 TRUNCATION_LIMIT = 0.05  # a language losing more than this share of its inputs is named in a warning
@@ -48,7 +49,7 @@ def write_document(report: Report, doc: Document, out: Path) -> list[Path]:
     """``report.md`` (figures linked) and ``report.html`` (figures embedded); returns the paths written."""
     written = []
     for name, text in (("report.md", doc.markdown()),
-                       ("report.html", doc.html(f"{report.name}: {METRIC_NAMES[report.metric]}"))):
+                       ("report.html", doc.html(f"{report.name}: {report.metric_name}"))):
         written.append(out / name)
         atomic_write(out / name, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
     return written
@@ -57,47 +58,47 @@ def write_document(report: Report, doc: Document, out: Path) -> list[Path]:
 def draw_figures(report: Report, out: Path) -> tuple[dict[str, Path | None], list[str]]:
     """Draw the plots into ``out``, and name the languages the map could not place. A plot that does not
     apply (prompt length when L is not an axis) maps to None."""
-    configs, means, metric, distance = report.configs, report.means, report.metric, report.kind
-    source = configs["source"].iloc[0]
+    configs, means, metric, distance = report.configs, report.means, report.metric_name, report.kind
+    source, baselines, names = configs["source"].iloc[0], report.baselines.table, report.names
     figures: dict[str, Path | None] = {name: out / f"{name}.png" for name in
                                        ("heatmap", "prompt_length", "by_distance", "world_map", "scatter")}
-    plots.heatmap_plot(means, metric, figures["heatmap"])
+    plots.heatmap_plot(means, metric, figures["heatmap"], names)
     if "prompt_length" in report.axes:
         others = [axis_column(axis) for axis in report.axes if axis != "prompt_length"]
-        plots.prompt_length_plot(report.summary_table, others, metric, figures["prompt_length"])
+        plots.prompt_length_plot(report.summary_table, others, metric, figures["prompt_length"], baselines)
     else:
         figures["prompt_length"] = None
-    plots.by_distance_plot(means, report.distances[source][distance], distance, source, metric,
-                           figures["by_distance"])
+    plots.by_distance_plot(means, report.distances[source][distance], distance, _source(source), metric,
+                           figures["by_distance"], baselines, names)
     best = report.best
-    points = coordinates(report.languages)
+    points = report.coordinates.copy()
     points["value"] = points["language"].map(means[best])
     best_source = configs.set_index("configuration").loc[best, "source"]
     plots.world_map_plot(points, best_source, f"{metric} of the best configuration ({best}), mean over seeds", metric,
                          figures["world_map"])
     plots.scatter_plot(means, {config: report.distances[src] for config, src in
                                zip(configs["configuration"], configs["source"])}, ALL_KINDS, metric,
-                       figures["scatter"])
+                       figures["scatter"], baselines)
     return figures, list(points.loc[points["latitude"].isna(), "language"])
 
 
 def document(report: Report, figures: dict[str, Path | None], unplaced: list[str], results_dir: Path) -> Document:
     """The report's text: header, how to read, summary, per-language results, correlations, gains, files."""
-    configs, metric, distance = report.configs, METRIC_NAMES[report.metric], report.kind
+    configs, metric, distance = report.configs, report.metric_name, report.kind
     summary_table = report.summary_table
-    reg = registry()
     seeds = sorted(report.data["seed"].unique())
     fewest, most = configs["seeds"].min(), configs["seeds"].max()
     doc = Document()
-    doc.heading(f"{report.name}: cross-lingual {metric} on SIB-200", 1)
+    doc.heading(f"{report.name}: cross-lingual {metric} on {report.task}", 1)
     doc.bullets([
         f"**Grid**: `{report.name}` (results from `{results_dir}`)",
         "**Model(s)**: " + ", ".join(f"`{model}`" for model in configs["model"].unique()),
-        "**Source language(s)**: " + ", ".join(f"`{code}` ({reg[code].name})" for code in configs["source"].unique()),
+        "**Source language(s)**: " + ", ".join(f"`{source}` ({_names(report, source_languages(source))})"
+                                               for source in configs["source"].unique()),
         f"**Runs**: {configs['seeds'].sum()} in {len(configs)} configuration(s), "
         f"{fewest if fewest == most else f'{fewest} to {most}'} seed(s) each (seeds {', '.join(map(str, seeds))})",
         "**Configurations vary in**: " + (_codes(report.axes) or "nothing (no axis but seed)"),
-        f"**Languages**: {len(report.languages)}, SIB-200 `{report.split}` split"
+        f"**Languages**: {len(report.languages)}, {report.task} `{report.split}` split"
         + (f"; left out because only some runs were evaluated on them: {_codes(report.left_out)}"
            if report.left_out else ""),
         f"**Metric**: {metric}",
@@ -108,17 +109,17 @@ def document(report: Report, figures: dict[str, Path | None], unplaced: list[str
     ])
 
     doc.heading("How to read")
-    doc.text(f"Numbers are {metric} in percent. SIB-200 has 7 topic labels: guessing uniformly scores 14.3 % "
-             "accuracy and always answering the largest class (science/technology) 25 % accuracy"
-             + (", but only 0.4/7 = 5.7 % macro-F1." if report.metric == "macro_f1" else "."))
+    doc.text(f"Numbers are {metric} in percent. {_baseline_text(report)}")
     doc.text("A configuration's score is the mean over languages of each run, then the mean over seeds; its "
              "95 % interval is Student's t over seeds (none with one seed). A per-language cell is the mean over "
              "seeds ± the half-width of its 95 % interval over seeds.")
-    doc.text("Distances are URIEL's, from the source language: 0 is identical, 1 opposite. A negative r or rho "
-             "means the metric falls as languages get more distant from the source. A language without a distance "
-             "of some kind is left out of that kind's correlations (never imputed), and n counts the languages "
-             "used; the source language itself is left out (zero-shot transfer is about the targets). Brackets "
-             "hold a bootstrap interval over languages; p-values are Holm-adjusted across the six distances.")
+    doc.text("Distances are URIEL's, from the source language (looked up under the task's ISO 639-3 codes; from a "
+             "set of source languages, the distance to the nearest of them, per kind): 0 is identical, 1 opposite. "
+             "A negative r or rho means the metric falls as languages get more distant from the source. A language "
+             "without a distance of some kind is left out of that kind's correlations (never imputed), and n counts "
+             "the languages used; the source language itself (each of a set) is left out (zero-shot transfer is "
+             "about the targets). Brackets hold a bootstrap interval over languages; p-values are Holm-adjusted "
+             "across the six distances.")
     doc.text("Seeds are the unit of replication: languages scored by the same trained prompt share its training "
              "noise and are not independent replicates. A gain a - b (percentage points, between two configurations "
              "that differ in one axis only) pairs seed s of a with seed s of b on the same language; its interval "
@@ -146,14 +147,17 @@ def document(report: Report, figures: dict[str, Path | None], unplaced: list[str
     best = report.best
     doc.heading("Per language")
     doc.image(figures["by_distance"], f"{metric} per language, languages sorted by {distance} distance from "
-                                      f"`{source}` (dotted line, right axis); those without it at the right.")
+                                      f"{_source(source, '`')} (dotted line, right axis); those without it at the right"
+                                      + ("; grey lines: the majority class (dashed) and chance (dotted)."
+                                         if report.baselines.table is not None else "."))
     doc.image(figures["world_map"], f"{metric} of the best configuration ({best}) at each language's Glottolog "
-                                    "point (or URIEL's), the source ringed in red; a plain longitude/latitude frame, "
+                                    "point (or URIEL's), the source(s) ringed in red; a plain longitude/latitude frame, "
                                     "no coastlines.")
     doc.text(f"Languages without coordinates, not on the map: {_codes(unplaced)}." if unplaced
              else "Every language has coordinates and is on the map.")
     doc.text("Mean over seeds ± 95 % half-width; URIEL distances from the source (– where URIEL lacks them). "
-             "Unrounded: `per_language.csv` (the `ci95` columns hold the half-widths).")
+             "Unrounded: `per_language.csv` (the `ci95` columns hold the half-widths"
+             + (", `majority` and `chance` the baselines" if report.baselines.table is not None else "") + ").")
     doc.table(*_per_language_cells(report))
     _truncation_section(doc, report)
 
@@ -202,7 +206,9 @@ def _findings_section(doc: Document, report: Report) -> None:
     tested = {finding.claim for finding in report.findings}
     absent = [f"{claim.text} ({claim.paper}): needs {claim.needs}" for claim in CLAIMS if claim.text not in tested]
     if report.findings:
-        doc.text(f"Each claim is tested on every pair of configurations that differ only in the axis it is about, "
+        doc.text(f"The papers made these claims on their own tasks ({_paper_tasks()}); here each is tested on "
+                 f"{report.task}'s {report.metric_name}. "
+                 f"Each claim is tested on every pair of configurations that differ only in the axis it is about, "
                  f"over the target languages (the source left out), paired on seed and language. The distance "
                  f"claim uses {report.kind} distance (`--distance`).")
         doc.table(["Claim", "Comparison", "Statistic", "Estimate", "95 % CI over seeds", "p over seeds",
@@ -255,15 +261,56 @@ def _truncation_section(doc: Document, report: Report) -> None:
 
 
 def _per_language_cells(report: Report) -> tuple[list[str], list[list[str]]]:
+    """The per-language table; the baselines get columns where they differ between languages (the text says
+    them once otherwise)."""
     table = report.per_language
     configs = list(report.configs["configuration"])
-    kinds = [column for column in table.columns[3:] if column not in configs and not column.endswith(" ci95")]
-    rows = [[row["language"], row["name"], row["script"],
+    kinds = [column for column in table.columns if column.split(" from ")[0] in ALL_KINDS]
+    lines = [name for name in ("majority", "chance") if name in table and table[name].nunique() > 1]
+    rows = [[row["language"], row["name"], row["script"], *(_pct(row[name]) for name in lines),
              *(_pct(row[config]) + ("" if pd.isna(row[f"{config} ci95"]) else f" ± {100 * row[f'{config} ci95']:.1f}")
                for config in configs),
              *(_number(row[kind], 3) for kind in kinds)]
             for _, row in table.iterrows()]
-    return ["Language", "Name", "Script", *configs, *kinds], rows
+    return ["Language", "Name", "Script", *lines, *configs, *kinds], rows
+
+
+def _baseline_text(report: Report) -> str:
+    """What the task's baselines are on this grid's languages, or why there are none."""
+    table, metric = report.baselines.table, report.metric_name
+    if table is None:
+        return report.baselines.note + "."
+    chance, majority = _spread(table["chance"]), _spread(table["majority"])
+    exact = f" (1/{report.labels})" if report.metric == "accuracy" else " in expectation"
+    text = (f"{report.task} has {report.labels} labels. Baselines, from each language's `{report.split}` split: "
+            f"guessing uniformly at random scores {chance} {metric}{exact}, and always answering the class most "
+            f"frequent in a language's split scores {majority}.")
+    return text + (f" ({report.baselines.note}.)" if report.baselines.note else "")
+
+
+def _spread(values: pd.Series) -> str:
+    """``25.0 %``, or ``12.0 to 30.0 % (per language below)`` where languages differ."""
+    values = values.dropna()
+    if values.empty:
+        return "–"
+    if values.max() - values.min() <= 1e-12:
+        return f"{_pct(values.iloc[0])} %"
+    return f"{_pct(values.min())} to {_pct(values.max())} % (per language below)"
+
+
+def _names(report: Report, codes: list[str]) -> str:
+    return ", ".join(report.names.get(code) or code for code in codes)
+
+
+def _source(source: str, quote: str = "") -> str:
+    """A configuration's source as the text names it: one language, or "the nearest of" a set."""
+    codes = source_languages(source)
+    listed = ", ".join(f"{quote}{code}{quote}" for code in codes)
+    return listed if len(codes) == 1 else f"the nearest of {listed}"
+
+
+def _paper_tasks() -> str:
+    return "; ".join(f"{paper}: {tasks}" for paper, tasks in PAPER_TASKS.items())
 
 
 def _missing_distances(report: Report) -> list[str]:
@@ -303,10 +350,10 @@ def truncation_warnings(share: pd.DataFrame, pairs: list[tuple[str, str, str]]) 
 def summary_latex(report: Report) -> str:
     """The summary (:attr:`Report.summary_table`) as a booktabs tabular: one column per axis (or the
     configuration label), the metric in %, its interval, seeds, best and worst languages."""
-    table, axes, metric = report.summary_table, report.axes, report.metric
+    table, axes = report.summary_table, report.axes
     lead = axes or ["configuration"]
     header = [_tex(column.replace("_", " ")) for column in lead]
-    header += [f"{_tex(METRIC_NAMES[metric])} (\\%)", f"{round(CONFIDENCE * 100)}\\% CI", "Seeds",
+    header += [f"{_tex(report.metric_name)} (\\%)", f"{round(CONFIDENCE * 100)}\\% CI", "Seeds",
                f"Best {TOP}", f"Worst {TOP}"]
     lines = ["% needs \\usepackage{booktabs}", f"\\begin{{tabular}}{{{'l' * len(lead)}rrrll}}", "\\toprule",
              " & ".join(header) + " \\\\", "\\midrule"]

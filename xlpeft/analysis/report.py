@@ -1,4 +1,5 @@
-"""``xlpeft report``: a grid's results as tables, statistics and figures, in one readable document.
+"""``xlpeft report``: a grid's results as tables, statistics and figures, in one readable document, for any
+task (its metrics, language names and baselines come from the task: :mod:`xlpeft.analysis.facts`).
 
 The input is a grid output directory written by ``xlpeft run`` (``results.parquet`` and ``grid.json``);
 the output, by default in ``DIR/report/``::
@@ -22,12 +23,13 @@ from xlpeft.analysis import render
 from xlpeft.analysis.tables import analyse
 
 
-def write_report(results_dir: str | Path, out: str | Path | None = None, metric: str = "accuracy",
-                 distance: str = "syntactic") -> list[Path]:
+def write_report(results_dir: str | Path, out: str | Path | None = None, metric: str | None = None,
+                 distance: str = "syntactic", data_dir: str | Path | None = None) -> list[Path]:
     """Write the report files (see the module docstring) into ``out`` (default ``results_dir/report``);
-    ``distance`` is the kind the claims are tested with and by_distance.png orders by. Returns the paths
-    written."""
-    report = analyse(results_dir, metric, distance)
+    ``metric`` is one of the task's (default: its first), ``distance`` the kind the claims are tested with and
+    by_distance.png orders by, ``data_dir`` where the task's data are read for the baselines (default: the
+    grid's, else XLPEFT_DATA_DIR). Returns the paths written."""
+    report = analyse(results_dir, metric, distance, data_dir)
     out = Path(out) if out is not None else Path(results_dir) / "report"
     written = render.write_tables(report, out)
     figures, unplaced = render.draw_figures(report, out)

@@ -25,8 +25,14 @@ room for the text).
 
 **Languages** are those every run was evaluated on, so that every configuration is measured on the same
 set; any other is named in the report. URIEL distances are from each configuration's source language
-(``cfg_source``); a missing distance stays missing: the language is left out of that correlation and
-``n`` says how many remain.
+(``cfg_source``), looked up under the task's ISO 639-3 codes (``Task.iso_code``), so NusaX's, MasakhaNER's
+and XQuAD's codes find URIEL as SIB-200's do; from a set of source languages (``eng_Latn,fra_Latn``), the
+distance to the nearest of them, per kind. A missing distance stays missing: the language is left out of
+that correlation and ``n`` says how many remain.
+
+**The task** (the grid's, from its first run) gives the metrics a report can be about (its metric columns,
+its community's first by default), the languages' names, and the majority and chance baselines computed from
+its data (:mod:`xlpeft.analysis.facts`).
 """
 
 from __future__ import annotations
@@ -38,13 +44,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from xlpeft.analysis import facts
 from xlpeft.analysis.findings import Bootstrap, Finding, axis_column, findings, paired_gains, same, show
 from xlpeft.analysis.stats import correlation, correlation_ci, holm, language_bootstrap, mean_ci, seed_test, summarize
 from xlpeft.config import TrainConfig
-from xlpeft.data.distances import ALL_KINDS, distances
-from xlpeft.data.languages import registry
+from xlpeft.data.distances import ALL_KINDS, coordinates, distances
 from xlpeft.errors import XlpeftError
-from xlpeft.experiments.store import GRID, STORE, load_results
+from xlpeft.experiments.store import GRID, load_results
+from xlpeft.tasks import Task, task_for
 
 CONFIDENCE = 0.95
 BOOTSTRAP = Bootstrap(n_resamples=2000, seed=0, confidence=CONFIDENCE)  # recorded in the report's header
@@ -54,8 +61,6 @@ CORRELATION_STATS = ("pearson_r", "pearson_low", "pearson_high", "pearson_p", "p
 GAIN_COLUMNS = ["a", "b", "axis", "mean_gain", "ci_low", "ci_high", "p", "lang_low", "lang_high", "seeds", "n",
                 "wins", "ties", "losses",
                 *(f"{stat}_{kind}" for kind in ALL_KINDS for stat in CORRELATION_STATS)]
-METRIC_NAMES = {"accuracy": "accuracy", "macro_f1": "macro-F1"}
-METRICS = tuple(METRIC_NAMES)
 
 
 @dataclass
@@ -65,6 +70,12 @@ class Report:
     name: str
     split: str
     metric: str
+    metric_name: str  # as the text names it (facts.metric_name): "macro-F1", "entity F1"
+    task: str  # the dataset's title (facts.task_title): "SIB-200", "NusaX"
+    labels: int  # classification: the task's number of labels; text tasks: 0
+    names: dict[str, str]  # language (evaluated or source) -> English name ("" when unknown)
+    coordinates: pd.DataFrame  # per language: latitude, longitude (data.distances.coordinates)
+    baselines: facts.Baselines  # languages x (majority, chance) of the metric, or None and why
     axes: list[str]  # the grid's axes other than seed
     configs: pd.DataFrame  # see configurations()
     data: pd.DataFrame  # configuration, run_id, seed, language, value: the metric's rows
@@ -161,14 +172,18 @@ def summary(data: pd.DataFrame, configs: pd.DataFrame, confidence: float = CONFI
 
 
 def per_language(data: pd.DataFrame, configs: pd.DataFrame, languages: list[str],
-                 dist: dict[str, pd.DataFrame], confidence: float = CONFIDENCE) -> pd.DataFrame:
-    """One row per language: name, script, then per configuration its mean over seeds and ``<config> ci95``
-    (the interval's half-width, NaN with one seed), then the URIEL distances from the source (named
-    ``<kind> from <source>`` when configurations have different sources)."""
+                 dist: dict[str, pd.DataFrame], task: Task, baselines: pd.DataFrame | None = None,
+                 confidence: float = CONFIDENCE) -> pd.DataFrame:
+    """One row per language: name and script (from the task), the ``majority`` and ``chance`` baselines
+    where there are some, then per configuration its mean over seeds and ``<config> ci95`` (the interval's
+    half-width, NaN with one seed), then the URIEL distances from the source (named ``<kind> from <source>``
+    when configurations have different sources)."""
     stats = summarize(data, ["configuration", "language"], "value", confidence).set_index(["configuration", "language"])
-    reg = registry()
-    table = pd.DataFrame({"language": languages, "name": [reg[code].name for code in languages],
-                          "script": [reg[code].script for code in languages]}).set_index("language")
+    names = facts.language_names(task, languages)
+    table = pd.DataFrame({"language": languages, "name": [names[code] for code in languages],
+                          "script": [task.language_info(code)[1] for code in languages]}).set_index("language")
+    if baselines is not None:
+        table = table.join(baselines)
     for config in configs["configuration"]:
         cells = stats.loc[config].reindex(languages)
         table[config] = cells["mean"]
@@ -201,7 +216,7 @@ def distance_correlation(values: pd.Series, distance: pd.Series, source: str, bo
 
 
 def _targets(values: pd.Series, source: str) -> pd.Series:
-    return values.drop(index=source, errors="ignore")
+    return values.drop(index=facts.source_languages(source), errors="ignore")
 
 
 def gain_pairs(configs: pd.DataFrame, axes: list[str]) -> list[tuple[str, str, str]]:
@@ -263,13 +278,45 @@ def truncation(results: pd.DataFrame, configs: pd.DataFrame, metric: str,
     return share.reindex(index=languages, columns=list(configs["configuration"])), inputs.reindex(languages)
 
 
-def analyse(results_dir: str | Path, metric: str = "accuracy", distance: str = "syntactic") -> Report:
-    """Read a grid output directory and compute every table of the report (URIEL distances included);
-    ``distance`` is the kind the claim about distant languages is tested with."""
+def source_distances(task: Task, sources: list[str], languages: list[str]) -> dict[str, pd.DataFrame]:
+    """Source (a configuration's: one language or a comma-separated set) -> languages x (kinds,
+    ``missing_<kind>``): URIEL distances through the task's ISO codes. From a set, the distance to the nearest
+    source per kind (the minimum over the sources that have it; missing only when none has it)."""
+    singles = sorted({code for source in sources for code in facts.source_languages(source)})
+    table = distances(singles, languages, iso=task.iso_code)
+    frames = {source: group.set_index("target").drop(columns="source")
+              for source, group in table.groupby("source", sort=False)}
+    return {source: _nearest([frames[code] for code in facts.source_languages(source)]) for source in sources}
+
+
+def _source_codes(configs: pd.DataFrame) -> list[str]:
+    return list(dict.fromkeys(code for source in configs["source"] for code in facts.source_languages(source)))
+
+
+def _nearest(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    if len(frames) == 1:
+        return frames[0]
+    nearest = frames[0].copy()
+    for kind in ALL_KINDS:
+        nearest[kind] = pd.concat([frame[kind] for frame in frames], axis=1).min(axis=1)
+        nearest[f"missing_{kind}"] = nearest[f"missing_{kind}"].where(nearest[kind].isna(), None)
+    return nearest
+
+
+def grid_task(config: TrainConfig, grid: dict, data_dir: str | Path | None = None) -> Task:
+    """The grid's task (one per grid: ``config`` is its first run's), reading its data from ``data_dir``, else
+    the directory the grid recorded (grid.json's ``data_dir``), else XLPEFT_DATA_DIR."""
+    return task_for(config, data_dir or grid.get("data_dir"))
+
+
+def analyse(results_dir: str | Path, metric: str | None = None, distance: str = "syntactic",
+            data_dir: str | Path | None = None) -> Report:
+    """Read a grid output directory and compute every table of the report (URIEL distances and baselines
+    included); ``metric`` is one of the task's metric columns (default: its first, its community's metric),
+    ``distance`` the kind the claim about distant languages is tested with, ``data_dir`` where the task's data
+    are (for the baselines; see :func:`grid_task`)."""
     if distance not in ALL_KINDS:
         raise XlpeftError(f"unknown distance kind {distance!r}: choose from {', '.join(ALL_KINDS)}")
-    if metric not in METRICS:
-        raise XlpeftError(f"unknown metric {metric!r}: choose from {', '.join(METRICS)}")
     results_dir = Path(results_dir)
     results = load_results(results_dir)
     grid_file = results_dir / GRID
@@ -277,22 +324,26 @@ def analyse(results_dir: str | Path, metric: str = "accuracy", distance: str = "
         raise XlpeftError(f"{grid_file} is missing, so {results_dir} was not written by 'xlpeft run': "
                           f"run 'xlpeft run CONFIG --out {results_dir}' first")
     grid = json.loads(grid_file.read_text())
-    task = TrainConfig.from_dict(grid["runs"][0]["train"]).task
-    if task != "sib200":
-        raise XlpeftError(f"xlpeft report analyses SIB-200 grids; {results_dir} is a {task} grid: read its results "
-                          f"with pandas from {results_dir / STORE} (one row per run, language and metric)")
+    config = TrainConfig.from_dict(grid["runs"][0]["train"])
+    task = grid_task(config, grid, data_dir)
+    metric = metric or facts.metrics(task)[0]
+    if metric not in facts.metrics(task):
+        raise XlpeftError(f"unknown metric {metric!r} for {task.name}: choose --metric from {', '.join(facts.metrics(task))}")
     axes = [axis for axis in grid["axes"] if axis != "seed"]
     configs = configurations(results, grid["axes"], [run["run_id"] for run in grid["runs"]])
     data, languages, left_out = metric_table(results, configs, metric, grid["evaluate"]["languages"])
-    table = distances(sorted(configs["source"].unique()), languages)
-    dist = {source: group.set_index("target").drop(columns="source")
-            for source, group in table.groupby("source", sort=False)}
+    dist = source_distances(task, list(configs["source"].unique()), languages)
     means = language_means(data, configs, languages)
     share, inputs = truncation(results, configs, metric, languages)
+    split = str(results["split"].iloc[0])
+    baselines = facts.baselines(task, languages, split, metric, config.source_data)
     return Report(
-        name=grid["name"], split=str(results["split"].iloc[0]), metric=metric, axes=axes, configs=configs,
+        name=grid["name"], split=split, metric=metric, metric_name=facts.metric_name(task, metric),
+        task=facts.task_title(task), labels=len(task.labels) if task.kind == "classification" else 0,
+        names=facts.language_names(task, [*languages, *_source_codes(configs)]), baselines=baselines,
+        coordinates=coordinates(languages, iso=task.iso_code), axes=axes, configs=configs,
         data=data, languages=languages, left_out=left_out, distances=dist, means=means,
-        summary=summary(data, configs), per_language=per_language(data, configs, languages, dist),
+        summary=summary(data, configs), per_language=per_language(data, configs, languages, dist, task, baselines.table),
         correlations=correlations(means, configs, dist), gains=gains(data, configs, axes, languages, dist),
         kind=distance, findings=findings(data, configs, axes, dist, distance, BOOTSTRAP), truncation=share,
         inputs=inputs,

@@ -38,6 +38,7 @@ import importlib.metadata
 import importlib.util
 import json
 import logging
+from collections.abc import Callable
 from functools import cache, lru_cache
 from pathlib import Path
 
@@ -74,6 +75,7 @@ MISSING_REASONS: dict[str, str] = {
     "target_without_kind": "URIEL has no feature of this kind for the target language",
     "both_without_kind": "URIEL has no feature of this kind for either language",
     "no_shared_features": "both languages have features of this kind, but no feature known for both",
+    "no_iso_code": "the task gives no ISO 639-3 code (URIEL's key) for the language or its source",
 }
 COORDINATE_SOURCES: dict[str, str] = {
     "glottolog": "Glottolog's point, from urielplus's lang_fam_geo.csv (via its ISO-to-Glottocode map)",
@@ -81,20 +83,25 @@ COORDINATE_SOURCES: dict[str, str] = {
 }
 
 
-def distances(sources: list[str], targets: list[str], kinds: tuple[str, ...] = ALL_KINDS) -> pd.DataFrame:
+def distances(sources: list[str], targets: list[str], kinds: tuple[str, ...] = ALL_KINDS,
+              iso: Callable[[str], str | None] | None = None) -> pd.DataFrame:
     """URIEL distances from each source to each target: one row per pair, one float column per kind.
 
-    Codes are SIB-200 codes (anything :func:`resolve_languages` accepts). Beside each kind's column,
+    Codes are SIB-200 codes (anything :func:`resolve_languages` accepts), or with ``iso`` a task's own codes,
+    kept as given and looked up in URIEL under ``iso(code)`` (``Task.iso_code``: NusaX's ISO 639-3, XQuAD's
+    ISO 639-1); a code it maps to None has no distance (``no_iso_code``). Beside each kind's column,
     ``missing_<kind>`` holds a :data:`MISSING_REASONS` key where the value is NaN, else None.
     """
     kinds = tuple(dict.fromkeys(kinds))
     _check_kinds(kinds)
-    source_codes, target_codes = _codes(sources), _codes(targets)
+    source_codes, target_codes = (_codes(sources), _codes(targets)) if iso is None else (list(sources), list(targets))
+    key = _iso if iso is None else iso
     rows = []
     for source in source_codes:
-        by_target = _cached_source(_iso(source), [_iso(t) for t in target_codes], kinds)
+        by_target = (_cached_source(key(source), [key(t) for t in target_codes if key(t)], kinds) if key(source)
+                     else {})
         for target in target_codes:
-            cells = by_target[_iso(target)]
+            cells = by_target.get(key(target)) or {kind: [None, "no_iso_code"] for kind in kinds}
             row: dict = {"source": source, "target": target}
             row.update({kind: np.nan if cells[kind][0] is None else cells[kind][0] for kind in kinds})
             row.update({f"missing_{kind}": cells[kind][1] for kind in kinds})
@@ -104,7 +111,7 @@ def distances(sources: list[str], targets: list[str], kinds: tuple[str, ...] = A
     return pd.DataFrame(rows, columns=columns, dtype=object).astype({kind: float for kind in kinds})
 
 
-def coordinates(codes: list[str]) -> pd.DataFrame:
+def coordinates(codes: list[str], iso: Callable[[str], str | None] | None = None) -> pd.DataFrame:
     """Latitude and longitude (degrees) of each language, with where they come from.
 
     ``coord_source`` is a :data:`COORDINATE_SOURCES` key. Glottolog's point is used where urielplus maps
@@ -112,16 +119,16 @@ def coordinates(codes: list[str]) -> pd.DataFrame:
     the point is recovered from URIEL's geographic features, which are great-circle distances to 299
     fixed points: the point whose distances fit best. Where both exist they agree to a median 3 km;
     the largest gaps (rus 1,500 km, kaz 1,100 km) are places where URIEL's point differs from
-    Glottolog's. A language with neither gets NaN and ``missing`` = ``no_point``.
+    Glottolog's. A language with neither gets NaN and ``missing`` = ``no_point``. ``iso``: as in :func:`distances`.
     """
     points = _glottolog_points()
     rows = []
-    for code in _codes(codes):
-        iso = _iso(code)
+    for code in (_codes(codes) if iso is None else codes):
+        key = _iso(code) if iso is None else iso(code)
         row = {"language": code, "latitude": np.nan, "longitude": np.nan, "coord_source": None, "missing": None}
-        if iso in points:
-            row.update(latitude=points[iso][0], longitude=points[iso][1], coord_source="glottolog")
-        elif (point := _uriel_point(iso)) is not None:
+        if key in points:
+            row.update(latitude=points[key][0], longitude=points[key][1], coord_source="glottolog")
+        elif key and (point := _uriel_point(key)) is not None:
             row.update(latitude=point[0], longitude=point[1], coord_source="uriel_geographic")
         else:
             row["missing"] = "no_point"

@@ -107,10 +107,14 @@ def _run_config(out: Path, spec: RunSpec) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {"train": spec.config.to_dict()}
 
 
-def write_grid(grid: Grid, out: Path) -> None:
+def write_grid(grid: Grid, out: Path, data_dir: str | None = None) -> None:
+    """OUT/grid.json and OUT/skipped.csv; ``data_dir`` (else the grid's) is recorded, absolute, so that
+    ``xlpeft report`` finds the task's data for its baselines."""
     files.ensure_writable(out)
+    recorded = data_dir or grid.data_dir
     files.write_json(out / GRID, {
         "name": grid.name, "axes": grid.axes,
+        "data_dir": str(Path(recorded).expanduser().resolve()) if recorded else None,
         "runs": [{"run_id": s.run_id, "axes": s.axes, "train": s.config.to_dict()} for s in grid.runs],
         "evaluate": {"languages": grid.evaluation.languages, "split": grid.evaluation.split,
                      **grid.evaluation.options},
@@ -159,7 +163,7 @@ def run_local(grid: Grid, out: Path, data_dir: str | None, progress: bool = True
     """Train missing language modules and runs, evaluate all runs of the grid together, rebuild the store."""
     from xlpeft.training.trainer import Trainer
 
-    write_grid(grid, out)
+    write_grid(grid, out, data_dir)
     for skip in grid.skipped:
         log.warning("left out: %s", skip.describe())
     train_language_modules(grid, data_dir, progress)
@@ -232,7 +236,7 @@ def submit(grid: Grid, out: Path, data_dir: str | None, cluster: str | None, par
     """Submit the missing runs as one job array (SLURM through submitit, or submitit's local executor)."""
     import submitit
 
-    write_grid(grid, out)
+    write_grid(grid, out, data_dir)
     missing = missing_language_modules(grid)
     if missing:
         raise XlpeftError(f"the grid's language modules are not all trained ({len(missing)} missing, e.g. {missing[0]}); "

@@ -174,6 +174,12 @@ class Task:
     def score(self, examples: Examples, inputs: Examples, predictions: list) -> dict:
         raise NotImplementedError
 
+    def baselines(self, language: str, split: str, source_data: str = "local") -> dict[str, dict[str, float]]:
+        """What a model must beat on ``language``'s ``split``: ``{baseline: {metric column: value}}``. None here:
+        a generated string (an entity list, an answer span) has no majority class or chance level to compare
+        with, so text tasks report none (classification tasks do: :meth:`ClassificationTask.baselines`)."""
+        return {}
+
     def describe(self) -> dict:
         return {"task": self.name, "task_kind": self.kind, "labels": list(self.labels)}
 
@@ -185,6 +191,7 @@ class ClassificationTask(Task):
     metric_columns = ("accuracy", "macro_f1", "n")
     label_words_by_family: dict[str, tuple[str, ...]] = {}  # family -> words; "default" for the rest
     unparsed_label: str | None = None  # the label of a generated answer that names none (NLI: neutral); None: no generation
+    macro_f1_over_present = False  # macro-F1 averaged over the labels a language's gold has (defined tasks), not all
 
     def label_words(self, family: str) -> dict[str, str]:
         """Default verbalizer words, bare: the verbalizer writes them the way they follow other text."""
@@ -229,6 +236,27 @@ class ClassificationTask(Task):
         from xlpeft.metrics.classification import classification_metrics
 
         return classification_metrics(examples.labels, predictions, len(self.labels))
+
+    def baselines(self, language: str, split: str, source_data: str = "local") -> dict[str, dict[str, float]]:
+        """From the data of ``language``'s ``split``, scored as :meth:`score` scores a model:
+
+        - ``majority``: always answering the class most frequent in this split of this language (the first in
+          label order on a tie), the best any constant answer scores here; computed on the evaluated split rather
+          than the source's train split so that it holds for targets whose label shares (or label sets) differ.
+        - ``chance``: answering each of the task's labels uniformly at random, in expectation: accuracy 1/C
+          exactly whatever the gold labels, macro-F1 exactly (:func:`expected_macro_f1_of_guessing`).
+
+        SIB-200's test split: 25 % and 0.4/7 macro-F1 for the majority (science/technology, 51 of 204), 1/7 chance."""
+        from xlpeft.metrics.classification import expected_macro_f1_of_guessing
+
+        examples = self.load(language, split, source_data)
+        counts = np.bincount(np.asarray(examples.labels, dtype=int), minlength=len(self.labels))
+        majority = self.score(examples, examples, [int(counts.argmax())] * len(examples))
+        chance = {"accuracy": 1 / len(self.labels),
+                  "macro_f1": expected_macro_f1_of_guessing(counts.tolist(), self.macro_f1_over_present)}
+        columns = [column for column in self.metric_columns if column != "n"]
+        return {"majority": {column: float(majority[column]) for column in columns if column in majority},
+                "chance": {column: chance[column] for column in columns if column in chance}}
 
 
 class TextTask(Task):

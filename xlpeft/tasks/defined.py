@@ -255,6 +255,8 @@ class DefinedTask(Task):
 
 
 class DefinedClassificationTask(DefinedTask, ClassificationTask):
+    macro_f1_over_present = True  # score: present_label_metrics
+
     @functools.cached_property
     def labels(self) -> tuple[str, ...]:
         """The definition's labels, else those of the source's train split (sorted; numbers as numbers)."""
