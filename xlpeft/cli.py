@@ -245,7 +245,7 @@ TASKS_EPILOG = """A task definition is one YAML file. For a folder DIR/<language
 target may have test.tsv only) whose files have columns 'sentence' and 'polarity', DIR/my_sentiment.yaml is:
 
   name: my_sentiment
-  kind: classification                # or text: a target column instead of a label
+  kind: classification                # or text (a target column), or multiple_choice (below)
   data:
     files: "{language}/{split}.tsv"   # relative to this file; .csv .tsv .jsonl .parquet (or format:)
   input: sentence                     # a column, or a template over columns: "{premise}\\n{hypothesis}"
@@ -256,9 +256,11 @@ target may have test.tsv only) whose files have columns 'sentence' and 'polarity
 Optional keys: labels (a list, or label: word), label_values (the data's values renamed), splits (train/dev/test
 -> the data's split names), languages (codes, or code: {in_data, iso, flores}), id (an id column), help,
 paper_templates, unparsed_label; data.hub + data.config: "{language}" (or data.language_column) for a hub
-dataset. Languages, labels and the dev split are found in the data when not given; ISO 639-1/3 and FLORES codes
-are recognised for URIEL and method B's language modules. Reference: docs/tasks.md; walk-through:
-docs/your_task.md.
+dataset. Multiple choice: kind: multiple_choice, choices: [ending1, ending2] (columns or templates), label: the
+gold column (0-based, or label_values: {1: 0, 2: 1}); value_maps, source_data and source_from_test as in
+xlpeft tasks show xcopa / belebele. Languages, labels and the dev split are found in the data when not given;
+ISO 639-1/3 and FLORES codes are recognised for URIEL and method B's language modules. Reference: docs/tasks.md;
+walk-through: docs/your_task.md.
 
   xlpeft train --task DIR/my_sentiment.yaml --out runs/mine        # method A
   xlpeft evaluate runs/mine                                        # every language of the task

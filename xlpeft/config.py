@@ -57,9 +57,10 @@ TEMPLATE_HELP = ("input template: empty = the text as it is; 'paper' = the task'
 NLI_OUTPUT_HELP = ("NLI runs on encoder-decoders (mT5/mT0): rank = score each label string and take the likeliest; "
                    "generate = greedy-generate the answer and read its first word (the paper's way: an answer that is "
                    "no label string counts as neutral, and rows count them in n_unparsed)")
-CHOICE_SCORE_HELP = ("multiple-choice tasks (xcopa): sum = each choice's log-likelihood after the input, the likeliest "
-                     "is the prediction (lm-evaluation-harness's acc); per_char = the log-likelihood divided by the "
-                     "choice's length in characters (its acc_norm: long choices are not penalised for their length)")
+CHOICE_SCORE_HELP = ("multiple-choice tasks (xcopa, xstorycloze, belebele): sum = each choice's log-likelihood "
+                     "after the input, the likeliest is the prediction (lm-evaluation-harness's acc); per_char = the "
+                     "log-likelihood divided by the choice's length in characters (its acc_norm: long choices are not "
+                     "penalised for their length)")
 MAX_GRAD_NORM_HELP = ("clip the trained parameters' global gradient norm to this before each step; default: no "
                       "clipping (Philippy et al.'s HF Trainer clipped at 1.0)")
 REPARAM_HELP = ("reparameterization during training, folded into a plain prompt afterwards: mlp: Linear-ReLU-Linear-"

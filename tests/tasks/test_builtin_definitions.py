@@ -1,10 +1,10 @@
-"""The built-in tasks shipped as YAML definitions (NusaX, XNLI) read exactly what their Python readers read.
+"""The built-in tasks shipped as YAML definitions (NusaX, XNLI, XCOPA) read exactly what their Python readers read.
 
 The fingerprints were recorded from the Python classes (NusaxTask over data/tasks/nusax.py, XnliTask over the
-hub) before they were replaced by xlpeft/tasks/definitions/*.yaml: every language's train, dev and test
-Examples (ids, texts, labels, template fields), the source splits, and the task's facts (labels, words, codes,
-metric columns, templates). A change to the definitions or to the defined-task code that would change a run's
-data, and so its numbers, fails here.
+hub, XcopaTask over data/tasks/xcopa.py and English COPA from the hub) before they were replaced by
+xlpeft/tasks/definitions/*.yaml: every language's train, dev and test Examples (ids, texts, labels, template
+fields), the source splits, and the task's facts (labels, words, codes, metric columns, templates). A change
+to the definitions or to the defined-task code that would change a run's data, and so its numbers, fails here.
 """
 
 from __future__ import annotations
@@ -61,3 +61,56 @@ def test_nusax_reads_what_its_python_reader_read(sib_dir):
 def test_xnli_reads_what_its_python_reader_read(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", stand_in_xnli)
     assert fingerprint(get_task("xnli")) == XNLI
+
+
+# ------------------------------------------------------------------------------------------------------ XCOPA
+XCOPA = "35ea0e31ecb598552a188b36c128a58b2f596f72509366fc52f5375e59aaa79c"
+
+
+def stand_in_copa(name, config, split):
+    """English COPA's columns on the hub (``aps/super_glue``, ``copa``): five items per split."""
+    assert (name, config) == ("aps/super_glue", "copa")
+    return datasets.Dataset.from_dict({"premise": [f"{split} premise {i}." for i in range(5)],
+                                       "choice1": [f"{split} first {i}" for i in range(5)],
+                                       "choice2": [f"{split} second {i} " for i in range(5)],
+                                       "question": ["cause", "effect", "cause", "effect", "cause"],
+                                       "idx": list(range(5)), "label": [0, 1, 1, 0, 1]})
+
+
+def choice_fingerprint(task) -> str:
+    """XCOPA's facts, every language's dev and test Examples (ids, texts, golds, choices, template fields), every
+    offline source's train and validation split and the samples drawn from them, and English COPA from the hub.
+    A source split's ``Examples.split`` is left out: it names the file a split was read as (XcopaTask: "dev", the
+    validation items; a definition: "train"/"dev"), is never stored, and only appears in error messages."""
+    facts = {"name": task.name, "kind": task.kind, "labels": list(task.labels), "source": task.default_source,
+             "targets": list(task.default_targets), "languages": list(task.languages),
+             "modules": {lang: task.module_language(lang) for lang in task.languages},
+             "iso": {lang: task.iso_code(lang) for lang in task.languages},
+             "info": {lang: list(task.language_info(lang)) for lang in task.languages},
+             "metric": list(task.metric_columns), "source_data": list(task.source_data_choices),
+             "fields": list(task.fields), "paper": {f: t.text for f, t in task.paper_templates.items()}}
+    digest = hashlib.sha256(json.dumps(facts, sort_keys=True).encode())
+
+    def add(e, split=True):
+        digest.update(json.dumps([e.language, e.split if split else "", e.ids, e.texts, e.labels, e.choices,
+                                  e.fields], sort_keys=True).encode())
+
+    for language in task.default_targets:
+        for split in ("dev", "test"):
+            add(task.load(language, split))
+        train, validation = task.source_splits(language, "local")
+        add(train, split=False), add(validation, split=False)
+        for seed in (0, 1):
+            sample = task.sample(train, validation, 8, seed)
+            add(sample.train, split=False), add(sample.validation, split=False)
+    for e in task.source_splits("en", "hub"):
+        add(e, split=False)
+    return digest.hexdigest()
+
+
+def test_xcopa_reads_what_its_python_reader_read(monkeypatch, sib_dir):
+    data_root = sib_dir.parent
+    if not (data_root / "tasks" / "xcopa").is_dir():
+        pytest.skip(f"no XCOPA copy under {data_root}")
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, config, split: stand_in_copa(name, config, split))
+    assert choice_fingerprint(get_task("xcopa", data_root)) == XCOPA

@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 
 from xlpeft.data.languages import SIB200_CODES
-from xlpeft.data.tasks import americasnli, masakhaner, xcopa, xquad
+from xlpeft.data.tasks import americasnli, masakhaner, xquad
 from xlpeft.data.tasks.masakhaner import NerSentence
 from xlpeft.data.tasks.xquad import Answer, ChunkAnswer, QaExample
 from xlpeft.errors import XlpeftError
@@ -131,10 +131,13 @@ def test_americasnli_counts_labels_and_quotes(data_root):
 
 
 def test_xcopa_counts(data_root):
-    qu = xcopa.load("qu", "dev", data_root)
-    assert set(xcopa.FLORES) <= set(xcopa.LANGUAGES) and set(xcopa.FLORES.values()) <= set(SIB200_CODES)
-    assert (len(qu), len(xcopa.load("it", "test", data_root))) == (100, 500)
-    assert {e.question for e in qu.examples} == {"cause", "effect"} and {e.label for e in qu.examples} == {0, 1}
+    xcopa = get_task("xcopa", data_root)  # a definition since issue 19 (xlpeft/tasks/definitions/xcopa.yaml)
+    qu = xcopa.load("qu", "dev")
+    flores = {code: xcopa.module_language(code) for code in xcopa.default_targets if code != "qu"}
+    assert set(flores.values()) <= set(SIB200_CODES) and xcopa.module_language("qu") == "qu"
+    assert (len(qu), len(xcopa.load("it", "test"))) == (100, 500)
+    assert set(qu.fields["question"]) == {"What was the cause of this?", "What happened as a result?"}
+    assert set(qu.labels) == {0, 1}
 
 
 def test_errors_name_what_exists(data_root, tmp_path, monkeypatch):
@@ -151,14 +154,14 @@ def test_errors_name_what_exists(data_root, tmp_path, monkeypatch):
     with pytest.raises(XlpeftError, match="americasnli data not found"):
         americasnli.load("aym", "dev", tmp_path)
     monkeypatch.delenv("XLPEFT_DATA_DIR", raising=False)
-    with pytest.raises(XlpeftError, match="no data directory for xcopa.*cambridgeltl/xcopa"):
-        xcopa.load("qu", "dev")
+    with pytest.raises(XlpeftError, match="no data directory for xcopa.*tasks/xcopa"):
+        get_task("xcopa").load("qu", "dev")
 
 
 def test_data_dir_from_environment_or_sib_folder(data_root, sib_dir, monkeypatch):
     monkeypatch.setenv("XLPEFT_DATA_DIR", str(sib_dir))  # the SIB-200 folder: tasks/ sits beside it
-    assert len(xcopa.load("it", "dev")) == 100
-    assert len(xcopa.load("it", "dev", data_root / "tasks" / "xcopa")) == 100  # or the task folder itself
+    assert len(get_task("xcopa").load("it", "dev")) == 100
+    assert len(get_task("xcopa", data_root / "tasks" / "xcopa").load("it", "dev")) == 100  # or the task folder itself
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -67,7 +67,7 @@ def test_online_xcopa_trains_on_english_copa_from_the_hub(monkeypatch, data_root
     """A stand-in for the hub: ``aps/super_glue``'s ``copa`` rows (its columns) become English source examples."""
     import datasets
 
-    from xlpeft.data.tasks import xcopa
+    from xlpeft.tasks import hub
 
     asked = []
     rows = [{"premise": "My body cast a shadow over the grass.", "choice1": "The sun was rising.",
@@ -80,7 +80,7 @@ def test_online_xcopa_trains_on_english_copa_from_the_hub(monkeypatch, data_root
         asked.append((dataset, config, split))
         return datasets.Dataset.from_list(rows)
 
-    monkeypatch.setattr(xcopa, "load_hub", load_hub)
+    monkeypatch.setattr(hub, "load_hub", load_hub)  # where every hub definition reads (XCOPA: xcopa.yaml's source_data)
     task = get_task("xcopa", data_root)
     task.check_source_data("en", "hub")
     train, validation = task.source_splits("en", "hub")

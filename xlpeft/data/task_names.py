@@ -12,6 +12,8 @@ TASK_HELP = {
     "masakhaner": "NER as text-to-text ('PER: X$$LOC: Y'; encoders tag words), English CoNLL -> 20 African languages",
     "xquad": "extractive QA as answer generation, 12 languages",
     "xcopa": "multiple choice (cause/effect), 11 languages; English COPA online (--source-data hub)",
+    "xstorycloze": "multiple choice (story endings), English -> 10 languages, online (--source-data hub)",
+    "belebele": "reading comprehension (4 choices), 122 language variants, online (--source-data hub)",
     "xnli": "NLI, English -> 14 languages, online (--source-data hub)",
     "wikiann": "NER as text-to-text, 176 languages, online (--source-data hub)",
 }

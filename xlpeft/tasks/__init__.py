@@ -1,9 +1,9 @@
 """Tasks as training and evaluation see them (base.py); readers of the files live in ``xlpeft.data``.
 
-A task is written in Python (SIB-200, AmericasNLI, MasakhaNER, XQuAD, XCOPA, WikiANN: their data or scoring need code)
-or defined in YAML (``definition.py``): the built-in definitions ship in ``definitions/`` (NusaX, XNLI) and a
-user's own is named by its path (``--task my_task.yaml``). :func:`task_for` builds the task of a run's config,
-whichever it is; every place that needs a run's task goes through it.
+A task is written in Python (SIB-200, AmericasNLI, MasakhaNER, XQuAD, WikiANN: their data or scoring need code)
+or defined in YAML (``definition.py``): the built-in definitions ship in ``definitions/`` (NusaX, XNLI, XCOPA,
+XStoryCloze, Belebele) and a user's own is named by its path (``--task my_task.yaml``). :func:`task_for` builds the
+task of a run's config, whichever it is; every place that needs a run's task goes through it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 from xlpeft.data.task_names import TASK_NAMES, is_task_file
 from xlpeft.errors import XlpeftError
 from xlpeft.tasks.base import ClassificationTask, Examples, FewShotSample, Task, TextTask
-from xlpeft.tasks.choice import MultipleChoiceTask, XcopaTask
+from xlpeft.tasks.choice import MultipleChoiceTask
 from xlpeft.tasks.classification import AmericasNliTask, Sib200Task
 from xlpeft.tasks.defined import task_class
 from xlpeft.tasks.definition import TaskDefinition, load_definition
@@ -23,7 +23,7 @@ from xlpeft.tasks.text_to_text import MasakhanerTask, XquadTask
 DEFINITIONS_DIR = Path(__file__).parent / "definitions"  # the built-in tasks defined in YAML, shipped as package data
 BUILTIN_DEFINITIONS: dict[str, Path] = {path.stem: path for path in sorted(DEFINITIONS_DIR.glob("*.yaml"))}
 
-_CLASSES = {t.name: t for t in (Sib200Task, AmericasNliTask, MasakhanerTask, XquadTask, XcopaTask, WikiannTask)}
+_CLASSES = {t.name: t for t in (Sib200Task, AmericasNliTask, MasakhanerTask, XquadTask, WikiannTask)}
 _CLASSES.update({name: task_class(load_definition(path)) for name, path in BUILTIN_DEFINITIONS.items()})
 # the tasks that exist, in the order of their declaration (data/task_names.py, which the CLI reads without the readers)
 TASKS: dict[str, type[Task]] = {name: _CLASSES[name] for name in TASK_NAMES}

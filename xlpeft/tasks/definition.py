@@ -3,7 +3,7 @@ definitions", is its reference; docs/your_task.md its walk-through).
 
 ```yaml
 name: my_sentiment
-kind: classification            # classification | text (| multiple_choice: reserved)
+kind: classification            # classification | text | multiple_choice
 data:
   files: "{language}/{split}.tsv"   # relative to this file's folder; or hub: name, with config: "{language}"
 source: eng
@@ -11,6 +11,11 @@ input: sentence                 # a column, or a template over columns: "{premis
 label: polarity
 metric: macro_f1
 ```
+
+A multiple-choice definition names ``choices`` (columns or templates) and the gold column as ``label`` (its
+values mapped to 0-based positions by ``label_values`` where the data count from 1); ``value_maps`` renders a
+column through a map, ``source_data`` reads one source language from another hub dataset (XCOPA's English
+COPA), ``source_from_test`` carves the source out of a test-only dataset by group (Belebele's passages).
 
 Every mistake is one line naming the file, the key and the fix: an unknown key (with the allowed ones), a value
 of the wrong type, a missing required key. What the schema cannot know until the data are read (a missing
@@ -23,6 +28,7 @@ file's folder travels with it (``folder``) for relative paths but is not part of
 
 from __future__ import annotations
 
+import hashlib
 import string
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,7 +39,7 @@ import yaml
 from xlpeft.data.tables import FORMATS
 from xlpeft.errors import XlpeftError
 
-KINDS = ("classification", "text", "multiple_choice")  # multiple_choice: declared, scored by its own task class
+KINDS = ("classification", "text", "multiple_choice")
 METRICS = {"classification": ("accuracy", "macro_f1"), "text": ("squad", "entity_f1"), "multiple_choice": ("accuracy",)}
 SPLITS = ("train", "dev", "test")
 DEV_NAMES = ("dev", "validation", "valid")  # what a files definition's dev split is looked for as, unless mapped
@@ -67,6 +73,39 @@ class DataSpec:
 
 
 @dataclass(frozen=True)
+class SourceDataSpec:
+    """``--source-data hub``: one language's training data read from another hub dataset with the same columns
+    (XCOPA's English source is COPA); that language is only ever a source, never evaluated."""
+
+    language: str
+    hub: str
+    config: str = ""
+    splits: dict[str, str] = field(default_factory=dict)  # train/dev -> the hub's split names (train, validation)
+    name: str = ""  # what the data are called, for messages ("COPA"); default: the hub name
+
+    def split_name(self, split: str) -> str:
+        return self.splits.get(split, {"train": "train", "dev": "validation"}.get(split, split))
+
+
+@dataclass(frozen=True)
+class SourceFromTest:
+    """The data have a test split only: it is divided once into the source's train and dev rows and the rows
+    every language is evaluated on, by groups of rows (a passage and its questions stay on one side). A group's
+    side depends on its value alone (SHA-256, :func:`group_part`), so it is the same in every language, for every
+    seed, whatever rows a language lacks: no item a source trained on is evaluated in any language."""
+
+    group: str  # the column whose value ties rows together (Belebele: link, the passage's source)
+    share: float  # the groups the source trains (3/4 of them) and validates (1/4) on; the rest are evaluated
+
+
+def group_part(value: str, share: float) -> str:
+    """train, dev or test for a group (:class:`SourceFromTest`): the first 8 bytes of SHA-256 of its value as a
+    fraction of 2**64; below ``share * 3/4`` trains, below ``share`` validates, the rest is evaluated."""
+    fraction = int.from_bytes(hashlib.sha256(value.encode("utf-8")).digest()[:8], "big") / 2**64
+    return "train" if fraction < share * 0.75 else "dev" if fraction < share else "test"
+
+
+@dataclass(frozen=True)
 class PaperTemplate:
     text: str
     answers: tuple[str, ...] = ()  # classification: the label strings the template asks for, in labels' order
@@ -80,34 +119,49 @@ class TaskDefinition:
     data: DataSpec
     input: str
     source: str
-    label: str = ""  # classification: the label column
+    label: str = ""  # classification: the label column; multiple_choice: the gold choice's index (or label_values')
     target: str = ""  # text: the target column
-    choices: tuple[str, ...] = ()  # multiple_choice: the choice columns
+    choices: tuple[str, ...] = ()  # multiple_choice: the choices, each a column or a template over columns
     id: str = ""  # the id column; default: the row's position in its file
     labels: tuple[str, ...] = ()  # in class-id order; default: discovered from the source's train split, sorted
     label_words: dict[str, str] = field(default_factory=dict)  # label -> verbalizer word; default: the label
-    label_values: dict[str, str] = field(default_factory=dict)  # the data's label value -> label (0 -> entailment)
+    label_values: dict[str, str] = field(default_factory=dict)  # the data's label value -> label (0 -> entailment);
+    # multiple_choice: -> the gold choice's 0-based index ("1" -> 0)
+    value_maps: dict[str, dict[str, str]] = field(default_factory=dict)  # column -> {the data's value: the text read}
     metric: str = ""  # default: the kind's first
     languages: tuple[LanguageSpec, ...] = ()  # default: discovered from the files
     splits: dict[str, str] = field(default_factory=dict)  # train/dev/test -> the data's split names
     help: str = ""
     paper_templates: dict[str, PaperTemplate] = field(default_factory=dict)  # backbone family -> template
     unparsed_label: str = ""  # the label of a generated answer that names none (NLI: neutral)
+    source_data: SourceDataSpec | None = None  # --source-data hub: a source language's data from another dataset
+    source_from_test: SourceFromTest | None = None  # no train/dev split: the source's carved out of test by group
     folder: str = ""  # the file's folder (relative paths); not part of a run's identity
 
     @property
     def fields(self) -> tuple[str, ...]:
         """The columns the input reads: the template's fields, or the one column."""
-        if "{" not in self.input:
-            return (self.input,)
-        return tuple(dict.fromkeys(name for _, name, _, _ in string.Formatter().parse(self.input) if name))
+        return _fields_of(self.input)
+
+    @property
+    def choice_fields(self) -> tuple[str, ...]:
+        """The columns the choices read: each choice's column, or its template's fields."""
+        return tuple(dict.fromkeys(name for choice in self.choices for name in _fields_of(choice)))
 
     @property
     def metric_used(self) -> str:
         return self.metric or METRICS[self.kind][0]
 
     def split_name(self, split: str) -> str:
+        """The data's name of ``split``; with ``source_from_test``, every split is read from the test split."""
+        if self.source_from_test:
+            split = "test"
         return self.splits.get(split, "validation" if split == "dev" and self.data.hub else split)
+
+    @property
+    def dev_from_train(self) -> bool:
+        """``splits`` maps dev to train's split: a fixed quarter of it validates (as when there is no dev split)."""
+        return not self.source_from_test and self.split_name("dev") == self.split_name("train")
 
     def to_dict(self) -> dict:
         """The definition in its file's form, as stored in a run's config: the keys it sets (defaults left out),
@@ -139,13 +193,15 @@ def load_definition(path: str | Path) -> TaskDefinition:
 
 # ---------------------------------------------------------------------------------------------- checking
 _TOP = {"name": str, "kind": str, "data": dict, "input": str, "source": str, "label": str, "target": str,
-        "choices": list, "id": str, "labels": (list, dict), "label_values": dict, "metric": str,
+        "choices": list, "id": str, "labels": (list, dict), "label_values": dict, "value_maps": dict, "metric": str,
         "languages": (list, dict), "splits": dict, "help": str, "paper_templates": dict, "unparsed_label": str,
-        "folder": str}
+        "source_data": dict, "source_from_test": dict, "folder": str}
 _REQUIRED = ("name", "kind", "data", "input", "source")
 _DATA = {"files": str, "format": str, "hub": str, "config": str, "language_column": str, "task_folder": str,
          "encoding": str}
 _LANGUAGE = {"in_data": str, "iso": str, "flores": str}
+_SOURCE_DATA = {"language": str, "hub": str, "config": str, "splits": dict, "name": str}
+_SOURCE_FROM_TEST = {"group": str, "share": float}
 
 
 def _parse(raw: Any, where: str, folder: str) -> TaskDefinition:
@@ -165,10 +221,12 @@ def _parse(raw: Any, where: str, folder: str) -> TaskDefinition:
                                                                                        where, "choices")),
         id=raw.get("id", ""), labels=labels, label_words=words,
         label_values={str(k): str(v) for k, v in raw.get("label_values", {}).items()},
+        value_maps=_value_maps(raw.get("value_maps", {}), where),
         metric=_one_of(raw.get("metric", METRICS[kind][0]), METRICS[kind], where, "metric") if "metric" in raw else "",
         languages=_languages(raw.get("languages", []), where), splits=_splits(raw.get("splits", {}), where),
         help=raw.get("help", ""), paper_templates=_templates(raw.get("paper_templates", {}), where),
-        unparsed_label=raw.get("unparsed_label", ""), folder=raw.get("folder", folder))
+        unparsed_label=raw.get("unparsed_label", ""), source_data=_source_data(raw.get("source_data"), where),
+        source_from_test=_source_from_test(raw.get("source_from_test"), where), folder=raw.get("folder", folder))
     _check_kind(definition, where)
     return definition
 
@@ -183,7 +241,8 @@ def _check(mapping: dict, allowed: dict[str, Any], where: str, prefix: str) -> N
                               f"{type(value).__name__} {value!r}")
 
 
-_TYPE_WORDS = {"str": "string (quote it)", "dict": "mapping", "list": "list", "list or dict": "list or a mapping"}
+_TYPE_WORDS = {"str": "string (quote it)", "dict": "mapping", "list": "list", "list or dict": "list or a mapping",
+               "float": "number between 0 and 1"}
 
 
 def _one_of(value: str, allowed: tuple[str, ...], where: str, key: str) -> str:
@@ -250,6 +309,39 @@ def _splits(raw: dict, where: str) -> dict[str, str]:
     return dict(raw)
 
 
+def _value_maps(raw: dict, where: str) -> dict[str, dict[str, str]]:
+    """column -> {the data's value: the text the input reads instead}."""
+    for column, mapping in raw.items():
+        if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
+            raise XlpeftError(f"{where}: value_maps.{column} must map each of the column's values to a string (quote "
+                              f"yes, no, on, off), not {mapping!r}")
+    return {str(column): {str(k): v for k, v in mapping.items()} for column, mapping in raw.items()}
+
+
+def _source_data(raw: dict | None, where: str) -> SourceDataSpec | None:
+    if raw is None:
+        return None
+    _check(raw, _SOURCE_DATA, where, "source_data.")
+    if not raw.get("language") or not raw.get("hub"):
+        raise XlpeftError(f"{where}: source_data needs language (the source it is for) and hub (the dataset its train "
+                          "and dev splits are read from)")
+    for key, value in raw.get("splits", {}).items():
+        _one_of(key, ("train", "dev"), where, "a source_data.splits key")
+        if not isinstance(value, str):
+            raise XlpeftError(f"{where}: source_data.splits.{key} must be the hub's split name as a string, not {value!r}")
+    return SourceDataSpec(**raw)
+
+
+def _source_from_test(raw: dict | None, where: str) -> SourceFromTest | None:
+    if raw is None:
+        return None
+    _check(raw, _SOURCE_FROM_TEST, where, "source_from_test.")
+    if "group" not in raw or not 0 < raw.get("share", 0) < 1:
+        raise XlpeftError(f"{where}: source_from_test needs group (the column tying rows together) and share (the "
+                          f"part of the groups the source trains and validates on, between 0 and 1), not {raw!r}")
+    return SourceFromTest(raw["group"], raw["share"])
+
+
 def _templates(raw: dict, where: str) -> dict[str, PaperTemplate]:
     """family -> a template string, or {text, answers}."""
     result = {}
@@ -265,13 +357,16 @@ def _templates(raw: dict, where: str) -> dict[str, PaperTemplate]:
 
 
 def _check_kind(d: TaskDefinition, where: str) -> None:
-    """The columns each kind needs: a label (classification), a target (text), choices (multiple choice)."""
+    """The columns each kind needs: a label (classification), a target (text), choices and the gold one's column
+    (multiple choice); and the keys that only fit some kinds or need other keys."""
     need = {"classification": ("label", d.label), "text": ("target", d.target),
             "multiple_choice": ("choices", d.choices)}[d.kind]
     if not need[1]:
         raise XlpeftError(f"{where}: kind {d.kind} needs {need[0]}: the column that holds "
                           f"{'each row' + chr(39) + 's class' if d.kind == 'classification' else 'the answer'}")
-    if d.kind != "classification" and (d.labels or d.label_values):
+    if d.kind == "multiple_choice":
+        _check_choices(d, where)
+    elif d.kind != "classification" and (d.labels or d.label_values):
         raise XlpeftError(f"{where}: labels and label_values are for kind classification, not {d.kind}")
     if d.unparsed_label and d.unparsed_label not in d.labels:
         raise XlpeftError(f"{where}: unparsed_label {d.unparsed_label!r} is not among labels ({', '.join(d.labels)})")
@@ -279,6 +374,39 @@ def _check_kind(d: TaskDefinition, where: str) -> None:
         if template.answers and len(template.answers) != len(d.labels):
             raise XlpeftError(f"{where}: paper_templates.{family} has {len(template.answers)} answers for "
                               f"{len(d.labels)} labels: give one per label, in labels' order")
+    read = (*d.fields, *d.choice_fields)
+    for column in d.value_maps:
+        if column not in read:
+            raise XlpeftError(f"{where}: value_maps.{column}: {column!r} is not a column the input or the choices read "
+                              f"({', '.join(read)})")
+    if d.source_from_test and set(d.splits) - {"test"}:
+        raise XlpeftError(f"{where}: source_from_test reads every split from the test split: map only splits.test")
+    if d.source_data and d.languages and d.source_data.language not in {spec.code for spec in d.languages}:
+        raise XlpeftError(f"{where}: source_data.language {d.source_data.language!r} is not among languages: add it")
+
+
+def _check_choices(d: TaskDefinition, where: str) -> None:
+    """Multiple choice: two choices or more, the gold column, label_values that name choice positions."""
+    if len(d.choices) < 2:
+        raise XlpeftError(f"{where}: choices lists the columns of the choices: give two or more, not {list(d.choices)}")
+    if not d.label:
+        raise XlpeftError(f"{where}: kind multiple_choice needs label: the column that holds the right choice (its "
+                          "0-based index, or values that label_values maps to one)")
+    if d.labels:
+        raise XlpeftError(f"{where}: labels are for kind classification; a multiple-choice task's choices are its "
+                          "columns (choices) and label_values maps the gold column's values to their positions")
+    positions = [str(i) for i in range(len(d.choices))]
+    for value, position in d.label_values.items():
+        if position not in positions:
+            raise XlpeftError(f"{where}: label_values maps {value!r} to {position!r}, not a choice's position: use "
+                              f"0..{len(d.choices) - 1} (0 for {d.choices[0]})")
+
+
+def _fields_of(template: str) -> tuple[str, ...]:
+    """A template's fields in order, or the one column a string without braces names."""
+    if "{" not in template:
+        return (template,)
+    return tuple(dict.fromkeys(name for _, name, _, _ in string.Formatter().parse(template) if name))
 
 
 def _compact(value):
