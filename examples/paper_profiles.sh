@@ -5,6 +5,7 @@
 #
 #   bash examples/paper_profiles.sh            # both parts; DATA=../shared/data OUT=runs/paper_profiles
 #   PART=a bash examples/paper_profiles.sh     # method A only (PART=b: method B only)
+#   PART=b B_LANGS=eng_Latn bash examples/paper_profiles.sh   # method B with the English SLP alone (every target borrows it)
 #
 # Method A (Philippy et al. 2024, configs/philippy2024.yaml): SIB-200, English, k = 32, suffix prompts with the
 # MLP reparameterization, frozen (L = 2 and 10) and joint (L = 10; also with the model at 2e-5), under the profile (weight decay 0, clipping at
@@ -52,7 +53,7 @@ if [[ $PART == *b* ]]; then
   MODULES=$B/modules
   ADAFACTOR=(--optimizer adafactor --lr 0.5 --weight-decay 1e-5 --warmup-ratio 0)
   declare -A TEXT=([eng_Latn]=sib200-train [swh_Latn]=lafand)
-  for lang in eng_Latn swh_Latn; do
+  for lang in ${B_LANGS:-eng_Latn swh_Latn}; do   # B_LANGS=eng_Latn: Swahili borrows English's module too
     xlpeft language-module train "${COMMON[@]}" "${ADAFACTOR[@]}" --language "$lang" --kind slp --text "${TEXT[$lang]}" \
       --steps 100 --batch-size 8 --block-length 64 --eval-every 25 --validation-lines 64 --prompt-length 20 \
       --modules-dir "$MODULES"
