@@ -136,21 +136,20 @@ def evaluate(runs: list[Run], languages: list[str], data_dir: str | None, out_cs
 def identity_for(run_config: dict, options: EvalOptions, precision: str) -> EvalIdentity:
     """The identity the rows of a run (its config.json) must have under ``options`` (precision resolved for
     the device)."""
+    task = task_for(TrainConfig.from_dict(run_config.get("train", {})))  # built once for both settings below
     return run_identity(run_config, options.split, precision, generation_length(run_config, options),
-                        nli_answers(run_config, options), choice_scoring(run_config, options))
+                        nli_answers(task, options), choice_scoring(task, options))
 
 
-def choice_scoring(run_config: dict, options: EvalOptions) -> str | None:
+def choice_scoring(task: Task, options: EvalOptions) -> str | None:
     """How a multiple-choice run's choices are ranked (``--choice-score``); None for other tasks, whose rows
     never depended on it."""
-    task = task_for(TrainConfig.from_dict(run_config.get("train", {})))
     return options.choice_score if task.kind == "choice" else None
 
 
-def nli_answers(run_config: dict, options: EvalOptions) -> str | None:
+def nli_answers(task: Task, options: EvalOptions) -> str | None:
     """``generate`` where the run's labels are read from generated answers (``--nli-output generate`` on an NLI
     task), else None: ranked label strings, as every row was before the option existed."""
-    task = task_for(TrainConfig.from_dict(run_config.get("train", {})))
     return "generate" if options.nli_output == "generate" and getattr(task, "unparsed_label", None) else None
 
 
